@@ -1,0 +1,28 @@
+"""Reproducible scikit-learn classifier for the UCI wine data set.
+
+Importing this package is cheap: scikit-learn and numpy are only imported
+when data is loaded or a model is built.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .data import Split, load_split
+from .evaluate import evaluate
+from .model import DEFAULT_PARAMS, build_model
+from .train import TrainingResult, train_and_evaluate
+
+try:
+    __version__ = version("wine-classifier")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "Split",
+    "TrainingResult",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "load_split",
+    "train_and_evaluate",
+]
