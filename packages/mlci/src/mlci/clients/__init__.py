@@ -1,0 +1,1 @@
+"""Thin wrappers over the libraries that talk to servers; one request path each."""

@@ -1,0 +1,94 @@
+"""What a stage gets: the settings, a progress printer, and the servers it talks to.
+
+The servers are resolved lazily: a configured URL is used as it is; with none configured
+the embedded default starts a real local server the first time a stage asks for it, and
+stops it when the context closes (so `invoke pipeline` starts each one at most once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci import servers
+from mlci.settings import Settings
+
+
+def print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class StageContext:
+    settings: Settings
+    log: Callable[[str], None] = print_progress
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+    _tracking_uri: str | None = field(default=None, repr=False)
+    _index: tuple[str, str] | None = field(default=None, repr=False)
+
+    def __enter__(self) -> StageContext:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    @property
+    def reports(self) -> Path:
+        path = self.settings.reports_path
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking server: the configured one, or a local `mlflow server`."""
+        if self._tracking_uri is None:
+            configured = self.settings.mlflow.tracking_uri
+            if configured:
+                self._tracking_uri = configured
+            else:
+                state = self.settings.state_path
+                server = self._stack.enter_context(
+                    servers.local_server(
+                        "mlflow server",
+                        servers.mlflow_server_command(state),
+                        "/health",
+                        state / "logs" / "mlflow-server.log",
+                        start_timeout=self.settings.server_start_timeout,
+                        progress=self.log,
+                    )
+                )
+                self._tracking_uri = server.url
+        return self._tracking_uri
+
+    @property
+    def tracking_is_local(self) -> bool:
+        return not self.settings.mlflow.tracking_uri
+
+    def package_index(self) -> tuple[str, str]:
+        """(upload URL, simple-API URL): the configured index, or a local pypiserver."""
+        if self._index is None:
+            release = self.settings.release
+            if release.repository_url:
+                upload = release.repository_url
+                simple = release.index_url or upload.rstrip("/") + "/simple/"
+            else:
+                state = self.settings.state_path
+                server = self._stack.enter_context(
+                    servers.local_server(
+                        "package index (pypiserver)",
+                        servers.pypi_server_command(state / "packages"),
+                        "/health",
+                        state / "logs" / "pypiserver.log",
+                        start_timeout=self.settings.server_start_timeout,
+                        progress=self.log,
+                    )
+                )
+                upload, simple = server.url + "/", server.url + "/simple/"
+            self._index = (upload, simple)
+        return self._index

@@ -1,0 +1,95 @@
+"""The one exception hierarchy of mlci.
+
+Every error a user can cause says three things: what failed, why, and what to do next.
+The Invoke layer and the ``mlci`` command turn these into a message and an exit code;
+a traceback is shown only for real bugs (anything that is not an ``MlciError``).
+"""
+
+from __future__ import annotations
+
+
+class MlciError(Exception):
+    """Root of every error mlci raises on purpose."""
+
+    exit_code = 1
+    title = "error"
+
+    def __init__(self, what: str, why: str = "", fix: str = "") -> None:
+        super().__init__(what)
+        self.what = what
+        self.why = why
+        self.fix = fix
+
+    def __str__(self) -> str:
+        lines = [self.what]
+        if self.why:
+            lines.append(f"  why: {self.why}")
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+    def render(self) -> str:
+        """The message as the command line prints it: ``ClassName: what`` plus why/fix."""
+        return f"{type(self).__name__}: {self}"
+
+
+class ConfigError(MlciError):
+    """A setting is missing, misspelt or has a value mlci cannot use."""
+
+    exit_code = 2
+
+
+class StageFailed(MlciError):
+    """A stage ran and its check said no (lint findings, red tests, gate, thresholds)."""
+
+
+class LintFailed(StageFailed):
+    pass
+
+
+class TestsFailed(StageFailed):
+    __test__ = False  # not a pytest test class
+
+
+class CoverageTooLow(StageFailed):
+    pass
+
+
+class QualityGateFailed(StageFailed):
+    pass
+
+
+class ModelRejected(StageFailed):
+    """The candidate model does not meet the promotion thresholds."""
+
+
+class ReleaseRefused(StageFailed):
+    """The release would overwrite, or could not be checked; nothing was uploaded."""
+
+
+class ServiceError(MlciError):
+    """A server mlci talks to could not be reached or answered with an error."""
+
+    exit_code = 3
+
+
+class TrackingServerError(ServiceError):
+    pass
+
+
+class PackageIndexError(ServiceError):
+    pass
+
+
+class DockerEngineError(ServiceError):
+    pass
+
+
+class LocalServerError(ServiceError):
+    """A server mlci starts itself (mlflow, pypiserver) did not come up."""
+
+
+class ToolMissing(MlciError):
+    """A program a stage runs is not installed."""
+
+    exit_code = 4

@@ -1,0 +1,82 @@
+"""Where a model comes from: the facts recorded on every run, version and release."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+UNKNOWN = "unknown"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    sha: str
+    branch: str
+    dirty: bool
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:12] if self.sha != UNKNOWN else UNKNOWN
+
+
+def git_info(root: Path) -> GitInfo:
+    """The commit, branch and dirty flag of the work tree (Jenkins' env wins for the branch)."""
+    sha = _git(root, "rev-parse", "HEAD") or UNKNOWN
+    branch = (
+        os.environ.get("BRANCH_NAME")
+        or os.environ.get("GIT_BRANCH")
+        or _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+        or UNKNOWN
+    )
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return GitInfo(sha=sha, branch=branch, dirty=bool(status) if status is not None else False)
+
+
+def commit_time(root: Path) -> int | None:
+    """Unix time of HEAD's commit; used as SOURCE_DATE_EPOCH for reproducible builds."""
+    out = _git(root, "log", "-1", "--format=%ct")
+    return int(out) if out and out.isdigit() else None
+
+
+def package_metadata(package_dir: Path) -> tuple[str, str]:
+    """(name, version) from a package folder's pyproject.toml."""
+    data = tomllib.loads((package_dir / "pyproject.toml").read_text())
+    project = data.get("project", {})
+    return str(project.get("name", package_dir.name)), str(project.get("version", UNKNOWN))
+
+
+@dataclass(frozen=True)
+class Lineage:
+    git_sha: str
+    git_branch: str
+    git_dirty: bool
+    data_hash: str
+    package: str
+    package_version: str
+    build_url: str
+    image_digest: str
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags, all under the ``mlci.`` prefix so they are easy to filter on."""
+        return {
+            f"mlci.{key}": str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in asdict(self).items()
+        }

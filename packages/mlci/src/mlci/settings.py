@@ -1,0 +1,447 @@
+"""One Settings object for every stage.
+
+Precedence, highest first (the one rule, implemented in :func:`load_settings`):
+
+1. explicit values from the command line (task flags),
+2. ``MLCI_*`` environment variables (``MLCI_<SECTION>_<KEY>``, e.g. ``MLCI_MLFLOW_TRACKING_URI``),
+3. ``[tool.mlci]`` in the project's root ``pyproject.toml``,
+4. the defaults declared below.
+
+Everything is parsed and validated once, when the settings are loaded; nothing here
+connects to a server, so ``invoke --list`` and ``--help`` work without credentials.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mlci.errors import ConfigError
+
+ENV_PREFIX = "MLCI_"
+ROOT_ENV = "MLCI_PROJECT_ROOT"
+SOURCE_DEFAULT = "default"
+SOURCE_FILE = "pyproject.toml"
+SOURCE_CLI = "command line"
+SECRET_MASK = "********"
+
+
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """Declare a setting: its default, one line of help, and validation facts.
+
+    ``meta`` keys: ``choices`` (allowed values), ``minimum``/``maximum`` (numbers),
+    ``secret`` (never read from files, masked when shown), ``url`` (must be http(s) or empty).
+    """
+    metadata = {"help": help, **meta}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(cls: type) -> Any:
+    return field(default_factory=cls, metadata={"section": True})
+
+
+@dataclass(frozen=True)
+class LintSettings:
+    paths: list[str] = option(["."], "files and folders that ruff checks")
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    __test__ = False  # not a pytest test class
+
+    paths: list[str] = option(["tests"], "test files and folders that pytest runs")
+    cov: list[str] = option([], "packages or folders measured for coverage (pytest-cov --cov)")
+    fail_under: float = option(
+        80.0, "minimum total coverage in percent", minimum=0.0, maximum=100.0
+    )
+    args: list[str] = option([], 'extra pytest arguments, e.g. ["-m", "not slow"]')
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    file: str = option(
+        "sonarqube/quality-gate.toml", "the quality-gate definition (conditions) as code"
+    )
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    context: str = option(".", "Docker build context (holds the Dockerfile)")
+    dockerfile: str = option("Dockerfile", "Dockerfile path, relative to the context")
+    name: str = option("mlci/model", "image repository name; tags are the version and git sha")
+    base_image: str = option("", "BASE_IMAGE build argument; empty keeps the Dockerfile's own")
+    network: str = option("", "network mode for RUN steps during the build, e.g. host")
+    timeout: int = option(1800, "seconds the Docker engine may take to answer", minimum=1)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    module: str = option("", "import name of the model package (train_and_evaluate entry point)")
+    package: str = option("", "folder of the model package (its version goes into lineage)")
+    params: dict[str, Any] = option({}, "hyper-parameters passed to the model package")
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    tracking_uri: str = option(
+        "", "MLflow tracking server URL; empty starts a local server", url=True
+    )
+    experiment: str = option("default", "experiment that receives the training runs")
+    registered_model: str = option("model", "registered model that versions are added to")
+    timeout: float = option(30.0, "seconds for one request to the tracking server", minimum=1)
+    retries: int = option(2, "retries of one request to the tracking server", minimum=0)
+
+
+@dataclass(frozen=True)
+class PromotionSettings:
+    mode: str = option(
+        "enabled",
+        "disabled: never move aliases; dry-run: decide and report only; enabled: promote",
+        choices=("disabled", "dry-run", "enabled"),
+    )
+    alias: str = option("champion", "alias that marks the model in production")
+    primary_metric: str = option("f1_macro", "metric the candidate must beat the champion on")
+    greater_is_better: bool = option(True, "whether a higher primary metric is better")
+    min: dict[str, float] = option({}, "minimum value per metric a candidate must reach")
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    packages: list[str] = option(["."], "package folders to build and upload")
+    repository_url: str = option(
+        "", "upload URL of the package index; empty starts a local pypiserver", url=True
+    )
+    index_url: str = option(
+        "", "simple-API URL of the index; empty derives <repository_url>/simple/", url=True
+    )
+    username: str = option("", "index user name (else TWINE_USERNAME)")
+    password: str = option("", "index password or token (else TWINE_PASSWORD)", secret=True)
+    timeout: float = option(60.0, "seconds for one request to the index", minimum=1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_root: Path
+    reports_dir: str = option("reports", "folder for reports (JUnit, Cobertura, summaries)")
+    state_dir: str = option(".mlci", "folder for local servers' data and logs")
+    server_start_timeout: float = option(
+        90.0, "seconds a local server may take to become ready", minimum=1
+    )
+    lint: LintSettings = section(LintSettings)
+    test: TestSettings = section(TestSettings)
+    gate: GateSettings = section(GateSettings)
+    image: ImageSettings = section(ImageSettings)
+    model: ModelSettings = section(ModelSettings)
+    mlflow: MlflowSettings = section(MlflowSettings)
+    promotion: PromotionSettings = section(PromotionSettings)
+    release: ReleaseSettings = section(ReleaseSettings)
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def path(self, relative: str | Path) -> Path:
+        """A path from configuration, resolved against the project root."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.project_root / p
+
+    @property
+    def reports_path(self) -> Path:
+        return self.path(self.reports_dir)
+
+    @property
+    def state_path(self) -> Path:
+        return self.path(self.state_dir)
+
+    def get(self, key: str) -> Any:
+        obj: Any = self
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def describe(self) -> list[tuple[str, str, str, str]]:
+        """(key, shown value, source, help) for every setting; secrets masked."""
+        rows = []
+        for spec in SPECS.values():
+            value = self.get(spec.key)
+            shown = (SECRET_MASK if value else "") if spec.secret else _show(value)
+            rows.append((spec.key, shown, self.sources.get(spec.key, SOURCE_DEFAULT), spec.help))
+        return rows
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str
+    section: str | None
+    name: str
+    type: Any
+    meta: Mapping[str, Any]
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").replace("-", "_").upper()
+
+    @property
+    def help(self) -> str:
+        return self.meta["help"]
+
+    @property
+    def secret(self) -> bool:
+        return bool(self.meta.get("secret"))
+
+
+def _collect_specs() -> dict[str, _Spec]:
+    specs: dict[str, _Spec] = {}
+    hints = typing.get_type_hints(Settings)
+    for f in fields(Settings):
+        if f.name in ("project_root", "sources"):
+            continue
+        if f.metadata.get("section"):
+            cls = hints[f.name]
+            sub_hints = typing.get_type_hints(cls)
+            for sf in fields(cls):
+                key = f"{f.name}.{sf.name}"
+                specs[key] = _Spec(key, f.name, sf.name, sub_hints[sf.name], sf.metadata)
+        else:
+            specs[f.name] = _Spec(f.name, None, f.name, hints[f.name], f.metadata)
+    return specs
+
+
+SPECS: dict[str, _Spec] = _collect_specs()
+
+
+def find_project_root(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """``MLCI_PROJECT_ROOT``, else the nearest folder upwards whose pyproject has [tool.mlci]."""
+    env = os.environ if environ is None else environ
+    if env.get(ROOT_ENV):
+        root = Path(env[ROOT_ENV]).expanduser().resolve()
+        if not root.is_dir():
+            raise ConfigError(
+                f"{ROOT_ENV}={env[ROOT_ENV]!r} is not a folder",
+                "mlci reads its settings from that folder's pyproject.toml",
+                f"point {ROOT_ENV} at the project's root folder, or unset it",
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "[tool.mlci" in candidate.read_text(errors="replace"):
+            return folder
+    return here
+
+
+def _read_file_table(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML",
+            str(exc),
+            "fix the syntax at the line named above",
+        ) from None
+    table = data.get("tool", {}).get("mlci", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.mlci] in {path} must be a table", "", "see the README")
+    return table
+
+
+def _flatten_file_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    sections = {s.section for s in SPECS.values() if s.section}
+    for name, value in table.items():
+        if name in sections and isinstance(value, dict):
+            for sub, sub_value in value.items():
+                flat[f"{name}.{sub}"] = sub_value
+        else:
+            flat[name] = value
+    return flat
+
+
+def _unknown(key: str, where: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]!r}?" if close else "see `invoke config` for every setting"
+    return ConfigError(f"unknown setting {key!r} in {where}", "mlci does not read it", fix)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build and validate the settings: command line > MLCI_* env > pyproject > defaults."""
+    env = os.environ if environ is None else environ
+    project_root = root.resolve() if root else find_project_root(environ=env)
+    file_values = _flatten_file_table(_read_file_table(project_root))
+
+    for key in file_values:
+        if key not in SPECS:
+            raise _unknown(key, "[tool.mlci] of pyproject.toml", list(SPECS))
+    by_env = {spec.env: spec for spec in SPECS.values()}
+    for name in env:
+        if name.startswith(ENV_PREFIX) and name != ROOT_ENV and name not in by_env:
+            raise _unknown(name, "the environment", list(by_env))
+    for key in overrides or {}:
+        if key not in SPECS:
+            raise _unknown(key, "the command line", list(SPECS))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, spec in SPECS.items():
+        if overrides and overrides.get(key) is not None:
+            raw, source, from_text = overrides[key], SOURCE_CLI, isinstance(overrides[key], str)
+        elif spec.env in env:
+            raw, source, from_text = env[spec.env], f"env {spec.env}", True
+        elif key in file_values:
+            if spec.secret:
+                raise ConfigError(
+                    f"{key} is set in pyproject.toml",
+                    "it is a secret and pyproject.toml is committed",
+                    f"remove it from the file and set {spec.env} in the environment instead",
+                )
+            raw, source, from_text = file_values[key], SOURCE_FILE, False
+        else:
+            continue
+        values[key] = _coerce(spec, raw, source, from_text)
+        sources[key] = source
+
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = SPECS[key]
+        if spec.section:
+            sections.setdefault(spec.section, {})[spec.name] = value
+        else:
+            top[key] = value
+    hints = typing.get_type_hints(Settings)
+    built = {name: hints[name](**kw) for name, kw in sections.items()}
+    return Settings(project_root=project_root, sources=sources, **top, **built)
+
+
+def _coerce(spec: _Spec, raw: Any, source: str, from_text: bool) -> Any:
+    where = f"{spec.key} (from {source})"
+    try:
+        value = _parse(spec.type, raw, from_text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{where} has an invalid value {_show(raw)!r}",
+            str(exc),
+            f"give {_type_name(spec.type)}; {spec.help}",
+        ) from None
+    meta = spec.meta
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(
+            f"{where} is {value!r}",
+            f"it must be one of: {', '.join(meta['choices'])}",
+            f"set it to one of those ({spec.help})",
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = meta.get("minimum"), meta.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{where} is {value}", f"it must be {bounds}", spec.help)
+    if meta.get("url") and value:
+        _check_url(spec, value, where)
+    return value
+
+
+def _check_url(spec: _Spec, value: str, where: str) -> None:
+    if value.startswith(("http://", "https://")):
+        return
+    if spec.key == "mlflow.tracking_uri" and value.startswith("databricks"):
+        return
+    why = "mlci talks to servers over HTTP(S)"
+    if spec.key == "mlflow.tracking_uri":
+        why = "mlci trains against an MLflow tracking server, not a file or database store"
+    raise ConfigError(
+        f"{where} is {value!r}, not an http(s) URL",
+        why,
+        f"set {spec.env} to a URL such as http://mlflow.example:5000, or leave it empty "
+        "to let mlci start a local server",
+    )
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "a list (TOML array, JSON array or comma-separated text)"
+    if origin is dict:
+        return "a table (TOML inline table, JSON object or key=value,key=value)"
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _parse(tp: Any, raw: Any, from_text: bool) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if from_text:
+            text = raw.strip()
+            if text.startswith("["):
+                raw = json.loads(text)
+            else:
+                raw = [part.strip() for part in text.split(",") if part.strip()]
+        if not isinstance(raw, list):
+            raise TypeError(f"expected a list, got {type(raw).__name__}")
+        return [str(item) for item in raw]
+    if origin is dict:
+        value_type = typing.get_args(tp)[1]
+        if from_text:
+            text = raw.strip()
+            if text.startswith("{"):
+                raw = json.loads(text)
+            else:
+                raw = dict(_split_pair(part) for part in text.split(",") if part.strip())
+        if not isinstance(raw, dict):
+            raise TypeError(f"expected a table, got {type(raw).__name__}")
+        if value_type is float:
+            return {str(k): _parse(float, v, from_text) for k, v in raw.items()}
+        return {str(k): v for k, v in raw.items()}
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_text and str(raw).strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if from_text and str(raw).strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if tp is int:
+        if isinstance(raw, bool) or (not from_text and not isinstance(raw, int)):
+            raise TypeError(f"expected a whole number, got {type(raw).__name__}")
+        return int(str(raw).strip())
+    if tp is float:
+        if isinstance(raw, bool) or (not from_text and not isinstance(raw, int | float)):
+            raise TypeError(f"expected a number, got {type(raw).__name__}")
+        return float(str(raw).strip()) if isinstance(raw, str) else float(raw)
+    if tp is str:
+        if not isinstance(raw, str):
+            raise TypeError(f"expected text, got {type(raw).__name__}")
+        return raw.strip()
+    raise TypeError(f"unsupported setting type {tp}")  # pragma: no cover - a bug in SPECS
+
+
+def _split_pair(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text.strip()!r} is not key=value")
+    value = value.strip()
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)

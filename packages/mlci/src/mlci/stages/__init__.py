@@ -1,0 +1,50 @@
+"""The pipeline's stages: one module each, pure functions of (context) -> StageResult.
+
+No Invoke import here: the stages are importable and testable without the task layer.
+A stage that fails raises an :class:`mlci.errors.MlciError`; a stage that has nothing to
+do returns a result with status ``skipped`` and says why.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlci.context import StageContext
+
+PASSED = "passed"
+FAILED = "failed"
+SKIPPED = "skipped"
+NOT_RUN = "not run"
+
+# The order `invoke pipeline` runs them in; the Jenkinsfile's stages follow the same order
+# (tests/contract holds the two together).
+PIPELINE_STAGES: tuple[str, ...] = (
+    "lint",
+    "test",
+    "gate",
+    "image",
+    "train",
+    "promote",
+    "release",
+)
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str
+    summary: str
+    duration: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+
+
+def stage_function(name: str) -> Callable[[StageContext], StageResult]:
+    """The ``run`` function of a stage module, imported on demand (heavy imports stay lazy)."""
+    if name not in PIPELINE_STAGES:
+        raise KeyError(name)
+    return importlib.import_module(f"mlci.stages.{name}").run

@@ -1,0 +1,60 @@
+"""lint: ruff over the configured paths; the findings go to a JSON report."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mlci.context import StageContext
+from mlci.errors import ConfigError, LintFailed
+from mlci.reports import write_json
+from mlci.stages import PASSED, StageResult
+from mlci.tools import python_module_command
+from mlci.tools import run as run_tool
+
+REPORT = "ruff.json"
+SHOWN = 50  # findings printed to the console; the report has them all
+
+
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
+    paths = settings.lint.paths
+    missing = [p for p in paths if not settings.path(p).exists()]
+    if missing:
+        raise ConfigError(
+            f"lint.paths names paths that do not exist: {', '.join(missing)}",
+            f"they are resolved against the project root {settings.project_root}",
+            "fix [tool.mlci.lint] paths or MLCI_LINT_PATHS",
+        )
+    report = ctx.reports / REPORT
+    argv = python_module_command(
+        "ruff", "check", "--output-format", "json", "--output-file", str(report), *paths
+    )
+    ctx.log(f"lint: ruff check {' '.join(paths)}")
+    proc = run_tool(argv, settings.project_root, capture=True, timeout=600)
+    if proc.returncode not in (0, 1):
+        raise LintFailed(
+            f"ruff could not check the code (exit code {proc.returncode})",
+            (proc.stderr or proc.stdout).strip()[-2000:],
+            "fix the ruff configuration in pyproject.toml ([tool.ruff])",
+        )
+    findings = json.loads(report.read_text() or "[]") if report.exists() else []
+    root = settings.project_root
+    for item in findings[:SHOWN]:
+        where = item.get("location") or {}
+        name = os.path.relpath(item.get("filename", "?"), root)
+        ctx.log(
+            f"  {name}:{where.get('row')}:{where.get('column')}: "
+            f"{item.get('code')} {item.get('message')}"
+        )
+    if len(findings) > SHOWN:
+        ctx.log(f"  ... and {len(findings) - SHOWN} more in {report}")
+    write_json(ctx.reports / "lint.json", {"findings": len(findings), "report": str(report)})
+    if findings:
+        fixable = sum(1 for f in findings if f.get("fix"))
+        raise LintFailed(
+            f"ruff found {len(findings)} problem(s)",
+            f"the list is above and in {report}",
+            "fix them" + (f"; {fixable} can be fixed with `ruff check --fix`" if fixable else ""),
+        )
+    return StageResult("lint", PASSED, "0 findings", details={"report": str(report)})

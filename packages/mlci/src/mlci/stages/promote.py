@@ -1,0 +1,102 @@
+"""promote: move the champion alias to the new version only when it wins."""
+
+from __future__ import annotations
+
+from mlci.clients import mlflow as mlflow_client
+from mlci.context import StageContext
+from mlci.errors import ModelRejected, TrackingServerError
+from mlci.promotion import Decision, decide
+from mlci.reports import read_json, write_json
+from mlci.stages import PASSED, SKIPPED, StageResult
+from mlci.table import format_table
+
+REPORT = "promote.json"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def print_decision(ctx: StageContext, decision: Decision) -> None:
+    rows = [
+        (r.metric, _fmt(r.candidate), _fmt(r.champion), r.threshold, r.verdict)
+        for r in decision.rows
+    ]
+    for line in format_table(("metric", "candidate", "champion", "threshold", "verdict"), rows):
+        ctx.log("  " + line)
+
+
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
+    policy = settings.promotion
+    if policy.mode == "disabled":
+        ctx.log("promote: skipped: promotion.mode is disabled")
+        return StageResult("promote", SKIPPED, "skipped: promotion disabled")
+    trained = read_json(ctx.reports / "train.json", "train")
+    name, version = trained["registered_model"], str(trained["version"])
+    configured = settings.mlflow.tracking_uri
+    trained_local = bool(trained.get("tracking_is_local"))
+    if trained_local != (not configured) or (configured and trained["tracking_uri"] != configured):
+        where = "a local server" if trained_local else trained.get("tracking_uri")
+        raise TrackingServerError(
+            f"train.json names {where}, but promote is configured for "
+            f"{configured or 'a local server'}",
+            "a version can only be promoted on the server it was registered on",
+            "run train and promote with the same MLCI_MLFLOW_TRACKING_URI",
+        )
+    uri = ctx.tracking_uri()
+    client = mlflow_client.connect(uri, settings.mlflow)
+    with mlflow_client.server_errors(f"reading {name} v{version}", uri):
+        candidate_mv = client.get_model_version(name, version)
+        candidate = dict(client.get_run(candidate_mv.run_id).data.metrics)
+        champion_mv = mlflow_client.alias_version(client, name, policy.alias)
+        champion = dict(client.get_run(champion_mv.run_id).data.metrics) if champion_mv else None
+    champion_version = str(champion_mv.version) if champion_mv else None
+    decision = decide(
+        candidate, champion, policy, candidate_version=version, champion_version=champion_version
+    )
+    ctx.log(
+        f"promote: {name} v{version} against {policy.alias} "
+        f"{'v' + champion_version if champion_version else '(none)'} (mode {policy.mode})"
+    )
+    print_decision(ctx, decision)
+    ctx.log(f"promote: {decision.reason}")
+
+    details = {
+        "registered_model": name,
+        "candidate_version": version,
+        "champion_before": champion_version,
+        "mode": policy.mode,
+        "promote": decision.promote,
+        "reason": decision.reason,
+    }
+    moved = False
+    if decision.promote and policy.mode == "enabled":
+        with mlflow_client.server_errors(f"setting alias {policy.alias}", uri):
+            client.set_registered_model_alias(name, policy.alias, version)
+            now = mlflow_client.alias_version(client, name, policy.alias)
+        if now is None or str(now.version) != version:
+            raise TrackingServerError(
+                f"the alias {policy.alias} of {name} did not stay on v{version}",
+                f"read back: {'v' + str(now.version) if now else 'no alias'}; another "
+                "promotion may have run at the same time",
+                "run `invoke promote` again; it re-evaluates against the current champion",
+            )
+        moved = True
+    details["champion_after"] = version if moved else champion_version
+    write_json(ctx.reports / REPORT, details)
+
+    if not decision.meets_thresholds and policy.mode == "enabled":
+        raise ModelRejected(
+            f"{name} v{version} does not meet the promotion thresholds",
+            decision.reason,
+            "improve the model, or change [tool.mlci.promotion] min through review",
+        )
+    if moved:
+        summary = f"{policy.alias} -> v{version}"
+    elif decision.promote:
+        summary = f"dry-run: would move {policy.alias} -> v{version}"
+    else:
+        kept = f"v{champion_version}" if champion_version else "none"
+        summary = f"{policy.alias} stays {kept}"
+    return StageResult("promote", PASSED, summary, details=details)

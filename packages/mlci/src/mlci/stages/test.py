@@ -1,0 +1,95 @@
+"""test: pytest with pytest-cov; JUnit XML and Cobertura XML under the reports folder."""
+
+from __future__ import annotations
+
+from mlci.context import StageContext
+from mlci.errors import ConfigError, CoverageTooLow, TestsFailed
+from mlci.reports import read_cobertura, read_junit, write_json
+from mlci.stages import PASSED, StageResult
+from mlci.tools import python_module_command
+from mlci.tools import run as run_tool
+
+JUNIT = "junit.xml"
+COBERTURA = "coverage.xml"
+
+# pytest's exit codes (pytest.ExitCode), without importing pytest into this process.
+_TESTS_FAILED, _INTERRUPTED, _INTERNAL, _USAGE, _NO_TESTS = 1, 2, 3, 4, 5
+
+
+def pytest_argv(ctx: StageContext) -> list[str]:
+    settings = ctx.settings
+    junit, cobertura = ctx.reports / JUNIT, ctx.reports / COBERTURA
+    cov = [f"--cov={target}" for target in settings.test.cov]
+    cov_reports = [f"--cov-report=xml:{cobertura}", "--cov-report=term"] if cov else []
+    return python_module_command(
+        "pytest",
+        *settings.test.paths,
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+        *cov,
+        *cov_reports,
+        *settings.test.args,
+    )
+
+
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
+    missing = [p for p in settings.test.paths if not settings.path(p).exists()]
+    if missing:
+        raise ConfigError(
+            f"test.paths names paths that do not exist: {', '.join(missing)}",
+            f"they are resolved against the project root {settings.project_root}",
+            "fix [tool.mlci.test] paths or MLCI_TEST_PATHS",
+        )
+    argv = pytest_argv(ctx)
+    ctx.log(f"test: pytest {' '.join(settings.test.paths)}")
+    proc = run_tool(argv, settings.project_root)
+    if proc.returncode in (_INTERRUPTED, _INTERNAL, _USAGE):
+        raise TestsFailed(
+            f"pytest could not run the tests (exit code {proc.returncode})",
+            "a collection error, a bad argument or an interruption; pytest's output is above",
+            "fix the error pytest printed, then run `invoke test` again",
+        )
+    if proc.returncode == _NO_TESTS:
+        raise TestsFailed(
+            "pytest collected no tests",
+            f"nothing under {', '.join(settings.test.paths)} matched",
+            "check [tool.mlci.test] paths and the test file names (test_*.py)",
+        )
+    junit = read_junit(ctx.reports / JUNIT)
+    details: dict = {
+        "tests": junit.tests,
+        "failures": junit.failures,
+        "errors": junit.errors,
+        "skipped": junit.skipped,
+        "junit": str(ctx.reports / JUNIT),
+    }
+    if proc.returncode == _TESTS_FAILED or junit.failures or junit.errors:
+        shown = "\n    ".join(junit.failed_names[:10])
+        raise TestsFailed(
+            f"{junit.failures + junit.errors} of {junit.tests} tests failed",
+            f"failing:\n    {shown}" if shown else "see pytest's output above",
+            "fix the failing tests; the JUnit report is " + str(ctx.reports / JUNIT),
+        )
+    summary = f"{junit.passed} passed"
+    if settings.test.cov:
+        coverage = read_cobertura(ctx.reports / COBERTURA)
+        details.update(
+            coverage=round(coverage.coverage, 2),
+            line_coverage=round(coverage.line_coverage, 2),
+            branch_coverage=round(coverage.branch_coverage, 2),
+            cobertura=str(ctx.reports / COBERTURA),
+        )
+        summary += f", coverage {coverage.coverage:.1f}%"
+        write_json(ctx.reports / "test.json", details)
+        if coverage.coverage < settings.test.fail_under:
+            raise CoverageTooLow(
+                f"coverage is {coverage.coverage:.1f}%, below the minimum of "
+                f"{settings.test.fail_under:g}%",
+                "the tests pass but leave too much code unexercised",
+                "add tests, or lower test.fail_under in [tool.mlci.test] if that is intended",
+            )
+    else:
+        write_json(ctx.reports / "test.json", details)
+    return StageResult("test", PASSED, summary, details=details)

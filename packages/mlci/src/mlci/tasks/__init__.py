@@ -1,0 +1,12 @@
+"""The Invoke layer: argument parsing and printing only; the stages do the work.
+
+``namespace`` is what the project's ``tasks.py`` and the ``mlci`` command expose.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from mlci.tasks import stages
+
+namespace = Collection.from_module(stages, name="mlci")

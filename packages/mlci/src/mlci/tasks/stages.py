@@ -1,0 +1,150 @@
+"""One Invoke task per pipeline stage, plus `pipeline` and `config`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from invoke import Exit, task
+
+from mlci.errors import ConfigError, MlciError
+
+
+@contextmanager
+def _stage_context(overrides: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    from mlci.context import StageContext
+    from mlci.settings import load_settings
+
+    try:
+        settings = load_settings(overrides)
+        with StageContext(settings) as ctx:
+            yield ctx
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted; local servers were stopped", code=130) from None
+
+
+def _run_stage(name: str, overrides: Mapping[str, Any] | None = None) -> None:
+    from mlci.stages import stage_function
+
+    with _stage_context(overrides) as ctx:
+        result = stage_function(name)(ctx)
+        print(f"{name}: {result.status}: {result.summary}")
+        for label, url in result.links.items():
+            print(f"  {label}: {url}")
+
+
+def _json_arg(flag: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Exit(
+            ConfigError(
+                f"{flag} is not valid JSON",
+                str(exc),
+                f"""quote it for the shell, e.g. {flag} '{{"n_estimators": 300}}'""",
+            ).render(),
+            code=ConfigError.exit_code,
+        ) from None
+
+
+@task
+def lint(c):
+    """Lint the code with ruff; fails on findings (report: reports/ruff.json)."""
+    _run_stage("lint")
+
+
+@task(help={"fail_under": "minimum coverage in percent (overrides test.fail_under)"})
+def test(c, fail_under=None):
+    """Run pytest with coverage; writes JUnit and Cobertura XML under reports/."""
+    _run_stage("test", {"test.fail_under": fail_under})
+
+
+@task(help={"file": "quality-gate definition (overrides gate.file)"})
+def gate(c, file=None):
+    """Apply the quality gate to the test and lint reports; prints every condition."""
+    _run_stage("gate", {"gate.file": file})
+
+
+@task(help={"base_image": "BASE_IMAGE build argument (overrides image.base_image)"})
+def image(c, base_image=None):
+    """Build the model's Docker image (skipped when no Docker engine answers)."""
+    _run_stage("image", {"image.base_image": base_image})
+
+
+@task(
+    help={
+        "tracking_uri": "MLflow tracking server URL (default: start a local server)",
+        "params": "hyper-parameters as JSON (overrides model.params)",
+    }
+)
+def train(c, tracking_uri=None, params=None):
+    """Train the model and log run, model and lineage to MLflow; registers a version."""
+    _run_stage(
+        "train",
+        {"mlflow.tracking_uri": tracking_uri, "model.params": _json_arg("--params", params)},
+    )
+
+
+@task(
+    help={
+        "tracking_uri": "MLflow tracking server URL (default: start a local server)",
+        "mode": "disabled | dry-run | enabled (overrides promotion.mode)",
+    }
+)
+def promote(c, tracking_uri=None, mode=None):
+    """Move the champion alias to the new version if it meets the thresholds and wins."""
+    _run_stage("promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode})
+
+
+@task(help={"repository_url": "upload URL of the index (default: start a local index)"})
+def release(c, repository_url=None):
+    """Build sdist + wheel, twine check --strict, upload what is new, verify by download."""
+    _run_stage("release", {"release.repository_url": repository_url})
+
+
+@task(
+    help={
+        "tracking_uri": "MLflow tracking server URL (default: start a local server)",
+        "repository_url": "upload URL of the index (default: start a local index)",
+    }
+)
+def pipeline(c, tracking_uri=None, repository_url=None):
+    """Run lint, test, gate, image, train, promote, release in order; print a summary."""
+    from mlci.pipeline import run_pipeline, summary_lines, write_summary
+
+    overrides = {"mlflow.tracking_uri": tracking_uri, "release.repository_url": repository_url}
+    with _stage_context(overrides) as ctx:
+        results, error = run_pipeline(ctx)
+        write_summary(ctx, results)
+        print("\nmlci pipeline summary")
+        print("\n".join(summary_lines(results)))
+        print(f"\nreports: {ctx.reports}/summary.json, summary.html")
+        if error is not None:
+            raise Exit(f"pipeline failed at stage {_failed(results)}", code=error.exit_code)
+
+
+def _failed(results) -> str:
+    return next(r.stage for r in results if r.status == "failed")
+
+
+@task
+def config(c):
+    """Print every setting, its value and where it came from (secrets masked)."""
+    from mlci.settings import load_settings
+    from mlci.table import format_table
+
+    try:
+        settings = load_settings()
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    print(f"project root: {settings.project_root}")
+    rows = [(key, value, source) for key, value, source, _ in settings.describe()]
+    print("\n".join(format_table(("setting", "value", "source"), rows)))
+    sys.stdout.flush()
