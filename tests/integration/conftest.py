@@ -1,0 +1,77 @@
+"""Real servers on 127.0.0.1 for the integration tests, started once per session.
+
+They are started by the same helper the embedded default uses (mlci.servers), so the
+tests exercise the code path users run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlci import servers
+from mlci.context import StageContext
+from mlci.settings import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "local/python:3.11-bookworm"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("mlflow-state")
+    with servers.local_server(
+        "mlflow server",
+        servers.mlflow_server_command(state),
+        "/health",
+        state / "mlflow-server.log",
+        start_timeout=180,
+    ) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def pypi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    packages = tmp_path_factory.mktemp("pypi-packages")
+    with servers.local_server(
+        "pypiserver",
+        servers.pypi_server_command(packages),
+        "/health",
+        packages.parent / f"{packages.name}.log",
+        start_timeout=60,
+    ) as server:
+        yield server.url, packages
+
+
+def make_context(
+    tmp_path: Path, root: Path = REPO_ROOT, **overrides: Any
+) -> tuple[StageContext, list[str]]:
+    """A StageContext on ``root`` with reports and state under ``tmp_path``; logs captured."""
+    values = {
+        "reports_dir": str(tmp_path / "reports"),
+        "state_dir": str(tmp_path / "state"),
+        **overrides,
+    }
+    settings = load_settings(values, root=root, environ={})
+    lines: list[str] = []
+    return StageContext(settings, log=lines.append), lines
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """The Docker engine and the local base image; CI must have them, elsewhere skip."""
+    import docker
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get(BASE_IMAGE)
+    except (DockerException, ImageNotFound) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide a Docker engine and {BASE_IMAGE}: {exc}")
+        pytest.skip(f"no Docker engine or no {BASE_IMAGE} (run .ci/provision): {exc}")
