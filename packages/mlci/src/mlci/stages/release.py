@@ -174,13 +174,19 @@ def twine_check(ctx: StageContext, files: list[DistFile]) -> None:
     ctx.log(f"release: twine check --strict passed for {len(files)} files")
 
 
+def _listings(
+    session, simple_url: str, files: list[DistFile], timeout: float
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """The index's file list for each package among ``files``, one request per package."""
+    packages = dict.fromkeys(f.package for f in files)
+    return {p: index_files(session, simple_url, p, timeout) for p in packages}
+
+
 def plan(session, simple_url: str, files: list[DistFile], timeout: float) -> None:
     """Mark files already on the index; refuse when a same-named file differs."""
     conflicts = []
-    listings: dict[str, dict[str, tuple[str, str]]] = {}
+    listings = _listings(session, simple_url, files, timeout)
     for f in files:
-        if f.package not in listings:
-            listings[f.package] = index_files(session, simple_url, f.package, timeout)
         existing = listings[f.package].get(f.path.name)
         if existing is None:
             continue
@@ -256,10 +262,8 @@ def upload(upload_url: str, auth: tuple[str | None, str | None], files: list[Dis
 
 def verify(session, simple_url: str, files: list[DistFile], timeout: float) -> None:
     mismatched = []
-    listings: dict[str, dict[str, tuple[str, str]]] = {}
+    listings = _listings(session, simple_url, files, timeout)
     for f in files:
-        if f.package not in listings:
-            listings[f.package] = index_files(session, simple_url, f.package, timeout)
         entry = listings[f.package].get(f.path.name)
         got = _download_sha(session, entry[0], timeout) if entry else "missing"
         if got != f.sha256:
