@@ -1,0 +1,285 @@
+"""The Jenkinsfile calls exactly the pipeline's Invoke tasks, in the order `invoke pipeline` runs.
+
+The Jenkinsfile is evaluated by jenkins_dsl_stub.groovy, a recording stub of the declarative
+DSL, which prints the stages it saw (sh scripts, other steps, agent, when, post) as JSON. The
+checks below are plain functions of that JSON, so the tests at the end can show that they
+reject a wrong Jenkinsfile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlci.stages import PIPELINE_STAGES
+
+pytestmark = pytest.mark.contract
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JENKINSFILE = REPO_ROOT / "Jenkinsfile"
+STUB = Path(__file__).resolve().parent / "jenkins_dsl_stub.groovy"
+# Debian's groovy (2.4) needs JAVA_HOME; this is the JDK it runs on.
+JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+
+INVOKE_CALL = re.compile(r"(?:^|[\s/])invoke\s+([\w.-]+)", re.MULTILINE)
+# The two shell commands a stage may run: one Invoke task (plain arguments only) or bootstrap.
+INVOKE_COMMAND = re.compile(r"(?:\S*/)?invoke\s+[\w.-]+(?:\s+[^\s;&|<>`$()]+)*")
+BOOTSTRAP = "bash .ci/bootstrap"
+BOOKKEEPING_STEPS = frozenset(
+    {"stash", "unstash", "lock", "junit", "recordCoverage", "archiveArtifacts"}
+)
+
+Recorded = dict[str, Any]
+
+
+# ---- running the stub -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def groovy() -> str:
+    path = shutil.which("groovy")
+    if path is None:
+        pytest.skip(
+            "groovy is not on PATH: the Jenkinsfile contract evaluates the Jenkinsfile with "
+            "Groovy (apt-get install groovy; CI installs it)"
+        )
+    return path
+
+
+def run_stub(groovy: str, jenkinsfile: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if JAVA_HOME.is_dir():
+        env["JAVA_HOME"] = str(JAVA_HOME)
+    return subprocess.run(
+        [groovy, str(STUB), str(jenkinsfile)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def record(groovy: str, jenkinsfile: Path) -> Recorded:
+    proc = run_stub(groovy, jenkinsfile)
+    assert proc.returncode == 0, (
+        f"the DSL stub rejected {jenkinsfile} (exit {proc.returncode}):\n{proc.stderr}"
+    )
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def jenkinsfile(groovy: str) -> Recorded:
+    return record(groovy, JENKINSFILE)
+
+
+@pytest.fixture(scope="module")
+def known_tasks() -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list", "--list-format", "json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"invoke --list failed:\n{proc.stderr}"
+    return task_names(json.loads(proc.stdout))
+
+
+# ---- the checks ------------------------------------------------------------------------------
+
+
+def task_names(collection: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every name `invoke X` accepts: tasks, their aliases, and (sub)collections with a default."""
+    names: set[str] = set()
+    for task in collection.get("tasks", []):
+        names.update(prefix + name for name in [task["name"], *task.get("aliases", [])])
+    for sub in collection.get("collections", []):
+        if sub.get("default"):
+            names.add(prefix + sub["name"])
+        names |= task_names(sub, f"{prefix}{sub['name']}.")
+    return names
+
+
+def invoke_calls(script: str) -> list[str]:
+    return INVOKE_CALL.findall(script)
+
+
+def all_sh_scripts(recorded: Recorded) -> list[str]:
+    return recorded["sh"] + [script for stage in recorded["stages"] for script in stage["sh"]]
+
+
+def unknown_tasks(recorded: Recorded, known: set[str]) -> list[str]:
+    return [
+        task
+        for script in all_sh_scripts(recorded)
+        for task in invoke_calls(script)
+        if task not in known
+    ]
+
+
+def stage_tasks(recorded: Recorded) -> list[str]:
+    """The Invoke tasks the stages call, in stage order."""
+    return [
+        task
+        for stage in recorded["stages"]
+        for script in stage["sh"]
+        for task in invoke_calls(script)
+    ]
+
+
+def substance_problems(recorded: Recorded) -> list[str]:
+    """What runs besides one Invoke task, bootstrap and the bookkeeping steps."""
+    problems = []
+    owners = [
+        ("the pipeline", recorded),
+        *((f"stage {s['name']!r}", s) for s in recorded["stages"]),
+    ]
+    for where, owner in owners:
+        for script in owner["sh"]:
+            command = script.strip()
+            if command != BOOTSTRAP and not INVOKE_COMMAND.fullmatch(command):
+                problems.append(f"{where} runs sh {script!r}")
+        for step in owner["steps"]:
+            if step not in BOOKKEEPING_STEPS:
+                problems.append(f"{where} uses step {step!r}")
+    return problems
+
+
+def stage(recorded: Recorded, name: str) -> Recorded:
+    found = [s for s in recorded["stages"] if s["name"] == name]
+    assert found, f"no stage {name!r}; stages: {[s['name'] for s in recorded['stages']]}"
+    return found[0]
+
+
+# ---- the Jenkinsfile --------------------------------------------------------------------------
+
+
+def test_every_invoke_call_names_an_existing_task(
+    jenkinsfile: Recorded, known_tasks: set[str]
+) -> None:
+    assert set(PIPELINE_STAGES) <= known_tasks, "invoke --list misses pipeline stages"
+    assert stage_tasks(jenkinsfile), "no sh step calls invoke"
+    assert unknown_tasks(jenkinsfile, known_tasks) == []
+
+
+def test_stages_call_the_pipeline_tasks_in_pipeline_order(jenkinsfile: Recorded) -> None:
+    assert stage_tasks(jenkinsfile) == list(PIPELINE_STAGES)
+    for s in jenkinsfile["stages"]:
+        calls = [task for script in s["sh"] for task in invoke_calls(script)]
+        if s["name"] == "Prepare":
+            assert calls == [], f"Prepare calls {calls}"
+            assert s["sh"] == [BOOTSTRAP]
+        else:
+            assert len(calls) == 1, f"stage {s['name']!r} calls {calls or 'no task'}"
+            assert calls[0] in PIPELINE_STAGES
+
+
+def test_stages_do_nothing_else_of_substance(jenkinsfile: Recorded) -> None:
+    assert substance_problems(jenkinsfile) == []
+
+
+def test_train_runs_on_a_gpu_agent(jenkinsfile: Recorded) -> None:
+    train = stage(jenkinsfile, "Train")
+    assert (train["agent"], train["agent_label"]) == ("label", "gpu")
+
+
+def test_release_runs_only_for_tags(jenkinsfile: Recorded) -> None:
+    release = stage(jenkinsfile, "Release")
+    assert release["when"]
+    assert "buildingTag" in release["when_conditions"]
+
+
+def test_test_stage_always_publishes_its_reports(jenkinsfile: Recorded) -> None:
+    published = stage(jenkinsfile, "Test")["post"].get("always", [])
+    assert {"junit", "recordCoverage"} <= set(published)
+
+
+# ---- the checks catch mistakes ----------------------------------------------------------------
+
+
+def write_jenkinsfile(tmp_path: Path, stage_body: str) -> Path:
+    path = tmp_path / "Jenkinsfile"
+    body = textwrap.indent(textwrap.dedent(stage_body).strip(), " " * 16)
+    path.write_text(
+        "pipeline {\n"
+        "    agent any\n"
+        "    stages {\n"
+        "        stage('Lint') {\n"
+        f"{body}\n"
+        "        }\n"
+        "    }\n"
+        "}\n"
+    )
+    return path
+
+
+def test_stub_rejects_sections_chained_on_one_line(groovy: str, tmp_path: Path) -> None:
+    # On separate lines the stage is fine ...
+    apart = record(
+        groovy,
+        write_jenkinsfile(
+            tmp_path,
+            """
+            steps { sh 'invoke lint' }
+            post { always { echo 'x' } }
+            """,
+        ),
+    )
+    assert stage(apart, "Lint")["post"] == {"always": ["echo"]}
+    assert substance_problems(apart) == ["stage 'Lint' uses step 'echo'"]
+    # ... on one line Groovy reads steps({...}).post({...}): the stub must fail, or record the
+    # echo where the same checks see it (not drop the post section silently).
+    proc = run_stub(
+        groovy,
+        write_jenkinsfile(tmp_path, "steps { sh 'invoke lint' } post { always { echo 'x' } }"),
+    )
+    if proc.returncode == 0:
+        assert substance_problems(json.loads(proc.stdout)), "the chained post section vanished"
+    else:
+        assert "`post`" in proc.stderr, proc.stderr
+
+
+def test_stub_rejects_invalid_jenkinsfiles(groovy: str, tmp_path: Path) -> None:
+    syntax_error = write_jenkinsfile(tmp_path, "steps { sh 'invoke lint'")
+    assert run_stub(groovy, syntax_error).returncode != 0
+    unknown_section = write_jenkinsfile(tmp_path, "stepz { sh 'invoke lint' }")
+    proc = run_stub(groovy, unknown_section)
+    assert proc.returncode != 0
+    assert "stepz" in proc.stderr
+
+
+def test_unknown_task_is_reported(groovy: str, tmp_path: Path, known_tasks: set[str]) -> None:
+    recorded = record(groovy, write_jenkinsfile(tmp_path, "steps { sh '.venv/bin/invoke deploy' }"))
+    assert unknown_tasks(recorded, known_tasks) == ["deploy"]
+
+
+def test_extra_substance_is_reported(groovy: str, tmp_path: Path) -> None:
+    recorded = record(
+        groovy,
+        write_jenkinsfile(
+            tmp_path,
+            """
+            steps {
+                lock('x') {
+                    sh '.venv/bin/invoke lint && curl example.org'
+                }
+                echo 'done'
+            }
+            """,
+        ),
+    )
+    assert substance_problems(recorded) == [
+        "stage 'Lint' runs sh '.venv/bin/invoke lint && curl example.org'",
+        "stage 'Lint' uses step 'echo'",
+    ]
