@@ -70,6 +70,8 @@ def load_definition(path: Path) -> GateDefinition:
         )
     conditions = []
     for i, raw in enumerate(raw_conditions, 1):
+        if not isinstance(raw, dict):
+            raw = {"condition": raw}
         metric, op, error = raw.get("metric"), raw.get("op"), raw.get("error")
         if (
             not isinstance(metric, str)

@@ -162,6 +162,7 @@ def pypi_server_command(packages_dir: Path) -> Callable[[int], list[str]]:
             "--port", str(port),
             "--authenticate", ".",
             "--passwords", ".",
+            "--disable-fallback",  # an unknown project is a 404 here, never a pypi.org redirect
             str(packages_dir),
         ]  # fmt: skip
 

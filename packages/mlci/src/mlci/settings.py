@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import os
 import tomllib
 import typing
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlci.errors import ConfigError
 
@@ -259,7 +261,13 @@ def _flatten_file_table(table: Mapping[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     sections = {s.section for s in SPECS.values() if s.section}
     for name, value in table.items():
-        if name in sections and isinstance(value, dict):
+        if name in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"[tool.mlci] sets {name} = {value!r}",
+                    f"{name} is a section of settings, not a value",
+                    f"write its settings as a table: [tool.mlci.{name}]",
+                )
             for sub, sub_value in value.items():
                 flat[f"{name}.{sub}"] = sub_value
         else:
@@ -357,6 +365,15 @@ def _coerce(spec: _Spec, raw: Any, source: str, from_text: bool) -> Any:
 
 def _check_url(spec: _Spec, value: str, where: str) -> None:
     if value.startswith(("http://", "https://")):
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where} is {value!r}, not a valid URL", str(exc), f"fix {spec.env}"
+            ) from None
+        if not parts.hostname:
+            raise ConfigError(f"{where} is {value!r}, which names no host", "", f"fix {spec.env}")
         return
     if spec.key == "mlflow.tracking_uri" and value.startswith("databricks"):
         return
@@ -422,7 +439,10 @@ def _parse(tp: Any, raw: Any, from_text: bool) -> Any:
     if tp is float:
         if isinstance(raw, bool) or (not from_text and not isinstance(raw, int | float)):
             raise TypeError(f"expected a number, got {type(raw).__name__}")
-        return float(str(raw).strip()) if isinstance(raw, str) else float(raw)
+        number = float(str(raw).strip()) if isinstance(raw, str) else float(raw)
+        if not math.isfinite(number):
+            raise ValueError(f"{raw!r} is not a finite number")
+        return number
     if tp is str:
         if not isinstance(raw, str):
             raise TypeError(f"expected text, got {type(raw).__name__}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
-from mlci.errors import ModelRejected, TrackingServerError
+from mlci.errors import ModelRejected, StageFailed, TrackingServerError
 from mlci.promotion import Decision, decide
 from mlci.reports import read_json, write_json
 from mlci.stages import PASSED, SKIPPED, StageResult
@@ -33,7 +33,18 @@ def run(ctx: StageContext) -> StageResult:
         ctx.log("promote: skipped: promotion.mode is disabled")
         return StageResult("promote", SKIPPED, "skipped: promotion disabled")
     trained = read_json(ctx.reports / "train.json", "train")
-    name, version = trained["registered_model"], str(trained["version"])
+    missing = [
+        k
+        for k in ("registered_model", "version", "tracking_uri")
+        if not isinstance(trained, dict) or k not in trained
+    ]
+    if missing:
+        raise StageFailed(
+            f"{ctx.reports / 'train.json'} is incomplete: no {', '.join(missing)}",
+            "promote reads the registered model, version and tracking server from it",
+            "run `invoke train` again to write it",
+        )
+    name, version = str(trained["registered_model"]), str(trained["version"])
     configured = settings.mlflow.tracking_uri
     trained_local = bool(trained.get("tracking_is_local"))
     if trained_local != (not configured) or (configured and trained["tracking_uri"] != configured):

@@ -9,6 +9,7 @@ After the upload every file is downloaded back and its hash compared.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -235,6 +236,9 @@ def upload(upload_url: str, auth: tuple[str | None, str | None], files: list[Dis
         non_interactive=True,
         disable_progress_bar=True,
     )
+    twine_logger = logging.getLogger("twine")
+    level = twine_logger.level
+    twine_logger.setLevel(logging.ERROR)  # its "retry with --verbose" hint does not apply here
     try:
         twine_upload(twine_settings, [str(f.path) for f in files])
     except requests.HTTPError as exc:
@@ -258,6 +262,8 @@ def upload(upload_url: str, auth: tuple[str | None, str | None], files: list[Dis
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
             "set TWINE_USERNAME / TWINE_PASSWORD (or MLCI_RELEASE_USERNAME / _PASSWORD)",
         ) from None
+    finally:
+        twine_logger.setLevel(level)
 
 
 def verify(session, simple_url: str, files: list[DistFile], timeout: float) -> None:
