@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--live") or os.environ.get("MLCI_LIVE_TESTS") == "1":
+    if config.getoption("--live"):
         return
     skip = pytest.mark.skip(reason="live test: pass --live to run against a real stack")
     for item in items:

@@ -46,7 +46,8 @@ def git_info(root: Path) -> GitInfo:
         or _git(root, "rev-parse", "--abbrev-ref", "HEAD")
         or UNKNOWN
     )
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    # Untracked files count: a build backend packs every file that git does not ignore.
+    status = _git(root, "status", "--porcelain")
     return GitInfo(sha=sha, branch=branch, dirty=bool(status) if status is not None else False)
 
 
@@ -57,10 +58,33 @@ def commit_time(root: Path) -> int | None:
 
 
 def package_metadata(package_dir: Path) -> tuple[str, str]:
-    """(name, version) from a package folder's pyproject.toml."""
+    """(name, version) of a package folder, as its build backend will compute them.
+
+    A static ``version`` is read from pyproject.toml; a version from git tags (hatch-vcs,
+    ``[tool.hatch.version] source = "vcs"``) is computed with setuptools-scm and the same
+    options, so lineage, image tags and releases all name the version that gets built.
+    """
     data = tomllib.loads((package_dir / "pyproject.toml").read_text())
     project = data.get("project", {})
-    return str(project.get("name", package_dir.name)), str(project.get("version", UNKNOWN))
+    name = str(project.get("name", package_dir.name))
+    if "version" in project:
+        return name, str(project["version"])
+    hatch_version = data.get("tool", {}).get("hatch", {}).get("version", {})
+    if "version" in project.get("dynamic", []) and hatch_version.get("source") == "vcs":
+        from setuptools_scm import get_version
+
+        options = dict(hatch_version.get("raw-options", {}))
+        root = (package_dir / options.pop("root", ".")).resolve()
+        try:
+            return name, get_version(root=str(root), **options)
+        except LookupError:
+            return name, str(options.get("fallback_version", UNKNOWN))
+    return name, UNKNOWN
+
+
+def tags_at_head(root: Path) -> list[str]:
+    out = _git(root, "tag", "--points-at", "HEAD")
+    return out.split() if out else []
 
 
 @dataclass(frozen=True)

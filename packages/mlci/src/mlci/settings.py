@@ -129,6 +129,10 @@ class ReleaseSettings:
     username: str = option("", "index user name (else TWINE_USERNAME)")
     password: str = option("", "index password or token (else TWINE_PASSWORD)", secret=True)
     timeout: float = option(60.0, "seconds for one request to the index", minimum=1)
+    allow_dev: bool = option(
+        False, "allow releasing untagged or uncommitted work as a .devN version"
+    )
+    dry_run: bool = option(False, "print the release plan and change nothing")
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,12 @@ def load_settings(
     for key in file_values:
         if key not in SPECS:
             raise _unknown(key, "[tool.mlci] of pyproject.toml", list(SPECS))
+        if SPECS[key].secret:  # refused even where the environment would win: it is committed
+            raise ConfigError(
+                f"{key} is set in pyproject.toml",
+                "it is a secret and pyproject.toml is committed",
+                f"remove it from the file and set {SPECS[key].env} in the environment instead",
+            )
     by_env = {spec.env: spec for spec in SPECS.values()}
     for name in env:
         if name.startswith(ENV_PREFIX) and name != ROOT_ENV and name not in by_env:
@@ -311,12 +321,6 @@ def load_settings(
         elif spec.env in env:
             raw, source, from_text = env[spec.env], f"env {spec.env}", True
         elif key in file_values:
-            if spec.secret:
-                raise ConfigError(
-                    f"{key} is set in pyproject.toml",
-                    "it is a secret and pyproject.toml is committed",
-                    f"remove it from the file and set {spec.env} in the environment instead",
-                )
             raw, source, from_text = file_values[key], SOURCE_FILE, False
         else:
             continue

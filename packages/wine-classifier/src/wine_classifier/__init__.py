@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .data import Split, load_split
 from .evaluate import evaluate
 from .model import DEFAULT_PARAMS, build_model
+from .record import model_record
 from .train import TrainingResult, train_and_evaluate
 
 try:
@@ -24,5 +25,6 @@ __all__ = [
     "build_model",
     "evaluate",
     "load_split",
+    "model_record",
     "train_and_evaluate",
 ]

@@ -64,7 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "info":
         from . import __version__
 
+        from .record import model_record
+
         print(f"{PROG} {__version__}")
+        record = model_record()
+        if record:
+            print(
+                f"model: {record.get('registered_model')} v{record.get('version')} "
+                f"(run {record.get('run_id')})"
+            )
         return 0
 
     from .train import train_and_evaluate

@@ -9,10 +9,17 @@ from mlci.stages import PASSED, StageResult
 from mlci.table import format_table
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, threshold: float | None = None) -> str:
+    """A short form of ``value`` that never rounds it onto ``threshold``."""
     if value is None:
         return "-"
-    return f"{value:.1f}" if value % 1 else f"{value:.0f}"
+    if value == int(value):
+        return f"{value:.0f}"
+    for digits in range(1, 7):
+        text = f"{value:.{digits}f}"
+        if threshold is None or float(text) != threshold:
+            return text
+    return repr(value)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -27,7 +34,7 @@ def run(ctx: StageContext) -> StageResult:
     rows = [
         (
             r.condition.metric,
-            _fmt(r.actual),
+            _fmt(r.actual, r.condition.error),
             f"{r.condition.op} ({qualitygate.OPERATORS[r.condition.op]})",
             _fmt(r.condition.error),
             "not evaluated locally" if r.status == qualitygate.NO_VALUE else r.status,
@@ -53,7 +60,7 @@ def run(ctx: StageContext) -> StageResult:
     }
     if failing:
         listed = "; ".join(
-            f"{r.condition.metric} is {_fmt(r.actual)} "
+            f"{r.condition.metric} is {_fmt(r.actual, r.condition.error)} "
             f"({qualitygate.OPERATORS[r.condition.op]} {_fmt(r.condition.error)})"
             for r in failing
         )

@@ -51,7 +51,8 @@ def run(ctx: StageContext) -> StageResult:
         ctx.log(f"  ... and {len(findings) - SHOWN} more in {report}")
     write_json(ctx.reports / "lint.json", {"findings": len(findings), "report": str(report)})
     if findings:
-        fixable = sum(1 for f in findings if f.get("fix"))
+        # only safe fixes: `ruff check --fix` leaves unsafe ones alone
+        fixable = sum(1 for f in findings if (f.get("fix") or {}).get("applicability") == "safe")
         raise LintFailed(
             f"ruff found {len(findings)} problem(s)",
             f"the list is above and in {report}",

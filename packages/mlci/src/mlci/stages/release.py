@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 from mlci.context import StageContext
 from mlci.errors import ConfigError, PackageIndexError, ReleaseRefused, StageFailed
-from mlci.lineage import commit_time, package_metadata
+from mlci.lineage import UNKNOWN, commit_time, git_info, package_metadata, tags_at_head
 from mlci.reports import write_json
 from mlci.stages import PASSED, StageResult
 from mlci.table import format_table
@@ -128,14 +128,19 @@ def _host(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
 
 
-def build_packages(ctx: StageContext) -> list[DistFile]:
+@dataclass(frozen=True)
+class PackagePlan:
+    folder: str
+    path: Path
+    name: str
+    version: str
+
+
+def preflight(ctx: StageContext) -> list[PackagePlan]:
+    """Refuse before anything is built: dirty tree, untagged commit, tag/version mismatch."""
     settings = ctx.settings
-    dist_root = settings.state_path / "dist"
-    env = dict(os.environ)
-    epoch = commit_time(settings.project_root)
-    if epoch:  # same sources -> same bytes, so a re-run can recognise its own files
-        env["SOURCE_DATE_EPOCH"] = str(epoch)
-    files: list[DistFile] = []
+    root = settings.project_root
+    packages = []
     for folder in settings.release.packages:
         package_dir = settings.path(folder)
         if not (package_dir / "pyproject.toml").is_file():
@@ -145,22 +150,130 @@ def build_packages(ctx: StageContext) -> list[DistFile]:
                 "fix [tool.mlci.release] packages or MLCI_RELEASE_PACKAGES",
             )
         name, version = package_metadata(package_dir)
-        out = dist_root / normalize(name)
+        packages.append(PackagePlan(folder, package_dir, name, version))
+    git = git_info(root)
+    if git.sha == UNKNOWN:  # not a git repository: nothing to check against
+        return packages
+    allow_dev = settings.release.allow_dev
+    if git.dirty and not allow_dev:
+        raise ReleaseRefused(
+            "the work tree has uncommitted changes",
+            "a release must be built from a commit, so that it can be rebuilt and traced",
+            "commit or stash the changes (git status shows them), or set release.allow_dev "
+            "for a .devN release",
+        )
+    tags = [t for t in tags_at_head(root) if re.fullmatch(r"v?\d+(\.\d+)*([abrc.].*)?", t)]
+    if not tags:
+        if not allow_dev:
+            raise ReleaseRefused(
+                f"HEAD ({git.short_sha}) has no version tag",
+                "releases are made from tags such as v1.2.0",
+                "tag the commit (git tag v1.2.0 && git push --tags), or set release.allow_dev "
+                "for a .devN release",
+            )
+        return packages
+    wanted = {t.removeprefix("v") for t in tags}
+    wrong = [f"{p.name} {p.version}" for p in packages if p.version not in wanted]
+    if wrong and not git.dirty:
+        raise ReleaseRefused(
+            f"the tag {', '.join(sorted(tags))} does not match the packages' versions",
+            "packages at other versions: " + ", ".join(wrong),
+            "make the versions come from the tag (hatch-vcs) or fix the static version, "
+            "then move the tag",
+        )
+    return packages
+
+
+def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistFile]:
+    settings = ctx.settings
+    dist_root = settings.state_path / "dist"
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+    epoch = commit_time(settings.project_root)
+    if epoch:  # same sources -> same bytes, so a re-run can recognise its own files
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
+    files: list[DistFile] = []
+    for package in packages:
+        out = dist_root / normalize(package.name)
         shutil.rmtree(out, ignore_errors=True)
-        ctx.log(f"release: building {name} {version}")
+        ctx.log(f"release: building {package.name} {package.version}")
         argv = python_module_command(
-            "build", "--sdist", "--wheel", "--outdir", str(out), str(package_dir)
+            "build", "--sdist", "--wheel", "--outdir", str(out), str(package.path)
         )
         proc = run_tool(argv, settings.project_root, capture=True, timeout=900, env=env)
         if proc.returncode != 0:
             raise StageFailed(
-                f"building {name} failed (exit code {proc.returncode})",
+                f"building {package.name} failed (exit code {proc.returncode})",
                 (proc.stdout + proc.stderr).strip()[-1500:],
-                f"fix the packaging of {folder}; `python -m build {folder}` shows the same error",
+                f"fix the packaging of {package.folder}; `python -m build {package.folder}` "
+                "shows the same error",
             )
         built = sorted(out.glob("*.tar.gz")) + sorted(out.glob("*.whl"))
-        files += [DistFile(name, p, sha256_of(p)) for p in built]
+        stem = f"{normalize(package.name).replace('-', '_')}-{package.version}"
+        unexpected = [p.name for p in built if not p.name.startswith(stem)]
+        if unexpected or not built:
+            raise StageFailed(
+                f"the build of {package.name} did not produce version {package.version}",
+                "built: " + (", ".join(p.name for p in built) or "nothing"),
+                "check the package's version configuration ([tool.hatch.version])",
+            )
+        files += [DistFile(package.name, p, sha256_of(p)) for p in built]
     return files
+
+
+# Never handed to the build backend: it runs third-party code.
+_SECRET_VARIABLES = ("TWINE_PASSWORD", "MLCI_RELEASE_PASSWORD", "MLFLOW_TRACKING_PASSWORD")
+
+
+def model_record(ctx: StageContext, packages: list[PackagePlan]) -> dict | None:
+    """The champion this release ships, written into the model package before its build."""
+    settings = ctx.settings
+    if not settings.model.package or not settings.model.module:
+        return None
+    model_dir = settings.path(settings.model.package).resolve()
+    if not any(p.path.resolve() == model_dir for p in packages):
+        return None
+    from mlci.clients import mlflow as mlflow_client
+
+    uri = ctx.tracking_uri()
+    client = mlflow_client.connect(uri, settings.mlflow)
+    name, alias = settings.mlflow.registered_model, settings.promotion.alias
+    with mlflow_client.server_errors(f"reading the {alias} of {name}", uri):
+        champion = mlflow_client.alias_version(client, name, alias)
+        if champion is None:
+            raise ReleaseRefused(
+                f"{name} has no {alias}: there is no validated model to ship",
+                f"the release of {settings.model.package} records the {alias} it ships",
+                "run `invoke train` and `invoke promote` first",
+            )
+        metrics = dict(client.get_run(champion.run_id).data.metrics)
+    record = {
+        "registered_model": name,
+        "alias": alias,
+        "version": str(champion.version),
+        "run_id": champion.run_id,
+        "metrics": {k: metrics[k] for k in sorted(metrics)},
+        "tracking_uri": "local" if ctx.tracking_is_local else uri,
+    }
+    module_dir = model_dir / "src" / settings.model.module.replace(".", "/")
+    target = module_dir if module_dir.is_dir() else model_dir / settings.model.module
+    write_json(target / "model_record.json", record)
+    ctx.log(f"release: {settings.model.package} ships {name} v{champion.version} ({alias})")
+    return record
+
+
+def tag_model_version(ctx: StageContext, record: dict, packages: list[PackagePlan]) -> None:
+    from mlci.clients import mlflow as mlflow_client
+
+    settings = ctx.settings
+    model_dir = settings.path(settings.model.package).resolve()
+    package = next(p for p in packages if p.path.resolve() == model_dir)
+    uri = ctx.tracking_uri()
+    client = mlflow_client.connect(uri, settings.mlflow)
+    with mlflow_client.server_errors("tagging the released model version", uri):
+        client.set_model_version_tag(
+            record["registered_model"], record["version"], "mlci.released_as",
+            f"{package.name}=={package.version}",
+        )  # fmt: skip
 
 
 def twine_check(ctx: StageContext, files: list[DistFile]) -> None:
@@ -284,31 +397,51 @@ def verify(session, simple_url: str, files: list[DistFile], timeout: float) -> N
 
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
-    files = build_packages(ctx)
-    twine_check(ctx, files)
+    dry_run = settings.release.dry_run
+    packages = preflight(ctx)
     local = not settings.release.repository_url
     upload_url, simple_url = ctx.package_index()
     auth = _credentials(ctx, local)
     session = _session(auth)
     timeout = settings.release.timeout
+    # Ask the index first: an unreachable index or refused listing fails before any build.
+    for package in packages:
+        index_files(session, simple_url, package.name, timeout)
+    record = model_record(ctx, packages)
+    files = build_packages(ctx, packages)
+    twine_check(ctx, files)
     plan(session, simple_url, files, timeout)
     todo = [f for f in files if f.action == UPLOAD]
+    ctx.log(f"release: plan for {_host(upload_url)}{' (local index)' if local else ''}:")
     for line in format_table(
-        ("file", "sha256", "action"),
-        [(f.path.name, f.sha256[:16], f.action) for f in files],
+        ("file", "version", "sha256", "action"),
+        [(f.path.name, _version_of(f, packages), f.sha256[:16], f.action) for f in files],
     ):
         ctx.log("  " + line)
+    details = {
+        "index": _host(upload_url),
+        "local_index": local,
+        "simple_url": simple_url,
+        "dry_run": dry_run,
+        "model": record,
+        "packages": {p.name: p.version for p in packages},
+        "files": [{"name": f.path.name, "sha256": f.sha256, "action": f.action} for f in files],
+    }
+    if dry_run:
+        ctx.log("release: dry run: nothing uploaded, nothing tagged")
+        return StageResult(
+            "release", PASSED, f"dry run: {len(todo)} to upload, {len(files) - len(todo)} there",
+            details=details,
+        )  # fmt: skip
     if todo:
         ctx.log(f"release: uploading {len(todo)} files to {_host(upload_url)}")
         upload(upload_url, auth, todo)
     verify(session, simple_url, files, timeout)
     ctx.log(f"release: verified {len(files)} files by downloading them back")
-    details = {
-        "index": _host(upload_url) + ("  (local pypiserver)" if local else ""),
-        "simple_url": simple_url,
-        "files": [{"name": f.path.name, "sha256": f.sha256, "action": f.action} for f in files],
-    }
+    if record:
+        tag_model_version(ctx, record, packages)
     write_json(ctx.reports / REPORT, details)
+    (ctx.reports / "release-notes.md").write_text(release_notes(details))
     return StageResult(
         "release",
         PASSED,
@@ -316,3 +449,23 @@ def run(ctx: StageContext) -> StageResult:
         details=details,
         links={"index": simple_url},
     )
+
+
+def _version_of(f: DistFile, packages: list[PackagePlan]) -> str:
+    return next((p.version for p in packages if p.name == f.package), "?")
+
+
+def release_notes(details: dict) -> str:
+    lines = ["# Release", ""]
+    lines += [f"- {name} {version}" for name, version in sorted(details["packages"].items())]
+    model = details.get("model")
+    if model:
+        lines += [
+            "",
+            f"Ships the registered model {model['registered_model']} v{model['version']} "
+            f"({model['alias']}), run {model['run_id']}.",
+        ]
+        lines += [f"- {k}: {v:.4f}" for k, v in model["metrics"].items()]
+    lines += ["", f"Index: {details['index']}", "", "| file | sha256 |", "|---|---|"]
+    lines += [f"| {f['name']} | {f['sha256']} |" for f in details["files"]]
+    return "\n".join(lines) + "\n"

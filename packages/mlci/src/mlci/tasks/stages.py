@@ -103,10 +103,17 @@ def promote(c, tracking_uri=None, mode=None):
     _run_stage("promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode})
 
 
-@task(help={"repository_url": "upload URL of the index (default: start a local index)"})
-def release(c, repository_url=None):
+@task(
+    help={
+        "repository_url": "upload URL of the index (default: start a local index)",
+        "dry_run": "print the plan (versions, files, hashes, index) and change nothing",
+    }
+)
+def release(c, repository_url=None, dry_run=None):
     """Build sdist + wheel, twine check --strict, upload what is new, verify by download."""
-    _run_stage("release", {"release.repository_url": repository_url})
+    _run_stage(
+        "release", {"release.repository_url": repository_url, "release.dry_run": dry_run}
+    )
 
 
 @task(
