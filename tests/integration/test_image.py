@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from mlci.lineage import package_metadata
 from mlci.stages import image
 
 from .conftest import BASE_IMAGE, REPO_ROOT, make_context
@@ -23,15 +24,16 @@ def test_image_builds_labels_and_runs(tmp_path, docker_engine):
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
+    version = package_metadata(REPO_ROOT / "packages" / "wine-classifier")[1]
     labels = result.details["labels"]
     assert labels["org.opencontainers.image.revision"] == head
-    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.version"] == version
     assert f"mlci/wine-classifier:{head[:12]}" in result.details["tags"]
     assert any(line.startswith("  Step ") for line in lines)  # build progress was shown
 
     client = docker.from_env(timeout=60)
-    out = client.containers.run("mlci/wine-classifier:0.1.0", ["info"], remove=True)
-    assert out.decode().strip() == "wine-classifier 0.1.0"
+    out = client.containers.run(result.details["tags"][0], ["info"], remove=True)
+    assert out.decode().splitlines()[0] == f"wine-classifier {version}"
 
 
 def test_no_engine_is_a_skip_not_a_failure(tmp_path, monkeypatch):

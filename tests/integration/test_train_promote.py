@@ -36,6 +36,12 @@ def _train_and_promote(tmp_path, uri, model, params, **extra):
     return trained, promoted, lines
 
 
+def _version(folder):
+    from mlci.lineage import package_metadata
+
+    return package_metadata(REPO_ROOT / folder)[1]
+
+
 def _champion(uri, model):
     from mlflow import MlflowClient
 
@@ -68,7 +74,7 @@ def test_train_logs_run_model_and_lineage(tmp_path, mlflow_server):
     assert run.data.tags["mlci.git_sha"] == head
     assert run.data.tags["mlci.data_hash"].startswith("sha256:")
     assert run.data.tags["mlci.package"] == "wine-classifier"
-    assert run.data.tags["mlci.package_version"] == "0.1.0"
+    assert run.data.tags["mlci.package_version"] == _version("packages/wine-classifier")
     assert run.data.params["n_estimators"] == "200"
     assert run.data.metrics["f1_macro"] >= 0.9
     version = client.get_model_version(model, result.details["version"])

@@ -12,9 +12,7 @@ def _record_path():
 def test_no_record_in_a_source_checkout(monkeypatch, tmp_path):
     path = _record_path()
     if path.is_file():  # a release wrote one into this checkout: hide it for this test
-        monkeypatch.setattr(
-            "wine_classifier.record.resources.files", lambda _pkg: tmp_path
-        )
+        monkeypatch.setattr("wine_classifier.record.resources.files", lambda _pkg: tmp_path)
     assert wine_classifier.model_record() is None
 
 

@@ -63,7 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "info":
         from . import __version__
-
         from .record import model_record
 
         print(f"{PROG} {__version__}")

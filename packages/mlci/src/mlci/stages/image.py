@@ -56,7 +56,8 @@ def run(ctx: StageContext) -> StageResult:
         if (context / "pyproject.toml").is_file()
         else (image.name, "0.0.0")
     )
-    tags = [f"{image.name}:{version}", f"{image.name}:{git.short_sha}"]
+    # A Docker tag allows [A-Za-z0-9_.-]: a dev version's "+local" part becomes "-local".
+    tags = [f"{image.name}:{version.replace('+', '-')}", f"{image.name}:{git.short_sha}"]
     build_args = {
         "VERSION": version,
         "REVISION": git.sha,

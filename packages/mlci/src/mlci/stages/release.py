@@ -224,14 +224,14 @@ def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistF
 _SECRET_VARIABLES = ("TWINE_PASSWORD", "MLCI_RELEASE_PASSWORD", "MLFLOW_TRACKING_PASSWORD")
 
 
-def model_record(ctx: StageContext, packages: list[PackagePlan]) -> dict | None:
+def model_record(ctx: StageContext, packages: list[PackagePlan]) -> tuple[dict | None, Path | None]:
     """The champion this release ships, written into the model package before its build."""
     settings = ctx.settings
     if not settings.model.package or not settings.model.module:
-        return None
+        return None, None
     model_dir = settings.path(settings.model.package).resolve()
     if not any(p.path.resolve() == model_dir for p in packages):
-        return None
+        return None, None
     from mlci.clients import mlflow as mlflow_client
 
     uri = ctx.tracking_uri()
@@ -256,9 +256,9 @@ def model_record(ctx: StageContext, packages: list[PackagePlan]) -> dict | None:
     }
     module_dir = model_dir / "src" / settings.model.module.replace(".", "/")
     target = module_dir if module_dir.is_dir() else model_dir / settings.model.module
-    write_json(target / "model_record.json", record)
+    path = write_json(target / "model_record.json", record)
     ctx.log(f"release: {settings.model.package} ships {name} v{champion.version} ({alias})")
-    return record
+    return record, path
 
 
 def tag_model_version(ctx: StageContext, record: dict, packages: list[PackagePlan]) -> None:
@@ -407,8 +407,12 @@ def run(ctx: StageContext) -> StageResult:
     # Ask the index first: an unreachable index or refused listing fails before any build.
     for package in packages:
         index_files(session, simple_url, package.name, timeout)
-    record = model_record(ctx, packages)
-    files = build_packages(ctx, packages)
+    record, record_path = model_record(ctx, packages)
+    try:
+        files = build_packages(ctx, packages)
+    finally:  # the record belongs in the built files, not in the work tree
+        if record_path:
+            record_path.unlink(missing_ok=True)
     twine_check(ctx, files)
     plan(session, simple_url, files, timeout)
     todo = [f for f in files if f.action == UPLOAD]

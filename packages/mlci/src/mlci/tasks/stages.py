@@ -109,10 +109,10 @@ def promote(c, tracking_uri=None, mode=None):
         "dry_run": "print the plan (versions, files, hashes, index) and change nothing",
     }
 )
-def release(c, repository_url=None, dry_run=None):
+def release(c, repository_url=None, dry_run=False):
     """Build sdist + wheel, twine check --strict, upload what is new, verify by download."""
     _run_stage(
-        "release", {"release.repository_url": repository_url, "release.dry_run": dry_run}
+        "release", {"release.repository_url": repository_url, "release.dry_run": dry_run or None}
     )
 
 
