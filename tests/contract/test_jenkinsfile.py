@@ -35,7 +35,16 @@ INVOKE_CALL = re.compile(r"(?:^|[\s/])invoke\s+([\w.-]+)", re.MULTILINE)
 INVOKE_COMMAND = re.compile(r"(?:\S*/)?invoke\s+[\w.-]+(?:\s+[^\s;&|<>`$()]+)*")
 BOOTSTRAP = "bash .ci/bootstrap"
 BOOKKEEPING_STEPS = frozenset(
-    {"stash", "unstash", "lock", "junit", "recordCoverage", "archiveArtifacts"}
+    {
+        "stash",
+        "unstash",
+        "lock",
+        "junit",
+        "recordCoverage",
+        "archiveArtifacts",
+        "withSonarQubeEnv",
+        "timeout",
+    }
 )
 
 Recorded = dict[str, Any]

@@ -32,6 +32,7 @@ EXPECTED_EXIT_CODES = {
     "ServiceError": 3,
     "TrackingServerError": 3,
     "PackageIndexError": 3,
+    "SonarQubeError": 3,
     "DockerEngineError": 3,
     "LocalServerError": 3,
     "ToolMissing": 4,
@@ -87,6 +88,7 @@ def test_service_errors_share_exit_code_3():
         "ServiceError",
         "TrackingServerError",
         "PackageIndexError",
+        "SonarQubeError",
         "DockerEngineError",
         "LocalServerError",
     }

@@ -40,18 +40,19 @@ class FakeRunner:
 def test_stops_at_the_first_failure(ctx):
     runner = FakeRunner(fail_at="gate")
     results, error = run_pipeline(ctx, runner=runner)
-    assert runner.calls == ["lint", "test", "gate"]
+    assert runner.calls == ["lint", "test", "scan", "gate"]
     assert error is runner.error
     assert [(r.stage, r.status) for r in results] == [
         ("lint", PASSED),
         ("test", PASSED),
+        ("scan", PASSED),
         ("gate", FAILED),
         ("image", NOT_RUN),
         ("train", NOT_RUN),
         ("promote", NOT_RUN),
         ("release", NOT_RUN),
     ]
-    assert all(r.summary == "" for r in results[3:])
+    assert all(r.summary == "" for r in results[4:])
     assert "==> gate" in ctx.lines
     assert "==> image" not in ctx.lines
     assert runner.error.render() in ctx.lines
@@ -141,10 +142,10 @@ def test_default_runner_stops_when_a_stage_raises(ctx, monkeypatch):
 
     monkeypatch.setattr(mlci.pipeline, "stage_function", fake_stage_function)
     results, returned = run_pipeline(ctx)
-    assert ran == ["lint", "test", "gate", "image", "train"]
+    assert ran == ["lint", "test", "scan", "gate", "image", "train"]
     assert returned is error
     assert [r.status for r in results[-2:]] == [NOT_RUN, NOT_RUN]
-    assert results[4].summary == error.what
+    assert results[5].summary == error.what
 
 
 def _results():

@@ -329,7 +329,9 @@ def test_context_close_runs_registered_cleanups(load):
 
 
 def test_pipeline_order():
-    assert PIPELINE_STAGES == ("lint", "test", "gate", "image", "train", "promote", "release")
+    assert PIPELINE_STAGES == (
+        "lint", "test", "scan", "gate", "image", "train", "promote", "release",
+    )  # fmt: skip
 
 
 def test_stage_function_finds_each_stage_module():

@@ -27,7 +27,18 @@ from mlci.stages import FAILED, PASSED, StageResult
 from mlci.tasks import namespace
 from mlci.tasks import stages as tasks
 
-TASKS = ("lint", "test", "gate", "image", "train", "promote", "release", "pipeline", "config")
+TASKS = (
+    "lint",
+    "test",
+    "scan",
+    "gate",
+    "image",
+    "train",
+    "promote",
+    "release",
+    "pipeline",
+    "config",
+)
 
 
 @pytest.fixture
@@ -276,10 +287,10 @@ def test_pipeline_task_passes_and_writes_the_summary(
     tasks.pipeline(Context())
     out = capsys.readouterr().out
     assert "mlci pipeline summary" in out
-    for name in ("lint", "test", "gate", "image", "train", "promote", "release"):
+    for name in ("lint", "test", "scan", "gate", "image", "train", "promote", "release"):
         assert f"{name} done" in out
     data = json.loads((tmp_path / "reports" / "summary.json").read_text())
-    assert [s["status"] for s in data["stages"]] == [PASSED] * 7
+    assert [s["status"] for s in data["stages"]] == [PASSED] * 8
     assert (tmp_path / "reports" / "summary.html").is_file()
     assert isolated_loader == [{"mlflow.tracking_uri": None, "release.repository_url": None}]
 

@@ -81,6 +81,10 @@ class PackageIndexError(ServiceError):
     pass
 
 
+class SonarQubeError(ServiceError):
+    pass
+
+
 class DockerEngineError(ServiceError):
     pass
 

@@ -77,6 +77,34 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class SonarSettings:
+    host_url: str = option(
+        "",
+        "SonarQube server URL; empty evaluates the gate locally (else SONAR_HOST_URL)",
+        url=True,
+    )
+    token: str = option(
+        "",
+        "analysis token (else SONAR_TOKEN, or SONAR_AUTH_TOKEN from withSonarQubeEnv)",
+        secret=True,
+    )
+    project_key: str = option("", "SonarQube project key; empty uses the project folder's name")
+    project_name: str = option("", "SonarQube project name; empty uses the key")
+    sources: list[str] = option(["src"], "source folders analysed as main code")
+    tests: list[str] = option(["tests"], "folders analysed as test code")
+    scanner: list[str] = option(["pysonar"], "the scanner command (pysonar from PyPI)")
+    working_dir: str = option(".scannerwork", "scanner working folder (holds report-task.txt)")
+    branch_analysis: bool = option(
+        False, "send branch / pull-request parameters (needs a SonarQube edition with branches)"
+    )
+    gate_timeout: float = option(300.0, "seconds to wait for the analysis and the gate", minimum=1)
+    poll_interval: float = option(
+        2.0, "first wait between polls of the analysis; grows to 15 s", minimum=0.05
+    )
+    timeout: float = option(30.0, "seconds for one request to SonarQube", minimum=1)
+
+
+@dataclass(frozen=True)
 class ImageSettings:
     context: str = option(".", "Docker build context (holds the Dockerfile)")
     dockerfile: str = option("Dockerfile", "Dockerfile path, relative to the context")
@@ -146,6 +174,7 @@ class Settings:
     lint: LintSettings = section(LintSettings)
     test: TestSettings = section(TestSettings)
     gate: GateSettings = section(GateSettings)
+    sonar: SonarSettings = section(SonarSettings)
     image: ImageSettings = section(ImageSettings)
     model: ModelSettings = section(ModelSettings)
     mlflow: MlflowSettings = section(MlflowSettings)

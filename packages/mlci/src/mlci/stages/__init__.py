@@ -25,6 +25,7 @@ NOT_RUN = "not run"
 PIPELINE_STAGES: tuple[str, ...] = (
     "lint",
     "test",
+    "scan",
     "gate",
     "image",
     "train",

@@ -1,10 +1,16 @@
-"""gate: the quality gate, evaluated locally from the reports (SonarQube comes later)."""
+"""gate: the quality gate, from SonarQube when one is configured, else evaluated locally.
+
+With SonarQube it reads the task of `invoke scan`, polls the compute engine until the
+analysis finishes (backoff, deadline), then reads the gate for that analysis. Without, it
+applies the same conditions (sonarqube/quality-gate.toml) to the local reports and says so.
+"""
 
 from __future__ import annotations
 
 from mlci import qualitygate
+from mlci.clients.sonarqube import SonarQube, SonarServer, configured_server, read_report_task
 from mlci.context import StageContext
-from mlci.errors import QualityGateFailed
+from mlci.errors import QualityGateFailed, StageFailed
 from mlci.stages import PASSED, StageResult
 from mlci.table import format_table
 
@@ -22,7 +28,77 @@ def _fmt(value: float | None, threshold: float | None = None) -> str:
     return repr(value)
 
 
+def _print_conditions(ctx: StageContext, rows: list[tuple[str, ...]]) -> None:
+    for line in format_table(("metric", "actual", "fails if", "threshold", "status"), rows):
+        ctx.log("  " + line)
+
+
 def run(ctx: StageContext) -> StageResult:
+    server = configured_server(ctx.settings)
+    if server is None:
+        return run_local(ctx)
+    return run_sonarqube(ctx, server)
+
+
+def run_sonarqube(ctx: StageContext, server: SonarServer) -> StageResult:
+    """The gate SonarQube computed for the analysis `invoke scan` submitted."""
+    settings = ctx.settings
+    task_file = settings.path(settings.sonar.working_dir) / "report-task.txt"
+    task_info = read_report_task(task_file)
+    client = SonarQube(server, settings.sonar.timeout)
+    task = client.wait_for_task(
+        task_info["ceTaskId"], settings.sonar.gate_timeout, settings.sonar.poll_interval, ctx.log
+    )
+    if task["status"] != "SUCCESS":
+        raise StageFailed(
+            f"the SonarQube analysis {task_info['ceTaskId']} ended {task['status']}",
+            task.get("errorMessage") or "SonarQube gave no reason",
+            "fix the cause above (see Administration > Background Tasks) and scan again",
+        )
+    status = client.project_status(task["analysisId"])
+    conditions = status.get("conditions") or []
+    rows = [
+        (
+            c.get("metricKey", "?"),
+            str(c.get("actualValue", "-")),
+            c.get("comparator", "?"),
+            str(c.get("errorThreshold", "-")),
+            c.get("status", "?"),
+        )
+        for c in conditions
+    ]
+    ctx.log(
+        f"gate: SonarQube quality gate for {task_info.get('projectKey', '?')}: "
+        f"{status.get('status')}"
+    )
+    _print_conditions(ctx, rows)
+    dashboard = task_info.get("dashboardUrl", "")
+    details = {
+        "mode": "sonarqube",
+        "status": status.get("status"),
+        "dashboard": dashboard,
+        "conditions": conditions,
+    }
+    links = {"SonarQube dashboard": dashboard} if dashboard else {}
+    if status.get("status") == "ERROR":
+        failing = [r for r in rows if r[4] == "ERROR"]
+        raise QualityGateFailed(
+            f"the SonarQube quality gate failed: {len(failing)} of {len(rows)} conditions in ERROR",
+            "; ".join(f"{m} is {a} ({op} {t})" for m, a, op, t, _ in failing),
+            f"improve the code until the conditions hold; details: {dashboard or server.url}",
+        )
+    if status.get("status") != "OK":
+        raise QualityGateFailed(
+            f"SonarQube reports gate status {status.get('status')!r} for this analysis",
+            "the project has no quality gate, so nothing was checked",
+            "apply the gate from sonarqube/quality-gate.toml (invoke sonar.apply-gate)",
+        )
+    return StageResult(
+        "gate", PASSED, f"OK ({len(rows)} conditions, SonarQube)", details=details, links=links
+    )
+
+
+def run_local(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     definition = qualitygate.load_definition(settings.path(settings.gate.file))
     ctx.log(
@@ -41,8 +117,7 @@ def run(ctx: StageContext) -> StageResult:
         )
         for r in results
     ]
-    for line in format_table(("metric", "actual", "fails if", "threshold", "status"), rows):
-        ctx.log("  " + line)
+    _print_conditions(ctx, rows)
     failing = [r for r in results if r.status == qualitygate.ERROR]
     details = {
         "gate": definition.name,

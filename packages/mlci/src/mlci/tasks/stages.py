@@ -66,9 +66,15 @@ def test(c, fail_under=None):
     _run_stage("test", {"test.fail_under": fail_under})
 
 
+@task
+def scan(c):
+    """Run the SonarQube scanner with the test and lint reports (skipped without SonarQube)."""
+    _run_stage("scan")
+
+
 @task(help={"file": "quality-gate definition (overrides gate.file)"})
 def gate(c, file=None):
-    """Apply the quality gate to the test and lint reports; prints every condition."""
+    """Hold the build at the quality gate (SonarQube, or local rules); prints each condition."""
     _run_stage("gate", {"gate.file": file})
 
 
@@ -123,7 +129,7 @@ def release(c, repository_url=None, dry_run=False):
     }
 )
 def pipeline(c, tracking_uri=None, repository_url=None):
-    """Run lint, test, gate, image, train, promote, release in order; print a summary."""
+    """Run lint, test, scan, gate, image, train, promote, release in order; print a summary."""
     from mlci.pipeline import run_pipeline, summary_lines, write_summary
 
     overrides = {"mlflow.tracking_uri": tracking_uri, "release.repository_url": repository_url}

@@ -1,0 +1,190 @@
+"""SonarQube web API access: python-sonarqube-api where it has the endpoint, its session
+(same auth, same timeout) for what it lacks, and one error mapping for both.
+
+SonarQube answers errors as ``{"errors": [{"msg": ...}]}`` with 400/403/404, but a bad
+token gets 401 with an empty body; both become a :class:`SonarQubeError` that says what.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlci.errors import ConfigError, SonarQubeError
+from mlci.settings import Settings
+
+FINISHED = ("SUCCESS", "FAILED", "CANCELED")
+
+
+@dataclass(frozen=True)
+class SonarServer:
+    url: str
+    token: str
+
+
+def configured_server(settings: Settings) -> SonarServer | None:
+    """The SonarQube to use: mlci settings, else Jenkins' withSonarQubeEnv, else none."""
+    url = settings.sonar.host_url or os.environ.get("SONAR_HOST_URL", "")
+    if not url:
+        return None
+    token = (
+        settings.sonar.token
+        or os.environ.get("SONAR_TOKEN", "")
+        or os.environ.get("SONAR_AUTH_TOKEN", "")
+    )
+    if not token:
+        raise ConfigError(
+            f"SonarQube at {url} is configured but no token is set",
+            "the scanner and the gate authenticate with an analysis token",
+            "set MLCI_SONAR_TOKEN or SONAR_TOKEN (in Jenkins: withSonarQubeEnv provides it)",
+        )
+    return SonarServer(url.rstrip("/"), token)
+
+
+def _messages(resp: Any) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip()[:300]
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if errors:
+        return "; ".join(str(e.get("msg", e)) for e in errors)
+    return str(body)[:300]
+
+
+class SonarQube:
+    """A thin client bound to one server; every call has a timeout."""
+
+    def __init__(self, server: SonarServer, timeout: float) -> None:
+        from sonarqube import SonarQubeClient
+
+        self.server = server
+        self.timeout = timeout
+        self.lib = SonarQubeClient(sonarqube_url=server.url, token=server.token, timeout=timeout)
+        self.session = self.lib.session
+        self.session.headers["User-Agent"] = "mlci"
+
+    def request(self, method: str, path: str, action: str, **kwargs: Any) -> Any:
+        """One request through the library's session; JSON body, None for 204."""
+        import requests
+
+        url = f"{self.server.url}/{path.lstrip('/')}"
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout:
+            raise SonarQubeError(
+                f"{action}: SonarQube at {self.server.url} did not answer in {self.timeout:g} s",
+                f"{method} {path} timed out",
+                "check the server's load and health (api/system/status); raise "
+                "MLCI_SONAR_TIMEOUT if it is just slow",
+            ) from None
+        except requests.RequestException as exc:
+            raise SonarQubeError(
+                f"{action}: SonarQube at {self.server.url} cannot be reached",
+                str(exc)[:500],
+                "check MLCI_SONAR_HOST_URL and that the server is up",
+            ) from None
+        if resp.status_code == 401:
+            raise SonarQubeError(
+                f"{action}: SonarQube rejected the token (HTTP 401)",
+                "the token is wrong, expired or revoked",
+                "generate a new analysis token and set MLCI_SONAR_TOKEN / SONAR_TOKEN",
+            )
+        if resp.status_code == 403:
+            raise SonarQubeError(
+                f"{action}: the token may not do this (HTTP 403)",
+                _messages(resp),
+                "give the token's user the permission named above (Browse / Execute Analysis "
+                "/ Administer Quality Gates)",
+            )
+        if resp.status_code >= 400:
+            raise SonarQubeError(
+                f"{action}: SonarQube answered HTTP {resp.status_code}",
+                _messages(resp),
+                "see the message above; the server's log has more",
+            )
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise SonarQubeError(
+                f"{action}: SonarQube answered something that is not JSON",
+                resp.text[:200],
+                "check that MLCI_SONAR_HOST_URL points at SonarQube itself, not a proxy page",
+            ) from None
+
+    def get(self, path: str, action: str, **params: Any) -> Any:
+        return self.request("GET", path, action, params=params)
+
+    def post(self, path: str, action: str, **data: Any) -> Any:
+        return self.request("POST", path, action, data=data)
+
+    # -- analysis and gate ---------------------------------------------------------------
+
+    def wait_for_task(
+        self,
+        task_id: str,
+        timeout: float,
+        first_interval: float,
+        progress: Callable[[str], None],
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
+        """Poll api/ce/task until the analysis finishes, with backoff and a deadline."""
+        deadline = clock() + timeout
+        interval = first_interval
+        last = None
+        while True:
+            task = self.get("api/ce/task", "reading the analysis task", id=task_id)["task"]
+            status = task.get("status")
+            if status != last:
+                progress(f"gate: analysis {task_id} is {status}")
+                last = status
+            if status in FINISHED:
+                return task
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise SonarQubeError(
+                    f"the analysis {task_id} did not finish within {timeout:g} s (still {status})",
+                    "SonarQube's compute engine is busy or stuck",
+                    "look at Administration > Background Tasks; raise MLCI_SONAR_GATE_TIMEOUT "
+                    "if the server is just slow",
+                )
+            sleep(min(interval, remaining))
+            interval = min(interval * 1.5, 15.0)
+
+    def project_status(self, analysis_id: str) -> dict[str, Any]:
+        return self.get(
+            "api/qualitygates/project_status",
+            "reading the quality gate status",
+            analysisId=analysis_id,
+        )["projectStatus"]
+
+
+def read_report_task(path: Any) -> dict[str, str]:
+    """The properties the scanner writes to report-task.txt (key=value lines)."""
+    from mlci.errors import StageFailed
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StageFailed(
+            f"{path} does not exist",
+            "the scanner writes it at the end of an analysis",
+            "run `invoke scan` first (in Jenkins, in the same workspace)",
+        ) from None
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[key.strip()] = value.strip()
+    if "ceTaskId" not in values:
+        raise StageFailed(
+            f"{path} names no ceTaskId", "the analysis did not reach the server",
+            "run `invoke scan` again and read its output",
+        )  # fmt: skip
+    return values
