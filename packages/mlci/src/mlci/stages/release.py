@@ -162,6 +162,22 @@ def preflight(ctx: StageContext) -> list[PackagePlan]:
             "commit or stash the changes (git status shows them), or set release.allow_dev "
             "for a .devN release",
         )
+    if git.dirty:
+        # setuptools-scm marks tracked changes (+...dYYYYMMDD) but not untracked files, and a
+        # static version never changes: such work would go out under a real version.
+        clean_versions = [
+            f"{p.name} {p.version}"
+            for p in packages
+            if "+" not in p.version and ".dev" not in p.version
+        ]
+        if clean_versions:
+            raise ReleaseRefused(
+                "the work tree has uncommitted changes that would be released as "
+                + ", ".join(clean_versions),
+                "only a .devN version may carry uncommitted work; this one would later clash "
+                "with the real release of that version",
+                "commit or remove the changes (git status shows them), then release",
+            )
     tags = [t for t in tags_at_head(root) if re.fullmatch(r"v?\d+(\.\d+)*([abrc.].*)?", t)]
     if not tags:
         if not allow_dev:
@@ -174,7 +190,7 @@ def preflight(ctx: StageContext) -> list[PackagePlan]:
         return packages
     wanted = {t.removeprefix("v") for t in tags}
     wrong = [f"{p.name} {p.version}" for p in packages if p.version not in wanted]
-    if wrong and not git.dirty:
+    if wrong:
         raise ReleaseRefused(
             f"the tag {', '.join(sorted(tags))} does not match the packages' versions",
             "packages at other versions: " + ", ".join(wrong),
@@ -187,7 +203,7 @@ def preflight(ctx: StageContext) -> list[PackagePlan]:
 def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistFile]:
     settings = ctx.settings
     dist_root = settings.state_path / "dist"
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+    env = _without_secrets()
     epoch = commit_time(settings.project_root)
     if epoch:  # same sources -> same bytes, so a re-run can recognise its own files
         env["SOURCE_DATE_EPOCH"] = str(epoch)
@@ -276,9 +292,15 @@ def tag_model_version(ctx: StageContext, record: dict, packages: list[PackagePla
         )  # fmt: skip
 
 
+def _without_secrets() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+
+
 def twine_check(ctx: StageContext, files: list[DistFile]) -> None:
     argv = python_module_command("twine", "check", "--strict", *(str(f.path) for f in files))
-    proc = run_tool(argv, ctx.settings.project_root, capture=True, timeout=300)
+    proc = run_tool(
+        argv, ctx.settings.project_root, capture=True, timeout=300, env=_without_secrets()
+    )
     if proc.returncode != 0:
         raise StageFailed(
             "twine check --strict found problems in the built files",
