@@ -16,6 +16,7 @@ import pytest
 from mlci import servers
 from mlci.context import StageContext
 from mlci.settings import load_settings
+from tests.doubles.fixtures import sonarqube  # noqa: F401 - the SonarQube double
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "local/python:3.11-bookworm"

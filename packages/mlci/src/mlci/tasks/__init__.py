@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from mlci.tasks import stages
+from mlci.tasks import sonar, stages
 
 namespace = Collection.from_module(stages, name="mlci")
+namespace.add_collection(Collection.from_module(sonar, name="sonar"))

@@ -1,0 +1,43 @@
+"""SonarQube tasks besides the pipeline's scan and gate."""
+
+from __future__ import annotations
+
+from invoke import Exit, task
+
+from mlci.errors import ConfigError, MlciError
+
+
+@task(help={"dry_run": "print what would change and change nothing"})
+def apply_gate(c, dry_run=False):
+    """Create or update the quality gate of sonarqube/quality-gate.toml and select it."""
+    from mlci.clients.sonarqube import SonarQube, configured_server
+    from mlci.qualitygate import load_definition
+    from mlci.settings import load_settings
+    from mlci.sonar_gate import apply_gate as apply
+
+    try:
+        settings = load_settings()
+        server = configured_server(settings)
+        if server is None:
+            raise ConfigError(
+                "no SonarQube is configured",
+                "the gate is applied to a SonarQube server through its web API",
+                "set MLCI_SONAR_HOST_URL and MLCI_SONAR_TOKEN (a token that may administer "
+                "quality gates)",
+            )
+        gate = load_definition(settings.path(settings.gate.file))
+        key = settings.sonar.project_key or settings.project_root.name
+        changes = apply(
+            SonarQube(server, settings.sonar.timeout),
+            gate,
+            key,
+            settings.sonar.project_name or key,
+            dry_run=dry_run,
+        )
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    verb = "would" if dry_run else "did"
+    if not changes:
+        print(f"quality gate {gate.name!r} on {server.url}: up to date, nothing to change")
+    for change in changes:
+        print(f"{verb} {change.action}: {change.detail}")
