@@ -1,0 +1,2037 @@
+"""A test double of GitBucket 4.4x, served over real HTTP on 127.0.0.1, with real git repositories.
+
+Behaviour follows GitBucket's own source (github.com/gitbucket/gitbucket, ``src/main/scala/
+gitbucket/core``), not our client's expectations; ``tests/doubles_tests/test_gitbucket_double.py``
+runs a second client (PyGithub) and real ``git push`` against it. Source facts the double keeps:
+
+Authentication (``servlet/ApiAuthenticationFilter.scala``, ``controller/ControllerBase.scala``,
+``util/Authenticator.scala``)
+
+* ``/api/v3/*`` accepts ``Authorization: token <t>`` (prefix matched case-insensitively),
+  ``Authorization: Basic ...``, an ``access_token`` parameter, or the web session cookie. A
+  header that does not authenticate (wrong password, unknown token, other scheme) answers **401**
+  with the literal body ``{ "message": "Bad credentials" }`` on *every* ``/api/v3`` path, known or
+  not. A Basic header that does not decode to ``user:password`` breaks the filter: 500 HTML.
+* No credentials where a route needs a user: 401 ``{"message":"Requires authentication"}``.
+  Unknown ``/api/v3/*`` paths (any method): 404 ``{"message":"Not Found"}`` (``ApiController``'s
+  catch-all). An unhandled exception: 500 ``{"message":"Internal Server Error"}``. Outside the API,
+  "not found" is an HTML page, and "unauthorized" is a bare 401 for non-browser user agents (a
+  redirect to ``/signin`` or ``/`` for browsers).
+* Personal access tokens exist only through the web UI; :meth:`GitBucketDouble.create_token`
+  stands in for that. Over git HTTP a token also works as the password of its own user.
+
+Changing the ``root`` password (``controller/api/ApiUserControllerBase.scala``,
+``controller/AccountController.scala``, ``controller/IndexController.scala``,
+``controller/ValidationSupport.scala``)
+
+* There is **no API** for it: the user API has ``GET /api/v3/user``, ``PATCH /api/v3/user``
+  (changes ``email`` only; a ``password`` field is ignored), ``GET /api/v3/users[/:name]``,
+  ``POST /api/v3/admin/users`` (create, admin only) and suspend/unsuspend. ``PATCH
+  /api/v3/admin/users/root`` and the like fall into the catch-all: 404 JSON.
+* The way that exists is the web form: ``POST /signin`` (form ``userName``, ``password``; both
+  trimmed) sets the ``JSESSIONID`` session and answers 302 to ``/`` (a failure answers 302 to
+  ``/signin`` and logs nobody in); then ``POST /root/_edit`` with that cookie and the form
+  ``password``, ``fullName`` (required), ``mailAddress`` (required, unique), optional
+  ``description``, ``url``, answers 302 to ``/root/_edit``. The form is validated **before** the
+  session is checked: a failed validation answers 400 with an empty body. ``password`` is
+  optional (empty keeps the old one) and has ``maxlength(20)``: **a longer password answers 400
+  and changes nothing**. Without a session a non-browser client gets a bare 401. An admin may also
+  use ``POST /admin/users/:name/_edituser`` (``userName``, ``password``, ``fullName``,
+  ``mailAddress``, ``isAdmin`` ...); that form sets ``isAdmin`` from the form, so leaving it out
+  demotes the account (``controller/UserManagementController.scala``, read at an older
+  revision; the double edits the account named by the form's ``userName``, as that code does).
+
+Organisations and repositories (``controller/api/ApiOrganizationControllerBase.scala``,
+``ApiRepositoryControllerBase.scala``, ``api/CreateAGroup.scala``, ``api/CreateARepository.scala``)
+
+* ``POST /api/v3/admin/organizations`` (admin only) takes ``login``, ``admin`` (required: the
+  first manager), ``profile_name`` (stored as the description) and ``url``; 200 with the group
+  JSON. A body it cannot read answers 400 (empty). There is no duplicate check: an existing name
+  breaks the insert, 500. ``GET /api/v3/orgs/:org`` answers the group or 404.
+* ``POST /api/v3/user/repos`` and ``POST /api/v3/orgs/:org/repos`` answer **200** (not 201). A
+  duplicate name also answers **200**, with ``{"message":"A repository with this name already
+  exists on this account"`` (``... for this group`` for organisations) ``,"documentation_url":
+  "https://developer.github.com/v3/repos/#create"}``. A body it cannot read, or a name outside
+  ``[a-zA-Z0-9\\-+_.]+`` (or starting with ``_``/``-``, or over 100 characters), answers 404 JSON.
+  A user who may not create in the organisation gets 403 (empty). ``auto_init`` commits a
+  README.md ("Initial commit") to the default branch, ``main``.
+* ``GET /api/v3/repos/:o/:r``: the repository, 404 JSON when missing, 401 when private and not
+  readable. ``clone_url`` is ``<base>/git/<owner>/<repo>.git``; the base URL comes from the
+  request's Host unless GitBucket's base URL is set (``base_url=`` here). With SSH off (the
+  default) ``ssh_url`` is absent.
+
+Web hooks (``controller/api/ApiRepositoryWebhookControllerBase.scala``,
+``api/CreateARepositoryWebhook.scala``, ``api/ApiWebhook.scala``, ``model/WebHook.scala``)
+
+* ``POST .../hooks``: ``config.url`` required, ``config.content_type`` ``form`` (the default) or
+  ``json`` (anything else: 404), ``config.secret`` optional, ``events`` default ``["push"]``;
+  ``name`` and ``active`` are read and ignored. An event name outside GitBucket's list answers
+  **500** and creates nothing. A second hook with the same URL on the repository breaks a unique
+  index: 500. The answer is 200 with the hook; its ``name`` is always ``"web"``, ``active``
+  always true, ``config`` carries only ``content_type`` and ``url`` (never the secret), and its
+  ``url`` is ``<base>/api/v3/<owner>/<repo>/hooks/<id>`` -- **without** ``repos/``, so clients
+  that follow it (PyGithub's ``Hook.edit``/``Hook.delete``) hit the catch-all 404.
+* ``GET .../hooks`` lists hooks sorted by URL; ``GET/PATCH/DELETE .../hooks/:id`` look the id up
+  across all repositories. ``PATCH`` reads the same body as create plus ``add_events`` and
+  ``remove_events``; ``events`` defaults to ``["push"]`` again, a missing ``content_type``
+  turns the hook into a form hook and a missing ``secret`` clears it; 200 with the hook. ``DELETE``
+  answers 204, or 404 JSON. A hook left without events drops out of every listing and lookup.
+
+Git over HTTP and deliveries (``servlet/GitAuthenticationFilter.scala``,
+``servlet/GitRepositoryServlet.scala`` ``CommitLogHook``, ``service/WebHookService.scala``,
+``api/ApiCommit.scala``, ``api/ApiPusher.scala``, ``util/AuthUtil.scala``)
+
+* ``/git/<owner>/<repo>.git``: a push (``git-receive-pack``) needs Basic credentials of a user
+  with the developer role (admin, owner, organisation member); without them the answer is 401
+  ``WWW-Authenticate: BASIC realm="GitBucket"`` (GitBucket spells ``BASIC``). Public
+  repositories can be fetched anonymously. An unknown repository answers 404.
+* After a push GitBucket runs, for every updated ref in order: a ``push`` delivery (also for tags
+  and deletions), then a ``create`` delivery when the ref was created. There is no ``ping``.
+  ``ref`` is the full ref name (``refs/tags/v1``) in both; ``create`` has ``ref_type``
+  (``branch``/``tag``), ``master_branch``, ``description`` and ``pusher_type: "user"``.
+* ``commits`` (oldest first) holds only commits that were on no branch before the push: the
+  log from ``after`` back to ``before`` is taken oldest first and cut at the first commit that
+  some branch already had. So the first push of a new branch forked from an existing one carries
+  ``commits: []``, and so do tags and deletions (then ``head_commit`` is absent). The list is
+  computed per push, and the last ref of the push wins (a GitBucket quirk).
+* Each commit: ``id``, ``message`` (the raw message, trailing newline included), ``timestamp``
+  (committer time), ``added``/``removed``/``modified`` (against the first parent),
+  ``author``/``committer`` ``{name,email,date}``, ``url`` (``<base>/api/v3/<owner>/<repo>/commits/
+  <id>``, again without ``repos/``) and ``html_url``. The push payload is ``pusher {name,email}``,
+  ``sender``, ``ref``, ``before``, ``after``, ``commits``, ``repository``, ``compare``,
+  ``head_commit``. Dates are UTC ``yyyy-MM-ddTHH:mm:ssZ``. JSON is written compactly.
+* Headers: ``Content-Type`` (``application/json`` or ``application/x-www-form-urlencoded``),
+  ``X-Github-Event``, ``X-Github-Delivery`` (a UUID) and, only when the secret is not blank,
+  ``X-Hub-Signature: sha1=<hex>`` and ``X-Hub-Signature-256: sha256=<hex>``, HMACs of the exact
+  body bytes. A form body is ``payload=<JSON>`` encoded like Apache's ``URLEncodedUtils`` (space
+  as ``+``, only ``A-Za-z0-9_-.*`` left bare). Deliveries run asynchronously; a failed one is only
+  logged. Pushing a first branch other than ``main`` into an empty repository makes it the
+  default branch.
+
+Not modelled: LDAP/OIDC, collaborators, issues and pull requests, account-level hooks, wikis, LFS,
+SSH, the web pages themselves (they answer a small placeholder page), private-address blocking of
+hook URLs (off by default in GitBucket). Where the source did not settle an answer (an unreadable
+``POST /api/v3/admin/users`` or ``PATCH /api/v3/user`` body, ``PATCH`` of an unknown hook id),
+the double answers 200 with an empty body and says so here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+ROOT_USER = "root"
+DEFAULT_ROOT_PASSWORD = "root"
+DEFAULT_BRANCH = "main"
+ZERO_ID = "0" * 40
+
+# model/WebHook.scala: WebHook.Event.values
+WEBHOOK_EVENTS = (
+    "commit_comment",
+    "create",
+    "delete",
+    "deployment",
+    "deployment_status",
+    "fork",
+    "gollum",
+    "issue_comment",
+    "issues",
+    "member",
+    "page_build",
+    "public",
+    "pull_request",
+    "pull_request_review_comment",
+    "push",
+    "release",
+    "status",
+    "team_add",
+    "watch",
+)
+
+_JSON_TYPE = "application/json;charset=utf-8"
+_HTML_TYPE = "text/html;charset=utf-8"
+_REPO_NAME = re.compile(r"[a-zA-Z0-9\-+_.]+")
+_DELIVERY_USER_AGENT = "Apache-HttpClient/4.5.14 (Java/17)"
+_FORM_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.*")
+
+
+# ---------------------------------------------------------------------------------------------
+# Public records
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Repo:
+    """A repository: its metadata and the bare git directory the double serves."""
+
+    id: int
+    owner: str
+    name: str
+    description: str | None
+    private: bool
+    default_branch: str
+    path: Path
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class Hook:
+    """A repository web hook as GitBucket stores it (``content_type`` is ``json`` or ``form``)."""
+
+    id: int
+    owner: str
+    repo: str
+    url: str
+    content_type: str
+    secret: str | None
+    events: list[str]
+
+
+@dataclass
+class Delivery:
+    """One web hook POST the double made (or tried to make) after a push."""
+
+    hook_id: int
+    url: str
+    event: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The JSON payload, decoded from a JSON body or from the form's ``payload`` field."""
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            fields = dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
+            return json.loads(fields["payload"])
+        return json.loads(self.body)
+
+
+@dataclass
+class RequestRecord:
+    """One request the double answered (the path without its query string)."""
+
+    method: str
+    path: str
+    status: int
+    user: str | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Internals
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Account:
+    name: str
+    password: str | None
+    email: str
+    full_name: str
+    is_admin: bool
+    is_group: bool
+    created_at: datetime
+    description: str | None = None
+    url: str | None = None
+    removed: bool = False
+    members: dict[str, bool] = field(default_factory=dict)  # group: member -> is manager
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: str
+    headers: Any  # email.message.Message: case-insensitive get()
+    body: bytes
+    client: str
+    host: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        values = dict(parse_qsl(self.query, keep_blank_values=True))
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype == "application/x-www-form-urlencoded":
+            for key, value in parse_qsl(self.body.decode("utf-8", "replace"), True):
+                values.setdefault(key, value)
+        return values
+
+    def cookie(self, name: str) -> str | None:
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Fault:
+    path: str
+    method: str | None
+    remaining: int
+    status: int | None
+    hang: float
+
+
+@dataclass
+class _Command:
+    old: str
+    new: str
+    ref: str
+
+    @property
+    def type(self) -> str:
+        if self.old == ZERO_ID:
+            return "CREATE"
+        if self.new == ZERO_ID:
+            return "DELETE"
+        return "UPDATE"
+
+
+class _ServerError(Exception):
+    """Where GitBucket would throw: its error handler answers 500."""
+
+
+class _BadCredentials(Exception):
+    """ApiAuthenticationFilter rejected the Authorization header."""
+
+
+class _FilterBroke(Exception):
+    """An exception inside a servlet filter: the container's 500 page."""
+
+
+class _Invalid(Exception):
+    """A JSON body json4s could not extract into the expected case class."""
+
+
+_MISSING = object()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _form_encode(text: str) -> str:
+    out = []
+    for byte in text.encode("utf-8"):
+        if byte in _FORM_SAFE:
+            out.append(chr(byte))
+        elif byte == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def _html(status: int, title: str) -> _Response:
+    page = (
+        f"<!DOCTYPE html><html><head><title>{title} - GitBucket</title></head>"
+        f"<body><h1>{title}</h1></body></html>"
+    )
+    return _Response(status, page.encode(), [("Content-Type", _HTML_TYPE)])
+
+
+def _container_error(status: int, reason: str) -> _Response:
+    page = (
+        f"<html><head><title>Error {status} {reason}</title></head>"
+        f"<body><h2>HTTP ERROR {status} {reason}</h2></body></html>"
+    )
+    return _Response(status, page.encode(), [("Content-Type", "text/html;charset=iso-8859-1")])
+
+
+def _api_json(status: int, value: Any) -> _Response:
+    return _Response(status, _dumps(value), [("Content-Type", _JSON_TYPE)])
+
+
+def _api_error(status: int, message: str, documentation_url: str | None = None) -> _Response:
+    body: dict[str, Any] = {"message": message}
+    if documentation_url is not None:
+        body["documentation_url"] = documentation_url
+    return _api_json(status, body)
+
+
+def _api_empty(status: int) -> _Response:
+    return _Response(status, b"", [("Content-Type", _JSON_TYPE)])
+
+
+def _is_browser(user_agent: str | None) -> bool:
+    """Roughly woothee's pc/smartphone/mobilephone categories."""
+    if not user_agent:
+        return False
+    agent = user_agent.lower()
+    return agent.startswith("mozilla/") and "bot" not in agent
+
+
+def _extract(value: Any, spec: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Mimic json4s ``extract[CaseClass]``: required fields, defaults, type checks."""
+    if not isinstance(value, dict):
+        raise _Invalid
+    out: dict[str, Any] = {}
+    for name, (kind, default) in spec.items():
+        raw = value.get(name, _MISSING)
+        if kind.startswith("opt_"):
+            if raw is _MISSING or raw is None:
+                out[name] = None
+                continue
+            kind = kind[4:]
+        elif raw is _MISSING or raw is None:
+            if default is _MISSING:
+                raise _Invalid
+            out[name] = default() if callable(default) else default
+            continue
+        if kind == "str":
+            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+                raise _Invalid
+            out[name] = raw if isinstance(raw, str) else str(raw)
+        elif kind == "bool":
+            if not isinstance(raw, bool):
+                raise _Invalid
+            out[name] = raw
+        elif kind == "strlist":
+            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+                raise _Invalid
+            out[name] = list(raw)
+        elif kind == "hookconfig":
+            out[name] = _extract(raw, _HOOK_CONFIG)
+        else:  # pragma: no cover - programming error
+            raise AssertionError(kind)
+    return out
+
+
+_HOOK_CONFIG: dict[str, tuple[str, Any]] = {
+    "url": ("str", _MISSING),
+    "content_type": ("str", "form"),
+    "insecure_ssl": ("str", "0"),
+    "secret": ("opt_str", None),
+}
+_CREATE_HOOK: dict[str, tuple[str, Any]] = {
+    "name": ("str", "web"),
+    "config": ("hookconfig", _MISSING),
+    "events": ("strlist", lambda: ["push"]),
+    "active": ("bool", True),
+}
+_UPDATE_HOOK: dict[str, tuple[str, Any]] = {
+    **_CREATE_HOOK,
+    "add_events": ("strlist", list),
+    "remove_events": ("strlist", list),
+}
+_CREATE_REPO: dict[str, tuple[str, Any]] = {
+    "name": ("str", _MISSING),
+    "description": ("opt_str", None),
+    "private": ("bool", False),
+    "auto_init": ("bool", False),
+}
+_CREATE_GROUP: dict[str, tuple[str, Any]] = {
+    "login": ("str", _MISSING),
+    "admin": ("str", _MISSING),
+    "profile_name": ("opt_str", None),
+    "url": ("opt_str", None),
+}
+_CREATE_USER: dict[str, tuple[str, Any]] = {
+    "login": ("str", _MISSING),
+    "password": ("str", _MISSING),
+    "email": ("str", _MISSING),
+    "fullName": ("opt_str", None),
+    "isAdmin": ("opt_bool", None),
+    "description": ("opt_str", None),
+    "url": ("opt_str", None),
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def version_string(self) -> str:
+        return "Jetty(10.0.x)"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _read_body(self) -> bytes:
+        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+            chunks = []
+            while True:
+                size_line = self.rfile.readline()
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        request = _Request(
+            method=self.command,
+            path=split.path or "/",
+            query=split.query,
+            headers=self.headers,
+            body=self._read_body(),
+            client=self.client_address[0],
+            host=self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2]),
+        )
+        response = self.server.double._dispatch(request)
+        self.send_response(response.status)
+        for key, value in response.headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away (a timed-out test request) is not an error here
+
+    def __init__(self, address: tuple[str, int], double: GitBucketDouble) -> None:
+        self.double = double
+        super().__init__(address, _Handler)
+
+
+Route = tuple[str, re.Pattern[str], Callable[..., _Response]]
+
+
+class GitBucketDouble:
+    """GitBucket's API v3, sign-in form and git smart HTTP, with real web hook deliveries.
+
+    ``start()`` binds 127.0.0.1 (a free port unless ``port`` is given) and returns the base URL
+    (also :attr:`url`). The first user is ``root``/``root``, an administrator, as in a fresh
+    GitBucket. Repositories are bare git directories under a temporary folder, served through
+    ``git http-backend``; after each push the double POSTs the ``push``/``create`` payloads to the
+    matching hooks and records them in :attr:`deliveries`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        base_url: str | None = None,
+        allow_anonymous_access: bool = True,
+        delivery_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.allow_anonymous_access = allow_anonymous_access
+        self.delivery_timeout = delivery_timeout
+        self.url = ""
+        self.calls: Counter[str] = Counter()
+        self.requests: list[RequestRecord] = []
+        self.errors: list[str] = []
+        self._lock = threading.RLock()
+        self._accounts: dict[str, _Account] = {}
+        self._repos: dict[tuple[str, str], Repo] = {}
+        self._hooks: dict[int, Hook] = {}
+        self._tokens: dict[str, str] = {}
+        self._sessions: dict[str, str | None] = {}
+        self._deliveries: list[Delivery] = []
+        self._delivered = threading.Condition(self._lock)
+        self._faults: list[_Fault] = []
+        self._repo_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._workers: list[threading.Thread] = []
+        self._next_hook_id = 1
+        self._next_repo_id = 1
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmp: Path | None = None
+        self._git = shutil.which("git") or "git"
+        self._add_account(
+            _Account(
+                name=ROOT_USER,
+                password=DEFAULT_ROOT_PASSWORD,
+                email="root@localhost",
+                full_name=ROOT_USER,
+                is_admin=True,
+                is_group=False,
+                created_at=datetime.now(UTC).replace(microsecond=0),
+                url="https://github.com/gitbucket/gitbucket",
+            )
+        )
+        self._api_routes: list[Route] = self._build_api_routes()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        if self._server is not None:
+            return self.url
+        self._tmp = Path(tempfile.mkdtemp(prefix="gitbucket-double-"))
+        (self._tmp / "repositories").mkdir()
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="gitbucket-double",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for worker in list(self._workers):
+            worker.join(timeout=self.delivery_timeout + 1)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> GitBucketDouble:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- state for tests -----------------------------------------------------------------------
+
+    @property
+    def users(self) -> dict[str, str]:
+        """User name -> current password (users only, not organisations)."""
+        with self._lock:
+            return {
+                a.name: a.password or ""
+                for a in self._accounts.values()
+                if not a.is_group and not a.removed
+            }
+
+    @property
+    def orgs(self) -> dict[str, dict[str, bool]]:
+        """Organisation name -> {member: is_manager}."""
+        with self._lock:
+            return {a.name: dict(a.members) for a in self._accounts.values() if a.is_group}
+
+    @property
+    def repos(self) -> dict[str, Repo]:
+        """``owner/name`` -> :class:`Repo`."""
+        with self._lock:
+            return {r.full_name: r for r in self._repos.values()}
+
+    @property
+    def hooks(self) -> list[Hook]:
+        """Every repository hook, in creation order (copies)."""
+        with self._lock:
+            return [
+                Hook(h.id, h.owner, h.repo, h.url, h.content_type, h.secret, list(h.events))
+                for h in sorted(self._hooks.values(), key=lambda h: h.id)
+            ]
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._deliveries)
+
+    def default_password_in_use(self) -> bool:
+        with self._lock:
+            return self._accounts[ROOT_USER].password == DEFAULT_ROOT_PASSWORD
+
+    def add_user(
+        self, name: str, password: str, *, admin: bool = False, email: str | None = None
+    ) -> None:
+        """Create a user as an administrator would."""
+        with self._lock:
+            if name in self._accounts:
+                raise ValueError(f"account {name!r} exists")
+            self._add_account(
+                _Account(
+                    name=name,
+                    password=password,
+                    email=email or f"{name}@example.com",
+                    full_name=name,
+                    is_admin=admin,
+                    is_group=False,
+                    created_at=datetime.now(UTC).replace(microsecond=0),
+                )
+            )
+
+    def create_token(self, user: str = ROOT_USER) -> str:
+        """A personal access token for ``user`` (GitBucket only makes them in the web UI)."""
+        with self._lock:
+            if user not in self._accounts or self._accounts[user].is_group:
+                raise KeyError(user)
+            token = hashlib.sha1(secrets.token_bytes(32)).hexdigest()
+            self._tokens[token] = user
+            return token
+
+    def fail_next(
+        self, path: str, count: int = 1, *, status: int = 500, method: str | None = None
+    ) -> None:
+        """Answer the next ``count`` requests to ``path`` (a trailing ``*`` matches a prefix)
+        with ``status`` and GitBucket's error body for that kind of path."""
+        with self._lock:
+            self._faults.append(_Fault(path, method and method.upper(), count, status, 0.0))
+
+    def hang_next(
+        self, path: str, seconds: float, count: int = 1, *, method: str | None = None
+    ) -> None:
+        """Hold the next ``count`` requests to ``path`` for ``seconds``, then serve them."""
+        with self._lock:
+            self._faults.append(_Fault(path, method and method.upper(), count, None, seconds))
+
+    def wait_for_deliveries(self, count: int, timeout: float = 10.0) -> list[Delivery]:
+        """Block until at least ``count`` deliveries are recorded; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while len(self._deliveries) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{len(self._deliveries)} deliveries after {timeout}s, wanted {count}"
+                    )
+                self._delivered.wait(left)
+            return list(self._deliveries)
+
+    # -- request dispatch ----------------------------------------------------------------------
+
+    def _dispatch(self, request: _Request) -> _Response:
+        kind = _call_kind(request.method, request.path)
+        with self._lock:
+            if kind:
+                self.calls[kind] += 1
+            fault = self._take_fault(request)
+        user: str | None = None
+        try:
+            if fault is not None and fault.hang:
+                time.sleep(fault.hang)
+            if fault is not None and fault.status is not None:
+                response = self._fault_response(request, fault.status)
+            elif request.path.startswith("/git/"):
+                response, user = self._serve_git(request)
+            elif request.path == "/api/v3" or request.path.startswith("/api/v3/"):
+                response, user = self._serve_api(request)
+            else:
+                response, user = self._serve_web(request)
+        except _FilterBroke:
+            response = _container_error(500, "Server Error")
+        except Exception:  # a bug in the double: answer like GitBucket's error handler
+            with self._lock:
+                self.errors.append(traceback.format_exc())
+            response = self._fault_response(request, 500)
+        with self._lock:
+            self.requests.append(RequestRecord(request.method, request.path, response.status, user))
+        return response
+
+    def _take_fault(self, request: _Request) -> _Fault | None:
+        for fault in self._faults:
+            if fault.remaining <= 0:
+                continue
+            if fault.method and fault.method != request.method:
+                continue
+            if fault.path.endswith("*"):
+                matched = request.path.startswith(fault.path[:-1])
+            else:
+                matched = request.path == fault.path
+            if matched:
+                fault.remaining -= 1
+                return fault
+        return None
+
+    @staticmethod
+    def _fault_response(request: _Request, status: int) -> _Response:
+        reason = http.client.responses.get(status, "Error")
+        if request.path.startswith("/api/v3"):
+            return _api_error(status, reason)
+        if request.path.startswith("/git/"):
+            return _container_error(status, reason)
+        return _html(status, reason)
+
+    def _base(self, request: _Request) -> str:
+        return self.base_url or f"http://{request.host}"
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def _add_account(self, account: _Account) -> None:
+        self._accounts[account.name] = account
+
+    def _authenticate(self, name: str, password: str) -> _Account | None:
+        with self._lock:
+            account = self._accounts.get(name)
+            if account is None or account.is_group or account.removed:
+                return None
+            if account.password is None or not hmac.compare_digest(
+                account.password.encode(), password.encode()
+            ):
+                return None
+            return account
+
+    def _token_account(self, token: str) -> _Account | None:
+        with self._lock:
+            name = self._tokens.get(token)
+            account = self._accounts.get(name) if name else None
+            return None if account is None or account.removed else account
+
+    def _session_account(self, request: _Request) -> _Account | None:
+        sid = request.cookie("JSESSIONID")
+        with self._lock:
+            name = self._sessions.get(sid) if sid else None
+            return self._accounts.get(name) if name else None
+
+    @staticmethod
+    def _decode_basic(header: str) -> tuple[str, str] | None:
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=False).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            decoded = ""
+        if ":" not in decoded:
+            return None
+        name, _, password = decoded.partition(":")
+        return name, password
+
+    def _is_member(self, group: str, user: _Account) -> bool:
+        account = self._accounts.get(group)
+        return bool(account and account.is_group and user.name in account.members)
+
+    def _readable(self, repo: Repo, account: _Account | None) -> bool:
+        if not repo.private:
+            return True
+        return account is not None and (
+            account.is_admin or account.name == repo.owner or self._is_member(repo.owner, account)
+        )
+
+    def _writable(self, repo: Repo, account: _Account | None) -> bool:
+        return account is not None and (
+            account.is_admin or account.name == repo.owner or self._is_member(repo.owner, account)
+        )
+
+    # -- JSON shapes (core/api/*.scala) --------------------------------------------------------
+
+    def _user_json(self, account: _Account, base: str) -> dict[str, Any]:
+        return {
+            "login": account.name,
+            "email": account.email,
+            "type": "Organization" if account.is_group else "User",
+            "site_admin": account.is_admin,
+            "created_at": _iso(account.created_at),
+            "url": f"{base}/api/v3/users/{account.name}",
+            "html_url": f"{base}/{account.name}",
+        }
+
+    def _group_json(self, account: _Account, base: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"login": account.name}
+        if account.description is not None:
+            body["description"] = account.description
+        body.update(
+            created_at=_iso(account.created_at),
+            id=0,
+            url=f"{base}/api/v3/orgs/{account.name}",
+            html_url=f"{base}/{account.name}",
+            avatar_url=f"{base}/{account.name}/_avatar",
+        )
+        return body
+
+    def _repo_json(self, repo: Repo, base: str) -> dict[str, Any]:
+        owner = self._accounts[repo.owner]
+        return {
+            "id": repo.id,
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "description": repo.description or "",
+            "watchers": 0,
+            "forks": 0,
+            "private": repo.private,
+            "default_branch": repo.default_branch,
+            "owner": self._user_json(owner, base),
+            "has_issues": True,
+            "forks_count": 0,
+            "watchers_count": 0,
+            "url": f"{base}/api/v3/repos/{repo.full_name}",
+            "clone_url": f"{base}/git/{repo.full_name}.git",
+            "html_url": f"{base}/{repo.full_name}",
+        }
+
+    @staticmethod
+    def _hook_json(hook: Hook, base: str) -> dict[str, Any]:
+        return {
+            "type": "Repository",
+            "id": hook.id,
+            "name": "web",
+            "active": True,
+            "events": sorted(hook.events),
+            "config": {"content_type": hook.content_type, "url": hook.url},
+            "url": f"{base}/api/v3/{hook.owner}/{hook.repo}/hooks/{hook.id}",
+        }
+
+    # -- API -----------------------------------------------------------------------------------
+
+    def _build_api_routes(self) -> list[Route]:
+        seg = r"([^/]+)"
+        repo = rf"/api/v3/repos/{seg}/{seg}"
+        table: list[tuple[str, str, Callable[..., _Response]]] = [
+            ("GET", r"/api/v3", self._api_root),
+            ("GET", r"/api/v3/rate_limit", self._api_rate_limit),
+            ("GET", r"/api/v3/user", self._api_get_user),
+            ("PATCH", r"/api/v3/user", self._api_patch_user),
+            ("GET", r"/api/v3/users", self._api_list_users),
+            ("GET", rf"/api/v3/users/{seg}", self._api_get_account),
+            ("POST", r"/api/v3/admin/users", self._api_create_user),
+            ("GET", r"/api/v3/user/orgs", self._api_my_orgs),
+            ("GET", r"/api/v3/organizations", self._api_all_orgs),
+            ("GET", rf"/api/v3/users/{seg}/orgs", self._api_user_orgs),
+            ("GET", rf"/api/v3/orgs/{seg}", self._api_get_org),
+            ("POST", r"/api/v3/admin/organizations", self._api_create_org),
+            ("GET", r"/api/v3/user/repos", self._api_my_repos),
+            ("POST", r"/api/v3/user/repos", self._api_create_user_repo),
+            ("GET", rf"/api/v3/users/{seg}/repos", self._api_owner_repos),
+            ("GET", rf"/api/v3/orgs/{seg}/repos", self._api_owner_repos),
+            ("POST", rf"/api/v3/orgs/{seg}/repos", self._api_create_org_repo),
+            ("GET", repo, self._api_get_repo),
+            ("GET", rf"{repo}/branches", self._api_branches),
+            ("GET", rf"{repo}/hooks", self._api_list_hooks),
+            ("POST", rf"{repo}/hooks", self._api_create_hook),
+            ("GET", rf"{repo}/hooks/{seg}", self._api_get_hook),
+            ("PATCH", rf"{repo}/hooks/{seg}", self._api_update_hook),
+            ("DELETE", rf"{repo}/hooks/{seg}", self._api_delete_hook),
+        ]
+        return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
+
+    def _serve_api(self, request: _Request) -> tuple[_Response, str | None]:
+        try:
+            account = self._api_login(request)
+        except _BadCredentials:
+            body = b'{ "message": "Bad credentials" }'
+            return _Response(401, body, [("Content-Type", "application/json; charset=utf-8")]), None
+        path = request.path
+        if path != "/" and path.endswith("/"):
+            path = path[:-1]
+        base = self._base(request)
+        user = account.name if account else None
+        for method, pattern, handler in self._api_routes:
+            match = pattern.fullmatch(path)
+            if method == request.method and match:
+                args = [_unquote(g) for g in match.groups()]
+                try:
+                    with self._lock:
+                        return handler(request, account, base, *args), user
+                except _ServerError:
+                    return _api_error(500, "Internal Server Error"), user
+        return _api_error(404, "Not Found"), user
+
+    def _api_login(self, request: _Request) -> _Account | None:
+        header = request.headers.get("Authorization")
+        if header is not None:
+            if header.lower().startswith("token "):
+                account = self._token_account(header[6:].strip())
+            elif header.startswith("Basic "):
+                pair = self._decode_basic(header)
+                if pair is None:
+                    raise _FilterBroke
+                account = self._authenticate(*pair)
+            else:
+                account = None
+            if account is None:
+                raise _BadCredentials
+            return account
+        token = request.params.get("access_token")
+        if token is not None:
+            account = self._token_account(token)
+            if account is None:
+                raise _BadCredentials
+            return account
+        return self._session_account(request)
+
+    @staticmethod
+    def _json_body(request: _Request) -> Any:
+        """``ControllerBase.extractFromJsonBody`` before the case-class extraction."""
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        text = request.body.decode("utf-8", "replace")
+        if ctype == "application/x-www-form-urlencoded":
+            pairs = parse_qsl(text, keep_blank_values=True)
+            if not pairs:
+                return None
+            try:
+                return json.loads(pairs[0][0])
+            except ValueError as exc:
+                raise _ServerError from exc
+        if ctype == "application/json":
+            try:
+                return json.loads(text)
+            except ValueError:
+                return None
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise _ServerError from exc
+
+    def _unauthorized(self) -> _Response:
+        return _api_error(401, "Requires authentication")
+
+    def _api_root(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        return _api_json(200, {"rate_limit_url": f"{base}/api/v3/rate_limit"})
+
+    def _api_rate_limit(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        return _api_error(404, "Rate limiting is not enabled.")
+
+    def _api_get_user(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        if account is None:
+            return self._unauthorized()
+        return _api_json(200, self._user_json(account, base))
+
+    def _api_patch_user(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        if account is None:
+            return self._unauthorized()
+        data = self._json_body(request)
+        if not isinstance(data, dict):
+            return _api_empty(200)
+        email = data.get("email")
+        if isinstance(email, str):
+            account.email = email
+        return _api_json(200, self._user_json(account, base))
+
+    def _api_list_users(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        accounts = [a for a in self._accounts.values() if not a.is_group and not a.removed]
+        return _api_json(200, [self._user_json(a, base) for a in accounts])
+
+    def _api_get_account(
+        self, request: _Request, account: _Account | None, base: str, name: str
+    ) -> _Response:
+        found = self._accounts.get(name)
+        if found is None or found.removed:
+            return _api_error(404, "Not Found")
+        return _api_json(200, self._user_json(found, base))
+
+    def _api_create_user(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        if account is None or not account.is_admin:
+            return self._unauthorized()
+        try:
+            data = _extract(self._json_body(request), _CREATE_USER)
+        except _Invalid:
+            return _api_empty(200)
+        if data["login"] in self._accounts:
+            raise _ServerError
+        created = _Account(
+            name=data["login"],
+            password=data["password"],
+            email=data["email"],
+            full_name=data["fullName"] or data["login"],
+            is_admin=bool(data["isAdmin"]),
+            is_group=False,
+            created_at=datetime.now(UTC).replace(microsecond=0),
+            description=data["description"],
+            url=data["url"],
+        )
+        self._add_account(created)
+        return _api_json(200, self._user_json(created, base))
+
+    def _groups_of(self, user: str) -> list[_Account]:
+        return [a for a in self._accounts.values() if a.is_group and user in a.members]
+
+    def _api_my_orgs(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        if account is None:
+            return self._unauthorized()
+        return _api_json(200, [self._group_json(g, base) for g in self._groups_of(account.name)])
+
+    def _api_all_orgs(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        groups = [a for a in self._accounts.values() if a.is_group]
+        return _api_json(200, [self._group_json(g, base) for g in groups])
+
+    def _api_user_orgs(
+        self, request: _Request, account: _Account | None, base: str, name: str
+    ) -> _Response:
+        return _api_json(200, [self._group_json(g, base) for g in self._groups_of(name)])
+
+    def _api_get_org(
+        self, request: _Request, account: _Account | None, base: str, name: str
+    ) -> _Response:
+        group = self._accounts.get(name)
+        if group is None or not group.is_group:
+            return _api_error(404, "Not Found")
+        return _api_json(200, self._group_json(group, base))
+
+    def _api_create_org(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        if account is None or not account.is_admin:
+            return self._unauthorized()
+        try:
+            data = _extract(self._json_body(request), _CREATE_GROUP)
+        except _Invalid:
+            return _api_empty(400)
+        admin = self._accounts.get(data["admin"])
+        if data["login"] in self._accounts or admin is None or admin.is_group:
+            raise _ServerError  # primary key / foreign key violation
+        group = _Account(
+            name=data["login"],
+            password=None,
+            email=f"{data['login']}@devnull",
+            full_name=data["login"],
+            is_admin=False,
+            is_group=True,
+            created_at=datetime.now(UTC).replace(microsecond=0),
+            description=data["profile_name"],
+            url=data["url"],
+            members={data["admin"]: True},
+        )
+        self._add_account(group)
+        return _api_json(200, self._group_json(group, base))
+
+    def _visible_repos(self, owner: str, account: _Account | None) -> list[Repo]:
+        return [
+            r
+            for r in sorted(self._repos.values(), key=lambda r: r.name)
+            if r.owner == owner and self._readable(r, account)
+        ]
+
+    def _api_my_repos(self, request: _Request, account: _Account | None, base: str) -> _Response:
+        if account is None:
+            return self._unauthorized()
+        repos = self._visible_repos(account.name, account)
+        return _api_json(200, [self._repo_json(r, base) for r in repos])
+
+    def _api_owner_repos(
+        self, request: _Request, account: _Account | None, base: str, owner: str
+    ) -> _Response:
+        return _api_json(
+            200, [self._repo_json(r, base) for r in self._visible_repos(owner, account)]
+        )
+
+    def _read_repo_request(self, request: _Request) -> dict[str, Any] | None:
+        try:
+            data = _extract(self._json_body(request), _CREATE_REPO)
+        except _Invalid:
+            return None
+        name = data["name"]
+        if len(name) > 100 or not _REPO_NAME.fullmatch(name) or name[0] in "_-":
+            return None
+        return data
+
+    def _api_create_user_repo(
+        self, request: _Request, account: _Account | None, base: str
+    ) -> _Response:
+        if account is None:
+            return self._unauthorized()
+        data = self._read_repo_request(request)
+        if data is None:
+            return _api_error(404, "Not Found")
+        if (account.name, data["name"]) in self._repos:
+            return _api_error(
+                200,
+                "A repository with this name already exists on this account",
+                "https://developer.github.com/v3/repos/#create",
+            )
+        repo = self._create_repo(account, account.name, data)
+        return _api_json(200, self._repo_json(repo, base))
+
+    def _api_create_org_repo(
+        self, request: _Request, account: _Account | None, base: str, org: str
+    ) -> _Response:
+        if account is None:
+            return self._unauthorized()
+        data = self._read_repo_request(request)
+        if data is None:
+            return _api_error(404, "Not Found")
+        if (org, data["name"]) in self._repos:
+            return _api_error(
+                200,
+                "A repository with this name already exists for this group",
+                "https://developer.github.com/v3/repos/#create",
+            )
+        group = self._accounts.get(org)
+        if not (account.is_admin or account.name == org or self._is_member(org, account)):
+            return _api_empty(403)
+        if group is None:
+            raise _ServerError  # getAccountByUserName(groupName).get on a missing account
+        repo = self._create_repo(account, org, data)
+        return _api_json(200, self._repo_json(repo, base))
+
+    def _find_repo(
+        self, owner: str, name: str, account: _Account | None, *, write: bool = False
+    ) -> tuple[Repo | None, _Response | None]:
+        repo = self._repos.get((owner, name))
+        if repo is None:
+            return None, _api_error(404, "Not Found")
+        allowed = self._writable(repo, account) if write else self._readable(repo, account)
+        if not allowed:
+            return None, self._unauthorized()
+        return repo, None
+
+    def _api_get_repo(
+        self, request: _Request, account: _Account | None, base: str, owner: str, name: str
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        return _api_json(200, self._repo_json(repo, base))
+
+    def _api_branches(
+        self, request: _Request, account: _Account | None, base: str, owner: str, name: str
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        branches = [
+            {"name": ref[len("refs/heads/") :], "commit": {"sha": sha}}
+            for ref, sha in self._refs(repo).items()
+            if ref.startswith("refs/heads/")
+        ]
+        return _api_json(200, branches)
+
+    def _api_list_hooks(
+        self, request: _Request, account: _Account | None, base: str, owner: str, name: str
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        hooks = sorted(
+            (h for h in self._hooks.values() if (h.owner, h.repo) == (owner, name) and h.events),
+            key=lambda h: h.url,
+        )
+        return _api_json(200, [self._hook_json(h, base) for h in hooks])
+
+    @staticmethod
+    def _events(names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in WEBHOOK_EVENTS]
+        if unknown:
+            raise _ServerError(f"unknown event {unknown[0]!r}")  # WebHook.Event.valueOf
+        return list(dict.fromkeys(names))
+
+    def _api_create_hook(
+        self, request: _Request, account: _Account | None, base: str, owner: str, name: str
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account, write=True)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        try:
+            data = _extract(self._json_body(request), _CREATE_HOOK)
+        except _Invalid:
+            return _api_error(404, "Not Found")
+        config = data["config"]
+        if config["content_type"] not in ("form", "json"):
+            return _api_error(404, "Not Found")
+        events = self._events(data["events"])
+        if any(
+            (h.owner, h.repo, h.url) == (owner, name, config["url"]) for h in self._hooks.values()
+        ):
+            raise _ServerError  # unique index (user_name, repository_name, url)
+        hook = Hook(
+            id=self._next_hook_id,
+            owner=owner,
+            repo=name,
+            url=config["url"],
+            content_type=config["content_type"],
+            secret=config["secret"],
+            events=events,
+        )
+        self._next_hook_id += 1
+        self._hooks[hook.id] = hook
+        if not hook.events:
+            return _api_empty(200)
+        return _api_json(200, self._hook_json(hook, base))
+
+    @staticmethod
+    def _hook_id(raw: str) -> int:
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise _ServerError from exc  # params("id").toInt
+
+    def _api_get_hook(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        raw_id: str,
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        hook = self._hooks.get(self._hook_id(raw_id))
+        if hook is None or not hook.events:
+            return _api_error(404, "Not Found")
+        return _api_json(200, self._hook_json(hook, base))
+
+    def _api_update_hook(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        raw_id: str,
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account, write=True)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        hook_id = self._hook_id(raw_id)
+        try:
+            data = _extract(self._json_body(request), _UPDATE_HOOK)
+        except _Invalid:
+            return _api_error(404, "Not Found")
+        config = data["config"]
+        if config["content_type"] not in ("form", "json"):
+            return _api_error(404, "Not Found")
+        wanted = [e for e in data["events"] + data["add_events"] if e not in data["remove_events"]]
+        events = self._events(wanted)
+        hook = self._hooks.get(hook_id)
+        if hook is None:
+            return _api_empty(200)
+        clash = any(
+            (h.owner, h.repo, h.url) == (hook.owner, hook.repo, config["url"]) and h.id != hook.id
+            for h in self._hooks.values()
+        )
+        if clash:
+            raise _ServerError
+        hook.url = config["url"]
+        hook.content_type = "json" if config["content_type"] == "json" else "form"
+        hook.secret = config["secret"]
+        hook.events = events
+        if not hook.events:
+            return _api_empty(200)
+        return _api_json(200, self._hook_json(hook, base))
+
+    def _api_delete_hook(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        raw_id: str,
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account, write=True)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        hook_id = self._hook_id(raw_id)
+        hook = self._hooks.get(hook_id)
+        if hook is None or not hook.events:
+            return _api_error(404, "Not Found")
+        del self._hooks[hook_id]
+        return _Response(204, b"", [("Content-Type", _JSON_TYPE)])
+
+    # -- web pages: sign-in and account forms --------------------------------------------------
+
+    def _serve_web(self, request: _Request) -> tuple[_Response, str | None]:
+        account = self._session_account(request)
+        user = account.name if account else None
+        path = request.path
+        if path != "/" and path.endswith("/"):
+            path = path[:-1]
+        method = request.method
+        with self._lock:
+            if method == "GET" and path in ("/", "/signin"):
+                return _html(200, "GitBucket"), user
+            if method == "POST" and path == "/signin":
+                return self._web_signin(request), user
+            if method == "GET" and path == "/signout":
+                sid = request.cookie("JSESSIONID")
+                if sid:
+                    self._sessions.pop(sid, None)
+                return self._redirect(request, "/"), None
+            match = re.fullmatch(r"/([^/]+)/_edit", path)
+            if match and method in ("GET", "POST"):
+                name = _unquote(match.group(1))
+                if method == "GET":
+                    if not self._oneself(account, name):
+                        return self._web_unauthorized(request, account), user
+                    target = self._accounts.get(name)
+                    return (_html(200, "Edit account") if target else _html(404, "Not Found")), user
+                return self._web_edit_account(request, account, name), user
+            match = re.fullmatch(r"/admin/users/([^/]+)/_edituser", path)
+            if match and method in ("GET", "POST"):
+                if method == "GET":
+                    if account is None or not account.is_admin:
+                        return self._web_unauthorized(request, account), user
+                    return _html(200, "Edit user"), user
+                return self._web_admin_edit_user(request, account), user
+            if method == "GET":
+                parts = [_unquote(p) for p in path.strip("/").split("/")]
+                if len(parts) == 1 and parts[0] in self._accounts:
+                    return _html(200, parts[0]), user
+                if len(parts) == 2:
+                    repo = self._repos.get((parts[0], parts[1]))
+                    if repo is not None and self._readable(repo, account):
+                        return _html(200, repo.full_name), user
+            return _html(404, "Not Found"), user
+
+    def _redirect(self, request: _Request, path: str, cookie: str | None = None) -> _Response:
+        headers = [("Location", self._base(request) + path)]
+        if cookie:
+            headers.append(("Set-Cookie", f"JSESSIONID={cookie}; Path=/; HttpOnly"))
+        return _Response(302, b"", headers)
+
+    def _web_unauthorized(self, request: _Request, account: _Account | None) -> _Response:
+        if not _is_browser(request.headers.get("User-Agent")):
+            return _Response(401, b"", [("Content-Type", _HTML_TYPE)])
+        if account is not None:
+            return self._redirect(request, "/")
+        if request.method == "POST":
+            return self._redirect(request, "/signin")
+        target = request.path + (f"?{request.query}" if request.query else "")
+        return self._redirect(request, "/signin?redirect=" + quote(target, safe=""))
+
+    @staticmethod
+    def _oneself(account: _Account | None, name: str) -> bool:
+        return account is not None and (account.is_admin or account.name == name)
+
+    def _web_signin(self, request: _Request) -> _Response:
+        form = request.params
+        name = form.get("userName", "").strip()
+        password = form.get("password", "").strip()
+        if not name or not password:
+            return _Response(400, b"", [("Content-Type", _HTML_TYPE)])
+        account = self._authenticate(name, password)
+        if account is None:
+            return self._redirect(request, "/signin")
+        sid = request.cookie("JSESSIONID")
+        fresh = None
+        if not sid or sid not in self._sessions:
+            sid = fresh = "node0" + secrets.token_hex(12) + ".node0"
+        self._sessions[sid] = account.name
+        return self._redirect(request, "/", cookie=fresh)
+
+    def _mail_taken(self, mail: str, except_user: str | None) -> bool:
+        return any(a.email == mail and a.name != except_user for a in self._accounts.values())
+
+    def _web_edit_account(
+        self, request: _Request, account: _Account | None, name: str
+    ) -> _Response:
+        form = request.params
+        password = form.get("password", "").strip() or None
+        full_name = form.get("fullName", "").strip()
+        mail = form.get("mailAddress", "").strip()
+        url = form.get("url", "").strip() or None
+        description = form.get("description", "").strip() or None
+        errors = (
+            (password is not None and len(password) > 20)
+            or not full_name
+            or len(full_name) > 100
+            or not mail
+            or len(mail) > 100
+            or self._mail_taken(mail, name)
+            or (url is not None and len(url) > 200)
+        )
+        if errors:  # ValidationSupport: validate first, BadRequest() with no body
+            return _Response(400, b"", [("Content-Type", _HTML_TYPE)])
+        if not self._oneself(account, name):
+            return self._web_unauthorized(request, account)
+        target = self._accounts.get(name)
+        if target is None or target.removed:
+            return _html(404, "Not Found")
+        if password is not None:
+            target.password = password
+        target.full_name = full_name
+        target.email = mail
+        target.description = description
+        target.url = url
+        return self._redirect(request, f"/{name}/_edit")
+
+    def _web_admin_edit_user(self, request: _Request, account: _Account | None) -> _Response:
+        form = request.params
+        name = form.get("userName", "").strip()
+        password = form.get("password", "").strip() or None
+        full_name = form.get("fullName", "").strip()
+        mail = form.get("mailAddress", "").strip()
+        url = form.get("url", "").strip() or None
+        is_admin = form.get("isAdmin", "").strip() == "true"
+        removed = form.get("removed", "").strip() == "true"
+        errors = (
+            not name
+            or not re.fullmatch(r"[a-zA-Z0-9\-_.]+", name)
+            or (password is not None and len(password) > 20)
+            or not full_name
+            or not mail
+            or self._mail_taken(mail, name)
+            or (removed and account is not None and account.name == name)
+        )
+        if errors:
+            return _Response(400, b"", [("Content-Type", _HTML_TYPE)])
+        if account is None or not account.is_admin:
+            return self._web_unauthorized(request, account)
+        target = self._accounts.get(name)
+        if target is None or target.is_group:
+            return _html(404, "Not Found")
+        if password is not None:
+            target.password = password
+        target.full_name = full_name
+        target.email = mail
+        target.url = url
+        target.is_admin = is_admin
+        target.removed = removed
+        return self._redirect(request, "/admin/users")
+
+    # -- repositories on disk ------------------------------------------------------------------
+
+    def _run_git(self, repo_dir: Path, *args: str, stdin: bytes | None = None) -> str:
+        env = _git_env()
+        result = subprocess.run(
+            [self._git, "--git-dir", str(repo_dir), *args],
+            input=stdin,
+            capture_output=True,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        return result.stdout.decode("utf-8", "replace")
+
+    def _create_repo(self, creator: _Account, owner: str, data: Mapping[str, Any]) -> Repo:
+        if self._tmp is None:
+            raise RuntimeError("start() the double first")
+        path = self._tmp / "repositories" / owner / f"{data['name']}.git"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                self._git,
+                "init",
+                "--bare",
+                "--quiet",
+                f"--initial-branch={DEFAULT_BRANCH}",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            env=_git_env(),
+            timeout=60,
+        )
+        repo = Repo(
+            id=self._next_repo_id,
+            owner=owner,
+            name=data["name"],
+            description=data["description"],
+            private=bool(data["private"]),
+            default_branch=DEFAULT_BRANCH,
+            path=path,
+        )
+        self._next_repo_id += 1
+        self._repos[(owner, repo.name)] = repo
+        self._repo_locks[(owner, repo.name)] = threading.Lock()
+        if data.get("auto_init"):
+            readme = f"{repo.name}\n===============\n"
+            if repo.description:
+                readme += f"\n{repo.description}"
+            blob = self._run_git(
+                path, "hash-object", "-w", "--stdin", stdin=readme.encode()
+            ).strip()
+            tree = self._run_git(
+                path, "mktree", stdin=f"100644 blob {blob}\tREADME.md\n".encode()
+            ).strip()
+            ident = {
+                "GIT_AUTHOR_NAME": creator.full_name,
+                "GIT_AUTHOR_EMAIL": creator.email,
+                "GIT_COMMITTER_NAME": creator.full_name,
+                "GIT_COMMITTER_EMAIL": creator.email,
+            }
+            commit = (
+                subprocess.run(
+                    [
+                        self._git,
+                        "--git-dir",
+                        str(path),
+                        "commit-tree",
+                        tree,
+                        "-m",
+                        "Initial commit",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    env={**_git_env(), **ident},
+                    timeout=60,
+                )
+                .stdout.decode()
+                .strip()
+            )
+            self._run_git(path, "update-ref", f"refs/heads/{DEFAULT_BRANCH}", commit)
+        return repo
+
+    def _refs(self, repo: Repo) -> dict[str, str]:
+        out = self._run_git(repo.path, "for-each-ref", "--format=%(objectname) %(refname)")
+        refs = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            refs[ref] = sha
+        return refs
+
+    # -- git smart HTTP ------------------------------------------------------------------------
+
+    def _serve_git(self, request: _Request) -> tuple[_Response, str | None]:
+        parts = request.path.split("/")
+        if len(parts) < 4:
+            return _container_error(404, "Not Found"), None
+        owner, raw_name = _unquote(parts[2]), _unquote(parts[3])
+        name = re.sub(r"(\.wiki)?\.git$", "", raw_name)
+        with self._lock:
+            repo = self._repos.get((owner, name))
+        if repo is None:
+            return _container_error(404, "Not Found"), None
+        updating = (
+            request.path.endswith("/git-receive-pack")
+            or request.query == "service=git-receive-pack"
+        )
+        account: _Account | None = None
+        if updating or repo.private or not self.allow_anonymous_access:
+            account = self._git_login(request)
+            with self._lock:
+                if updating:
+                    allowed = self._writable(repo, account)
+                else:
+                    allowed = self._readable(repo, account) and account is not None
+            if not allowed:
+                response = _container_error(401, "Unauthorized")
+                response.headers.append(("WWW-Authenticate", 'BASIC realm="GitBucket"'))
+                return response, account.name if account else None
+        user = account.name if account else None
+        if not raw_name.endswith(".git") or raw_name.endswith(".wiki.git"):
+            return _container_error(404, "Not Found"), user
+        agent = (request.headers.get("User-Agent") or "").lower()
+        if "git" not in agent:
+            return self._redirect(request, f"/{owner}/{name}"), user
+        receive = request.method == "POST" and request.path.endswith("/git-receive-pack")
+        if not receive:
+            return self._http_backend(request, repo, user), user
+        with self._repo_locks[(owner, name)]:
+            before = self._refs(repo)
+            commands = _parse_receive_commands(request)
+            response = self._http_backend(request, repo, user)
+            if response.status == 200 and commands:
+                after = self._refs(repo)
+                applied = [c for c in commands if after.get(c.ref, ZERO_ID) == c.new]
+                if applied and account is not None:
+                    try:
+                        with self._lock:
+                            jobs = self._post_receive(repo, account, applied, before, request)
+                    except (subprocess.SubprocessError, OSError, KeyError, ValueError):
+                        with self._lock:  # GitBucket logs a failing hook; the push stands
+                            self.errors.append(traceback.format_exc())
+                        jobs = []
+                    self._deliver_async(jobs)
+        return response, user
+
+    def _git_login(self, request: _Request) -> _Account | None:
+        header = request.headers.get("Authorization")
+        if not header or not header.startswith("Basic "):
+            return None
+        pair = self._decode_basic(header)
+        if pair is None:
+            return None
+        account = self._authenticate(*pair)
+        if account is None:
+            token_account = self._token_account(pair[1])
+            if token_account is not None and token_account.name == pair[0]:
+                account = token_account
+        return account
+
+    def _http_backend(self, request: _Request, repo: Repo, user: str | None) -> _Response:
+        assert self._tmp is not None
+        rest = request.path.split("/", 4)[4] if request.path.count("/") >= 4 else ""
+        env = {
+            **_git_env(),
+            "GIT_PROJECT_ROOT": str(self._tmp / "repositories"),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{repo.owner}/{repo.name}.git/{rest}",
+            "QUERY_STRING": request.query,
+            "REQUEST_METHOD": request.method,
+            "CONTENT_TYPE": request.headers.get("Content-Type") or "",
+            "CONTENT_LENGTH": str(len(request.body)),
+            "REMOTE_ADDR": request.client,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+        if user:
+            env["REMOTE_USER"] = user
+        for header in ("Git-Protocol", "Content-Encoding"):
+            value = request.headers.get(header)
+            if value:
+                env["HTTP_" + header.upper().replace("-", "_")] = value
+        result = subprocess.run(
+            [self._git, "http-backend"],
+            input=request.body,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        out = result.stdout
+        head_end = out.find(b"\r\n\r\n")
+        sep = 4
+        if head_end < 0:
+            head_end, sep = out.find(b"\n\n"), 2
+        if head_end < 0:
+            return _container_error(500, "Server Error")
+        status = 200
+        headers: list[tuple[str, str]] = []
+        for line in out[:head_end].decode("latin-1").splitlines():
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif key:
+                headers.append((key.strip(), value.strip()))
+        return _Response(status, out[head_end + sep :], headers)
+
+    # -- after a push: CommitLogHook -----------------------------------------------------------
+
+    def _rev_list(self, repo: Repo, *args: str) -> list[str]:
+        return self._run_git(repo.path, "rev-list", *args).split()
+
+    def _commit_log(self, repo: Repo, old: str, new: str) -> list[str]:
+        """JGitUtil.getCommitLog: walk from ``new`` until ``old``, then oldest first."""
+        log = []
+        for sha in self._rev_list(repo, new):
+            if sha == old:
+                break
+            log.append(sha)
+        return list(reversed(log))
+
+    def _commits_of(self, repo: Repo, command: _Command) -> list[str]:
+        parts = command.ref.split("/")
+        if len(parts) > 1 and parts[1] == "tags":
+            return []
+        if command.type == "DELETE":
+            return []
+        return self._commit_log(repo, command.old, command.new)
+
+    def _new_commit_ids(
+        self, repo: Repo, applied: list[_Command], before: Mapping[str, str]
+    ) -> set[str]:
+        old_heads = sorted({s for r, s in before.items() if r.startswith("refs/heads/")})
+        old_refs = sorted(set(before.values()))
+        new_ids: list[str] = []
+        for command in applied:  # onPreReceive keeps the last command's list only
+            commits = self._commits_of(repo, command)
+            if not commits:
+                new_ids = []
+            elif len(commits) < 100:
+                fresh = set(self._rev_list(repo, command.new, "--not", *old_heads))
+                new_ids = []
+                for sha in commits:
+                    if sha not in fresh:
+                        break
+                    new_ids.append(sha)
+            else:
+                unknown = set(self._rev_list(repo, command.new, "--not", *old_refs))
+                new_ids = [sha for sha in commits if sha in unknown]
+        return set(new_ids)
+
+    def _post_receive(
+        self,
+        repo: Repo,
+        pusher: _Account,
+        applied: list[_Command],
+        before: Mapping[str, str],
+        request: _Request,
+    ) -> list[tuple[Hook, str, str]]:
+        base = self._base(request)
+        new_ids = self._new_commit_ids(repo, applied, before)
+        jobs: list[tuple[Hook, str, str]] = []
+        for command in applied:
+            parts = command.ref.split("/")
+            branch = "/".join(parts[2:])
+            commits = self._commits_of(repo, command)
+            repository_json = self._repo_json(repo, base)
+            head_ok = (
+                subprocess.run(
+                    [self._git, "--git-dir", str(repo.path), "rev-parse", "--verify", "-q", "HEAD"],
+                    capture_output=True,
+                    env=_git_env(),
+                    timeout=60,
+                ).returncode
+                == 0
+            )
+            if not head_ok and commits and branch != repo.default_branch:
+                repo.default_branch = branch
+                self._run_git(repo.path, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+            new_commits = [sha for sha in commits if sha in new_ids]
+            push_hooks = self._hooks_for(repo, "push")
+            if push_hooks:
+                commit_json = [self._commit_json(repo, sha, base) for sha in new_commits]
+                payload = {
+                    "pusher": {"name": pusher.name, "email": pusher.email},
+                    "sender": self._user_json(pusher, base),
+                    "ref": command.ref,
+                    "before": command.old,
+                    "after": command.new,
+                    "commits": commit_json,
+                    "repository": repository_json,
+                    "compare": _compare_url(base, repo, command, commit_json),
+                }
+                if commit_json:
+                    payload["head_commit"] = commit_json[-1]
+                text = _dumps(payload).decode("utf-8")
+                jobs.extend((hook, "push", text) for hook in push_hooks)
+            create_hooks = self._hooks_for(repo, "create") if command.type == "CREATE" else []
+            if create_hooks:
+                payload = {
+                    "sender": self._user_json(pusher, base),
+                    "description": repo.description or "",
+                    "ref": command.ref,
+                    "ref_type": "tag" if len(parts) > 1 and parts[1] == "tags" else "branch",
+                    "master_branch": repository_json["default_branch"],
+                    "repository": repository_json,
+                    "pusher_type": "user",
+                }
+                text = _dumps(payload).decode("utf-8")
+                jobs.extend((hook, "create", text) for hook in create_hooks)
+        return jobs
+
+    def _hooks_for(self, repo: Repo, event: str) -> list[Hook]:
+        return [
+            Hook(h.id, h.owner, h.repo, h.url, h.content_type, h.secret, list(h.events))
+            for h in sorted(self._hooks.values(), key=lambda h: h.id)
+            if (h.owner, h.repo) == (repo.owner, repo.name) and event in h.events
+        ]
+
+    def _commit_json(self, repo: Repo, sha: str, base: str) -> dict[str, Any]:
+        raw = self._run_git(repo.path, "cat-file", "commit", sha)
+        header, _, message = raw.partition("\n\n")
+        parents: list[str] = []
+        idents: dict[str, dict[str, Any]] = {}
+        for line in header.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "parent":
+                parents.append(value)
+            elif key in ("author", "committer"):
+                match = re.fullmatch(r"(.*) <(.*)> (\d+) ([+-]\d{4})", value)
+                if match:
+                    when = datetime.fromtimestamp(int(match.group(3)), UTC)
+                    idents[key] = {
+                        "name": match.group(1),
+                        "email": match.group(2),
+                        "date": _iso(when),
+                    }
+        diff_args = ["diff-tree", "-r", "--no-commit-id", "--name-status", "-M"]
+        if parents:
+            out = self._run_git(repo.path, *diff_args, parents[0], sha)
+        else:
+            out = self._run_git(repo.path, *diff_args, "--root", sha)
+        added: list[str] = []
+        removed: list[str] = []
+        modified: list[str] = []
+        for line in out.splitlines():
+            fields = line.split("\t")
+            status = fields[0][:1]
+            if status == "A":
+                added.append(fields[-1])
+            elif status == "D":
+                removed.append(fields[1])
+            elif status:
+                modified.append(fields[-1])
+        return {
+            "id": sha,
+            "message": message,
+            "timestamp": idents["committer"]["date"],
+            "added": added,
+            "removed": removed,
+            "modified": modified,
+            "author": idents["author"],
+            "committer": idents["committer"],
+            "url": f"{base}/api/v3/{repo.full_name}/commits/{sha}",
+            "html_url": f"{base}/{repo.full_name}/commit/{sha}",
+        }
+
+    # -- deliveries (WebHookService.callWebHook) -----------------------------------------------
+
+    def _deliver_async(self, jobs: list[tuple[Hook, str, str]]) -> None:
+        if not jobs:
+            return
+        worker = threading.Thread(
+            target=self._deliver_all, args=(jobs,), name="gitbucket-hooks", daemon=True
+        )
+        with self._lock:
+            self._workers = [w for w in self._workers if w.is_alive()]
+            self._workers.append(worker)
+        worker.start()
+
+    def _deliver_all(self, jobs: list[tuple[Hook, str, str]]) -> None:
+        for hook, event, text in jobs:
+            delivery = self._deliver(hook, event, text)
+            with self._delivered:
+                self._deliveries.append(delivery)
+                self._delivered.notify_all()
+
+    def _deliver(self, hook: Hook, event: str, text: str) -> Delivery:
+        if hook.content_type == "form":
+            body = ("payload=" + _form_encode(text)).encode("utf-8")
+            ctype = "application/x-www-form-urlencoded"
+        else:
+            body = text.encode("utf-8")
+            ctype = "application/json"
+        headers = {
+            "Content-Type": ctype,
+            "X-Github-Event": event,
+            "X-Github-Delivery": str(uuid.uuid4()),
+        }
+        if hook.secret is not None and hook.secret.strip():
+            key = hook.secret.encode("utf-8")
+            headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
+            headers["X-Hub-Signature-256"] = (
+                "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+            )
+        delivery = Delivery(hook.id, hook.url, event, headers, body)
+        try:
+            split = urlsplit(hook.url)
+            if split.scheme not in ("http", "https") or not split.hostname:
+                raise ValueError(f"Illegal URL: {hook.url}")
+            connection_class = (
+                http.client.HTTPSConnection
+                if split.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            connection = connection_class(split.hostname, split.port, timeout=self.delivery_timeout)
+            try:
+                target = (split.path or "/") + (f"?{split.query}" if split.query else "")
+                connection.putrequest("POST", target, skip_accept_encoding=True)
+                for key, value in headers.items():
+                    connection.putheader(key, value)
+                connection.putheader("Content-Length", str(len(body)))
+                connection.putheader("Connection", "Keep-Alive")
+                connection.putheader("User-Agent", _DELIVERY_USER_AGENT)
+                connection.putheader("Accept-Encoding", "gzip,deflate")
+                connection.endheaders(body)
+                response = connection.getresponse()
+                response.read()
+                delivery.status = response.status
+            finally:
+                connection.close()
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+        return delivery
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers outside the class
+# ---------------------------------------------------------------------------------------------
+
+
+def _unquote(text: str) -> str:
+    return unquote(text)
+
+
+def _git_env() -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("GIT_") and key.lower() not in ("http_proxy", "https_proxy")
+    }
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def _compare_url(base: str, repo: Repo, command: _Command, commits: list[dict[str, Any]]) -> str:
+    full = repo.full_name
+    if not commits:
+        return f"{base}/{full}"
+    if len(commits) == 1:
+        return f"{base}/{full}/commit/{command.new}"
+    if set(command.old) == {"0"}:
+        return f"{base}/{full}/compare/{commits[0]['id']}^...{command.new}"
+    return f"{base}/{full}/compare/{command.old}...{command.new}"
+
+
+def _pkt_lines(data: bytes) -> Iterator[bytes | None]:
+    """pkt-line frames up to the first flush (``None`` marks the flush)."""
+    pos = 0
+    while pos + 4 <= len(data):
+        try:
+            size = int(data[pos : pos + 4], 16)
+        except ValueError:
+            return
+        if size == 0:
+            yield None
+            return
+        if size < 4:
+            return
+        yield data[pos + 4 : pos + size]
+        pos += size
+
+
+def _parse_receive_commands(request: _Request) -> list[_Command]:
+    body = request.body
+    if (request.headers.get("Content-Encoding") or "").lower() in ("gzip", "x-gzip"):
+        try:
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        except zlib.error:
+            return []
+    commands = []
+    for frame in _pkt_lines(body):
+        if frame is None:
+            break
+        line = frame.split(b"\0", 1)[0].rstrip(b"\n").decode("utf-8", "replace")
+        match = re.fullmatch(r"([0-9a-f]{40}) ([0-9a-f]{40}) (\S+)", line)
+        if match:
+            commands.append(_Command(match.group(1), match.group(2), match.group(3)))
+    return commands
+
+
+def _call_kind(method: str, path: str) -> str | None:
+    """The kind of mutating call, for :attr:`GitBucketDouble.calls`."""
+    if method == "POST" and path.endswith("/git-receive-pack") and path.startswith("/git/"):
+        return "push"
+    if method == "POST" and path == "/signin":
+        return "signin"
+    if method == "POST" and (
+        re.fullmatch(r"/[^/]+/_edit/?", path) or re.fullmatch(r"/admin/users/[^/]+/_edituser", path)
+    ):
+        return "edit_account"
+    if not path.startswith("/api/v3") or method not in ("POST", "PATCH", "PUT", "DELETE"):
+        return None
+    path = path.rstrip("/")
+    table = (
+        ("POST", r"/api/v3/admin/users", "create_user"),
+        ("PATCH", r"/api/v3/user", "update_user"),
+        ("POST", r"/api/v3/admin/organizations", "create_org"),
+        ("POST", r"/api/v3/user/repos", "create_repo"),
+        ("POST", r"/api/v3/orgs/[^/]+/repos", "create_repo"),
+        ("POST", r"/api/v3/repos/[^/]+/[^/]+/hooks", "create_hook"),
+        ("PATCH", r"/api/v3/repos/[^/]+/[^/]+/hooks/[^/]+", "update_hook"),
+        ("DELETE", r"/api/v3/repos/[^/]+/[^/]+/hooks/[^/]+", "delete_hook"),
+    )
+    for wanted, pattern, kind in table:
+        if method == wanted and re.fullmatch(pattern, path):
+            return kind
+    return "api_other"
