@@ -1,0 +1,2166 @@
+"""A test double of the Jenkins HTTP API (2.4xx LTS), served over real HTTP on 127.0.0.1.
+
+It covers what mlci and python-jenkins use: authentication, CSRF crumbs, ``createItem``, a
+job's ``config.xml``, builds through the queue, ``doDelete`` and the Generic Webhook Trigger
+plugin's ``/generic-webhook-trigger/invoke``. The behaviour follows Jenkins core and the plugin's
+source (class names below), not our client's expectations; ``tests/doubles_tests`` checks it with
+python-jenkins and api4jenkins. Fidelity points worth knowing:
+
+* **Authentication** (``BasicHeaderProcessor``): HTTP basic with a user's password or one of
+  their API tokens (user ids are case-insensitive). Wrong credentials answer **401** with
+  ``WWW-Authenticate: Basic realm="Jenkins"``, whatever the path (also the webhook endpoint).
+  Anonymous requests to anything but the webhook endpoint and ``whoAmI`` answer **403** with
+  the "Authentication required" page of ``HudsonAuthenticationEntryPoint`` and its
+  ``X-You-Are-Authenticated-As: anonymous`` / ``X-Required-Permission`` headers, unless
+  ``anonymous_read`` is on (then anonymous GETs are served, changes still get 403).
+* **Version headers** (``Functions.advertiseHeaders``, ``Api.setHeaders``): ``X-Jenkins``,
+  ``X-Hudson: 1.395`` and ``X-Jenkins-Session`` come with ``/`` (even its anonymous 403),
+  every ``.../api/json`` answer, the 403 login page and the HTML pages Jenkins renders (the
+  dashboard, job pages, 400 error pages, 404 pages). They do **not** come with ``config.xml``,
+  ``createItem``'s 200, the build 201, redirects, webhook answers or container errors (401,
+  crumb 403): read the version from ``/`` as python-jenkins does. Caution: python-jenkins'
+  ``get_version()`` sends no credentials until another call resolved them, so on a Jenkins
+  without anonymous read it raises ``BadHTTPException`` (403) when called first.
+* **CSRF** (``CrumbFilter``, ``DefaultCrumbIssuer``, ``ApiCrumbExclusion``):
+  ``crumbIssuer/api/json`` issues a SHA-256 hex crumb bound to the user and to the web session,
+  which it opens if the request has none (``Set-Cookie: JSESSIONID.<hash>=...``). A POST needs
+  ``Jenkins-Crumb`` (header or form field) valid for its own session cookie, except when it
+  was authenticated with an API token or goes to the webhook endpoint; otherwise **403**
+  "No valid crumb was included in the request". Only POST is checked (a DELETE is not).
+  ``csrf = False`` removes the crumb issuer (404) and the check.
+* **Config XML** (``ItemGroupMixIn.createProjectFromXML``, ``AbstractItem.updateByXml``):
+  Jenkins stores what the JDK's identity XML transform writes, so ``config.xml`` does **not**
+  come back byte for byte: the declaration becomes ``<?xml version="1.0" encoding="UTF-8"?>``
+  directly followed by the root element, whitespace outside the root element is dropped,
+  attributes get double quotes, empty elements collapse to ``<a/>`` and text is re-escaped
+  (``&gt;`` included); element content, comments and CDATA sections are kept. Compare configs
+  as parsed XML, never as bytes. (Only a later save through the UI would rewrite it with
+  XStream's ``<?xml version='1.1' encoding='UTF-8'?>``; the double never does.) Malformed XML
+  or an unknown root element answers **500**; a ``DOCTYPE`` is refused the same way.
+  ``POST config.xml`` decodes the body with the charset of its ``Content-Type`` (ISO-8859-1
+  when there is none, as a servlet reader does) and ignores the declaration's encoding.
+* **createItem** errors are ``Failure`` pages: **400** with ``X-Error: <message>``
+  ("No Content-Type header set", "Query parameter 'name' is required", unsafe characters, "A
+  job already exists with the name 'NAME'" with curly quotes U+2018/U+2019 around the name,
+  "No mode given" for a non-XML content type). The curly quotes cannot travel in a header:
+  Jetty writes characters outside ISO-8859-1 as ``?``, so the header reads ``... the name
+  ?NAME?`` (the HTML body has the real quotes).
+* **Builds** (``ParameterizedJobMixIn``, ``ParametersDefinitionProperty``, ``Queue``):
+  ``build``/``buildWithParameters`` answer **201** with ``Location: http://HOST/queue/item/N/``;
+  ``build`` on a parameterized job without a ``json`` form answers 400 "Nothing is submitted",
+  ``buildWithParameters`` on a job without parameters 500, a disabled job 409. A request for a
+  job that already waits in the queue with the same parameters gets that item back (Jenkins
+  folds duplicates while they wait). Queue items wait for ``queue_delay_polls`` reads of
+  ``queue/item/N/api/json`` (``BuildableItem``, "why": "Waiting for next available
+  executor"), then become a ``LeftItem`` with ``executable``; the build then reads as running
+  (``result: null``, ``building: true``) for ``build_polls`` reads of its ``api/json`` and
+  ends with the scripted result (:meth:`JenkinsDouble.set_build_result`, else
+  ``default_result``).
+* **Generic Webhook Trigger** (``GenericWebHookRequestReceiver``, ``JobFinder``,
+  ``VariablesResolver``, ``JsonFlattener``, ``Renderer``): no crumb, no authentication; the
+  token comes from the ``token`` parameter, a ``token`` header, ``Authorization: Bearer`` or
+  ``X-Gitlab-Token``. Jobs match on the trigger's ``<token>`` (or ``<tokenCredentialId>``
+  resolved through :meth:`JenkinsDouble.add_secret_text`, or the job's ``<authToken>``).
+  No job: **404** ``{"jobs": null, "message": "Did not find any jobs with GenericTrigger
+  configured!\\nA token was supplied.\\n"}``. Otherwise **200** ``{"jobs": {NAME: {"id",
+  "regexpFilterExpression", "regexpFilterText", "resolvedVariables", "triggered", "url"}},
+  "message": "Triggered jobs."}`` whether or not the filter matched (``triggered: false``,
+  ``id: 0``, ``url: ""`` when it did not). JSONPath variables are flattened like the plugin
+  (``x_0``, ``x_key``, the whole value as compact JSON) unless ``shouldNotFlattern``; an
+  unresolved variable takes its ``defaultValue`` (an empty ``<defaultValue/>`` gives ``""``,
+  no element leaves ``$var`` unreplaced in the filter text). A form-encoded body is turned
+  into ``{"payload": ["..."]}`` first, so ``$.ref`` does **not** resolve from a form post.
+  The filter is ``re.search`` (Java's ``find()``): anchor it. JSONPath is evaluated with
+  jsonpath-ng (Jayway semantics for definite paths: a missing leaf is "not found"); XPath
+  variables are not supported (they stay unresolved).
+
+Also served: ``queue/api/json``, ``queue/cancelItem``, ``computer/api/json`` (the built-in
+node; running Pipeline builds sit on its one-off executors, which api4jenkins reads), ``me``,
+``user/ID`` and ``whoAmI`` (``api/json``), ``tree=`` filtering of every ``api/json``, build
+permalinks (``lastBuild`` ...) and a ``consoleText`` stub. Not modelled: folders
+(``job/A/job/B``), views, agents, real console logs, the UI, permissions finer than
+"authenticated users may do everything", ``enable``/``disable`` and build tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from xml.parsers import expat
+
+from jsonpath_ng.ext import parse as parse_json_path
+
+DEFAULT_VERSION = "2.492.3"
+ADMIN_USER = "admin"
+DEFAULT_ADMIN_PASSWORD = "admin"
+CRUMB_FIELD = "Jenkins-Crumb"
+RESULTS = ("SUCCESS", "UNSTABLE", "FAILURE", "NOT_BUILT", "ABORTED")
+
+_GWT_TRIGGER = "org.jenkinsci.plugins.gwt.GenericTrigger"
+_GWT_VARIABLE = "org.jenkinsci.plugins.gwt.GenericVariable"
+_GWT_REQUEST_VARIABLE = "org.jenkinsci.plugins.gwt.GenericRequestVariable"
+_GWT_HEADER_VARIABLE = "org.jenkinsci.plugins.gwt.GenericHeaderVariable"
+_PIPELINE_TRIGGERS = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
+_PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+_GWT_PATH = "generic-webhook-trigger/"
+_GWT_NO_JOBS = "Did not find any jobs with GenericTrigger configured!\n"
+_GWT_NO_TOKEN = (
+    "No token was supplied.\n"
+    "If you are using a token, you need to pass it like ...trigger/invoke?token=TOKENHERE\n"
+    "If you are not using a token, you need to authenticate like "
+    "http://user:passsword@example.org/generic-webhook...\n"
+)
+
+# Root elements Jenkins can load as a top-level item, with the class its API reports and the
+# class of its runs.
+_ITEM_TYPES: dict[str, tuple[str, str | None]] = {
+    "flow-definition": (
+        "org.jenkinsci.plugins.workflow.job.WorkflowJob",
+        "org.jenkinsci.plugins.workflow.job.WorkflowRun",
+    ),
+    "project": ("hudson.model.FreeStyleProject", "hudson.model.FreeStyleBuild"),
+    "matrix-project": ("hudson.matrix.MatrixProject", "hudson.matrix.MatrixBuild"),
+    "maven2-moduleset": ("hudson.maven.MavenModuleSet", "hudson.maven.MavenModuleSetBuild"),
+    "com.cloudbees.hudson.plugins.folder.Folder": (
+        "com.cloudbees.hudson.plugins.folder.Folder",
+        None,
+    ),
+    "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject": (
+        "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
+        None,
+    ),
+}
+# Jenkins' messages quote names with U+2018 / U+2019.
+_LQ, _RQ = "\u2018", "\u2019"
+_UNSAFE_NAME_CHARACTERS = "?*/\\%!@#$^&|<>[]:;"
+_COLORS = {
+    "SUCCESS": "blue",
+    "UNSTABLE": "yellow",
+    "FAILURE": "red",
+    "NOT_BUILT": "notbuilt",
+    "ABORTED": "aborted",
+}
+_PERMALINKS = (
+    "lastBuild",
+    "lastCompletedBuild",
+    "lastFailedBuild",
+    "lastStableBuild",
+    "lastSuccessfulBuild",
+    "lastUnstableBuild",
+    "lastUnsuccessfulBuild",
+    "firstBuild",
+)
+_ACCESS_DENIED_HEADERS = (
+    ("X-You-Are-Authenticated-As", "anonymous"),
+    (
+        "X-You-Are-In-Group-Disabled",
+        "JENKINS-39402: use -Dhudson.security.AccessDeniedException2.REPORT_GROUP_HEADERS=true"
+        " or use /whoAmI to diagnose",
+    ),
+    ("X-Required-Permission", "hudson.model.Hudson.Read"),
+    ("X-Permission-Implied-By", "hudson.security.Permission.GenericRead"),
+    ("X-Permission-Implied-By", "hudson.model.Hudson.Administer"),
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public records.
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request the double answered (``path`` without leading slash or query)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    user: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """A build as the double holds it (a snapshot; the live one goes on)."""
+
+    job: str
+    number: int
+    queue_id: int
+    building: bool
+    result: str | None
+    parameters: dict[str, str]
+    causes: tuple[str, ...]
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """A queue item: ``state`` is ``waiting``, ``left`` (has a build) or ``cancelled``."""
+
+    id: int
+    job: str
+    state: str
+    build_number: int | None
+    parameters: dict[str, str]
+
+
+# ----------------------------------------------------------------------------------------------
+# Internal state.
+
+
+@dataclass
+class _User:
+    id: str
+    full_name: str
+    password: str
+    api_tokens: list[str]
+
+
+@dataclass
+class _ParamDef:
+    kind: str
+    name: str
+    default: str | None
+    description: str
+    choices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _GwtVariable:
+    key: str
+    expression: str
+    expression_type: str
+    regexp_filter: str | None
+    default_value: str | None
+
+
+@dataclass
+class _GwtTrigger:
+    variables: list[_GwtVariable]
+    request_variables: list[tuple[str, str | None]]
+    header_variables: list[tuple[str, str | None]]
+    regexp_filter_text: str | None
+    regexp_filter_expression: str | None
+    cause_string: str | None
+    token: str | None
+    token_credential_id: str | None
+    silent_response: bool
+    should_not_flatten: bool
+
+
+@dataclass
+class _Config:
+    root: str
+    job_class: str
+    run_class: str | None
+    disabled: bool
+    description: str
+    auth_token: str | None
+    parameters: list[_ParamDef]
+    properties: list[str]
+    trigger: _GwtTrigger | None
+
+
+@dataclass
+class _Build:
+    number: int
+    queue_id: int
+    timestamp_ms: int
+    parameters: dict[str, str]
+    causes: list[dict[str, Any]]
+    variables: dict[str, str]
+    result: str | None = None
+    polls: int = 0
+
+
+@dataclass
+class _Job:
+    name: str
+    xml: str
+    config: _Config
+    next_build_number: int = 1
+    builds: list[_Build] = field(default_factory=list)
+    scripted_results: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class _QueueItem:
+    id: int
+    job: str
+    parameters: dict[str, str]
+    causes: list[dict[str, Any]]
+    variables: dict[str, str]
+    since_ms: int
+    polls: int = 0
+    state: str = "waiting"
+    build_number: int | None = None
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+    base: str
+    params: dict[str, list[str]]
+    user: str | None = None
+    via_token: bool = False
+    session: str | None = None
+
+    def param(self, name: str) -> str | None:
+        values = self.params.get(name)
+        return values[0] if values else None
+
+
+class _XmlError(Exception):
+    pass
+
+
+class _Failure(Exception):
+    """hudson.model.Failure: a 400 page with ``X-Error``."""
+
+
+class _ServerError(Exception):
+    """An exception Jenkins reports through its 500 "oops" page."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _latin1_header(value: str) -> str:
+    # Jetty writes header characters outside ISO-8859-1 as '?' and control characters as ' '.
+    chars = []
+    for ch in value:
+        if ord(ch) > 0xFF:
+            chars.append("?")
+        elif ord(ch) < 0x20 and ch != "\t":
+            chars.append(" ")
+        else:
+            chars.append(ch)
+    return "".join(chars)
+
+
+# ----------------------------------------------------------------------------------------------
+# The JDK identity transform that Jenkins runs on every submitted config.xml.
+
+
+def _escape_text(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+
+
+def _escape_attribute(value: str) -> str:
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("\n", "&#10;")
+        .replace("\r", "&#13;")
+        .replace("\t", "&#9;")
+    )
+
+
+def identity_transform(data: bytes, *, encoding: str | None = None) -> str:
+    """What ``XMLUtils.safeTransform`` writes for ``data``: Jenkins' stored ``config.xml``.
+
+    ``encoding`` overrides the document's declared encoding (a character-stream source).
+    Raises ``ValueError`` for XML Jenkins would refuse.
+    """
+    parser = expat.ParserCreate(encoding)
+    parser.ordered_attributes = True
+    parser.buffer_text = True
+    out: list[str] = []
+    state = {"open": False, "cdata": False, "depth": 0}
+
+    def close_start_tag() -> None:
+        if state["open"]:
+            out.append(">")
+            state["open"] = False
+
+    def start(name: str, attributes: list[str]) -> None:
+        close_start_tag()
+        out.append("<" + name)
+        for index in range(0, len(attributes), 2):
+            out.append(f' {attributes[index]}="{_escape_attribute(attributes[index + 1])}"')
+        state["open"] = True
+        state["depth"] += 1
+
+    def end(name: str) -> None:
+        state["depth"] -= 1
+        if state["open"]:
+            out.append("/>")
+            state["open"] = False
+        else:
+            out.append(f"</{name}>")
+
+    def characters(text: str) -> None:
+        if state["depth"] == 0:
+            return  # whitespace around the root element is not part of the SAX stream
+        close_start_tag()
+        out.append(text if state["cdata"] else _escape_text(text))
+
+    def comment(text: str) -> None:
+        close_start_tag()
+        out.append(f"<!--{text}-->")
+
+    def processing_instruction(target: str, data: str) -> None:
+        close_start_tag()
+        out.append(f"<?{target} {data}?>" if data else f"<?{target}?>")
+
+    def start_cdata() -> None:
+        close_start_tag()
+        out.append("<![CDATA[")
+        state["cdata"] = True
+
+    def end_cdata() -> None:
+        out.append("]]>")
+        state["cdata"] = False
+
+    def doctype(*_args: Any) -> None:
+        raise _XmlError("DOCTYPE is disallowed when the feature is set to true")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    parser.CommentHandler = comment
+    parser.ProcessingInstructionHandler = processing_instruction
+    parser.StartCdataSectionHandler = start_cdata
+    parser.EndCdataSectionHandler = end_cdata
+    parser.StartDoctypeDeclHandler = doctype
+    try:
+        parser.Parse(data, True)
+    except (expat.ExpatError, _XmlError) as error:
+        raise ValueError(f"org.xml.sax.SAXParseException: {error}") from None
+    return '<?xml version="1.0" encoding="UTF-8"?>' + "".join(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a stored config.
+
+
+def _text(element: ET.Element | None, path: str) -> str | None:
+    if element is None:
+        return None
+    found = element.find(path)
+    if found is None:
+        return None
+    return found.text or ""
+
+
+def _flag(element: ET.Element | None, path: str) -> bool:
+    return (_text(element, path) or "").strip() == "true"
+
+
+def _parse_config(xml_text: str) -> _Config:
+    root = ET.fromstring(xml_text.encode("utf-8"))
+    if root.tag not in _ITEM_TYPES:
+        raise _ServerError(
+            "java.io.IOException: Unable to read config.xml: "
+            f"com.thoughtworks.xstream.mapper.CannotResolveClassException: {root.tag}"
+        )
+    job_class, run_class = _ITEM_TYPES[root.tag]
+    properties_element = root.find("properties")
+    properties = (
+        [child.tag for child in properties_element] if properties_element is not None else []
+    )
+    parameters: list[_ParamDef] = []
+    for definition in root.findall(f"properties/{_PARAMETERS_PROPERTY}/parameterDefinitions/*"):
+        kind = definition.tag.rsplit(".", 1)[-1]
+        choices = [c.text or "" for c in definition.findall("choices//string")]
+        default = _text(definition, "defaultValue")
+        if kind == "ChoiceParameterDefinition":
+            default = choices[0] if choices else None
+        elif kind == "BooleanParameterDefinition":
+            default = "true" if (default or "").strip() == "true" else "false"
+        parameters.append(
+            _ParamDef(
+                kind=kind,
+                name=_text(definition, "name") or "",
+                default=default,
+                description=_text(definition, "description") or "",
+                choices=choices,
+            )
+        )
+    trigger_element = root.find(f"properties/{_PIPELINE_TRIGGERS}/triggers/{_GWT_TRIGGER}")
+    if trigger_element is None:
+        trigger_element = root.find(f"triggers/{_GWT_TRIGGER}")
+    return _Config(
+        root=root.tag,
+        job_class=job_class,
+        run_class=run_class,
+        disabled=_flag(root, "disabled"),
+        description=_text(root, "description") or "",
+        auth_token=_text(root, "authToken"),
+        parameters=parameters,
+        properties=properties,
+        trigger=_parse_trigger(trigger_element) if trigger_element is not None else None,
+    )
+
+
+def _parse_trigger(element: ET.Element) -> _GwtTrigger:
+    variables = [
+        _GwtVariable(
+            key=_text(v, "key") or "",
+            expression=_text(v, "value") or "",
+            expression_type=(_text(v, "expressionType") or "JSONPath").strip() or "JSONPath",
+            regexp_filter=_text(v, "regexpFilter"),
+            default_value=_text(v, "defaultValue"),
+        )
+        for v in element.findall(f"genericVariables/{_GWT_VARIABLE}")
+    ]
+    request_variables = [
+        (_text(v, "key") or "", _text(v, "regexpFilter"))
+        for v in element.findall(f"genericRequestVariables/{_GWT_REQUEST_VARIABLE}")
+    ]
+    header_variables = [
+        (_text(v, "key") or "", _text(v, "regexpFilter"))
+        for v in element.findall(f"genericHeaderVariables/{_GWT_HEADER_VARIABLE}")
+    ]
+    return _GwtTrigger(
+        variables=variables,
+        request_variables=request_variables,
+        header_variables=header_variables,
+        regexp_filter_text=_text(element, "regexpFilterText"),
+        regexp_filter_expression=_text(element, "regexpFilterExpression"),
+        cause_string=_text(element, "causeString"),
+        token=_text(element, "token"),
+        token_credential_id=_text(element, "tokenCredentialId"),
+        silent_response=_flag(element, "silentResponse"),
+        should_not_flatten=_flag(element, "shouldNotFlattern"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic Webhook Trigger: variable resolution, flattening and the filter.
+
+
+def _gson(value: Any) -> str:
+    # Gson's default output: compact, non-ASCII kept, HTML-sensitive characters escaped.
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("=", "\\u003d"),
+        ("'", "\\u0027"),
+    ):
+        text = text.replace(char, escape)
+    return text
+
+
+def _variable_name(name: str) -> str:
+    return re.sub(r"\s", "_", name).replace("-", "_")
+
+
+def _regexp_filter(value: str, pattern: str | None) -> str:
+    if not pattern:
+        return value
+    return re.sub(pattern, "", value)
+
+
+def _flatten(key: str, pattern: str | None, resolved: Any, out: dict[str, str]) -> None:
+    if isinstance(resolved, list):
+        for index, item in enumerate(resolved):
+            _flatten(f"{key}_{index}", pattern, item, out)
+    elif isinstance(resolved, dict):
+        for child_key, child in resolved.items():
+            _flatten(f"{key}_{child_key}", pattern, child, out)
+    elif resolved is not None:
+        text = resolved if isinstance(resolved, str) else _gson(resolved)
+        out[_variable_name(key)] = _regexp_filter(text, pattern)
+
+
+def _flatten_json(key: str, pattern: str | None, resolved: Any, flatten: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if flatten:
+        _flatten(key, pattern, resolved, out)
+    elif isinstance(resolved, str):
+        out[_variable_name(key)] = _regexp_filter(resolved, pattern)
+    if resolved is not None and not isinstance(resolved, str):
+        out[_variable_name(key)] = _regexp_filter(_gson(resolved), pattern)
+    return out
+
+
+_INDEFINITE = re.compile(r"\*|\.\.|\[\?|\[[^\]]*[,:][^\]]*\]")
+
+
+def _json_path(document: Any, expression: str) -> tuple[bool, Any]:
+    """Evaluate like Jayway's ``JsonPath.read``: (found, value)."""
+    matches = [m.value for m in parse_json_path(expression).find(document)]
+    if _INDEFINITE.search(expression):
+        return True, matches
+    if not matches:
+        return False, None
+    return True, matches[0]
+
+
+def _resolve_variables(
+    trigger: _GwtTrigger,
+    headers: dict[str, list[str]],
+    parameters: dict[str, list[str]],
+    post_content: str,
+) -> dict[str, str]:
+    resolved: dict[str, str] = {}
+    for key, pattern in trigger.header_variables:
+        values = headers.get(key.lower())
+        if not values:
+            continue
+        name = _variable_name(key.lower())
+        for index, value in enumerate(values):
+            resolved[f"{name}_{index}"] = _regexp_filter(value, pattern)
+        if len(values) == 1:
+            resolved[name] = _regexp_filter(values[0], pattern)
+    for key, pattern in trigger.request_variables:
+        values = parameters.get(key)
+        if not values:
+            continue
+        name = _variable_name(key)
+        for index, value in enumerate(values):
+            resolved[f"{name}_{index}"] = _regexp_filter(value, pattern)
+        if len(values) == 1:
+            resolved[name] = _regexp_filter(values[0], pattern)
+    document: Any = None
+    document_ok = False
+    if post_content:
+        try:
+            document = json.loads(post_content)
+            document_ok = True
+        except ValueError:
+            document_ok = False
+    for variable in trigger.variables:
+        found: dict[str, str] = {}
+        if post_content and variable.expression and variable.expression_type == "JSONPath":
+            try:
+                if document_ok:
+                    ok, value = _json_path(document, variable.expression)
+                    if ok:
+                        found = _flatten_json(
+                            variable.key,
+                            variable.regexp_filter,
+                            value,
+                            not trigger.should_not_flatten,
+                        )
+                        if variable.expression.strip() == "$":
+                            found[variable.key] = post_content
+            except Exception:
+                found = {}  # the plugin logs "Unable to resolve ..." and goes on
+        not_resolved = not found or found.get(variable.key) == ""
+        if not_resolved and variable.default_value is not None:
+            found[variable.key] = variable.default_value
+        resolved.update(found)
+    return dict(sorted(resolved.items()))
+
+
+def _render(text: str | None, variables: dict[str, str]) -> str:
+    if not text:
+        return ""
+    order = sorted(variables, key=lambda name: (-len(name), name))
+    for name in order:
+        text = text.replace("$" + name, variables[name])
+        text = text.replace("${" + name + "}", variables[name])
+    return text
+
+
+def _is_matching(text: str, expression: str | None) -> bool:
+    if not text and not expression:
+        return True
+    return re.search(expression or "", text) is not None
+
+
+# ----------------------------------------------------------------------------------------------
+# ``tree=`` filtering of the remote API.
+
+
+def _parse_tree(spec: str) -> list[tuple[str, list[Any] | None, str | None]]:
+    position = 0
+
+    def parse_list() -> list[tuple[str, list[Any] | None, str | None]]:
+        nonlocal position
+        items: list[tuple[str, list[Any] | None, str | None]] = []
+        while position < len(spec):
+            start = position
+            while position < len(spec) and spec[position] not in ",[]{}":
+                position += 1
+            name = spec[start:position].strip()
+            children = None
+            window = None
+            if position < len(spec) and spec[position] == "[":
+                position += 1
+                children = parse_list()
+                position += 1  # the closing bracket
+            if position < len(spec) and spec[position] == "{":
+                end = spec.index("}", position)
+                window = spec[position + 1 : end]
+                position = end + 1
+            if name:
+                items.append((name, children, window))
+            if position < len(spec) and spec[position] == ",":
+                position += 1
+                continue
+            break
+        return items
+
+    return parse_list()
+
+
+def _window(values: list[Any], window: str | None) -> list[Any]:
+    if window is None:
+        return values
+    if "," in window:
+        low, high = window.split(",", 1)
+        return values[int(low or 0) : int(high) if high else None]
+    return values[: int(window)]
+
+
+def _apply_tree(value: Any, tree: list[tuple[str, list[Any] | None, str | None]]) -> Any:
+    if isinstance(value, list):
+        return [_apply_tree(item, tree) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    if "_class" in value:
+        out["_class"] = value["_class"]
+    for name, children, window in tree:
+        if name not in value:
+            continue
+        child = value[name]
+        if isinstance(child, list):
+            child = _window(child, window)
+        out[name] = _apply_tree(child, children) if children is not None else child
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# HTTP plumbing.
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], double: JenkinsDouble) -> None:
+        self.double = double
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return  # the client went away (for example after its own timeout)
+        self.double._record_internal_error(traceback.format_exc())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and
+        # delayed ACKs add about 40 ms to every answer on a kept-alive connection.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        headers = {name: value for name, value in self.headers.items()}
+        reply = self.server.double._dispatch(self.command, self.path, headers, body)
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers:
+                self.send_header(name, _latin1_header(value))
+            if reply.content_type:
+                self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            if reply.body and self.command != "HEAD":
+                self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    def version_string(self) -> str:
+        return "Jetty(12.0.16)"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class JenkinsDouble:
+    """A Jenkins controller double: start it, point a client at :attr:`url`, script scenarios.
+
+    ``JenkinsDouble(admin_user="admin", admin_password="admin", api_token=None, ...)``; use it
+    as a context manager or call :meth:`start` (returns the base URL, no trailing slash) and
+    :meth:`stop`. ``api_token`` defaults to a fresh Jenkins-style token (``11`` + 32 hex).
+    """
+
+    ADMIN_USER = ADMIN_USER
+    DEFAULT_ADMIN_PASSWORD = DEFAULT_ADMIN_PASSWORD
+    CRUMB_FIELD = CRUMB_FIELD
+
+    def __init__(
+        self,
+        *,
+        admin_user: str = ADMIN_USER,
+        admin_password: str = DEFAULT_ADMIN_PASSWORD,
+        api_token: str | None = None,
+        version: str = DEFAULT_VERSION,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        csrf: bool = True,
+        anonymous_read: bool = False,
+        queue_delay_polls: int = 1,
+        build_polls: int = 1,
+        default_result: str = "SUCCESS",
+    ) -> None:
+        self.version = version
+        self.session_hash = secrets.token_hex(4)
+        self.admin_user = admin_user
+        self.api_token = api_token or "11" + secrets.token_hex(16)
+        #: Reads of ``queue/item/N/api/json`` an item waits before it leaves the queue.
+        self.queue_delay_polls = queue_delay_polls
+        #: Reads of a build's ``api/json`` that still see it running.
+        self.build_polls = build_polls
+        #: Result of builds that have no scripted result.
+        self.default_result = default_result
+        self._check_result(default_result)
+        self._host = host
+        self._port = port
+        self._csrf = csrf
+        self._anonymous_read = anonymous_read
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._url: str | None = None
+
+        self._crumb_salt = secrets.token_hex(16)
+        self._cookie_name = f"JSESSIONID.{secrets.token_hex(4)}"
+        self._sessions: set[str] = set()
+        self._users: dict[str, _User] = {}
+        self.add_user(admin_user, admin_password, api_token=self.api_token)
+        self._secret_texts: dict[str, str] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._queue: dict[int, _QueueItem] = {}
+        self._next_queue_id = 1
+
+        self._reject_all = False
+        self._failures: dict[str, list[int]] = {}
+        self._hangs: dict[str, list[float]] = {}
+        self._requests: list[RecordedRequest] = []
+        self._mutations: Counter[str] = Counter()
+        self._internal_errors: list[str] = []
+
+    # ------------------------------------------------------------------------------------------
+    # Lifecycle.
+
+    def start(self) -> str:
+        """Start serving on ``host``:``port`` (0 picks a free port); return the base URL."""
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("the Jenkins double is already running")
+            self._stopping.clear()
+            server = _Server((self._host, self._port), self)
+            host, port = server.server_address[:2]
+            self._server = server
+            self._url = f"http://{host}:{port}"
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"jenkins-double:{port}",
+                daemon=True,
+            )
+            self._thread.start()
+            return self._url
+
+    def stop(self) -> None:
+        """Stop serving; requests held by :meth:`hang_next` are released at once."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+        self._stopping.set()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> JenkinsDouble:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:43210`` (known once :meth:`start` ran)."""
+        if self._url is None:
+            raise RuntimeError("the Jenkins double is not running; call start() first")
+        return self._url
+
+    # ------------------------------------------------------------------------------------------
+    # Scenario control.
+
+    @property
+    def csrf(self) -> bool:
+        """CSRF protection: on, ``crumbIssuer/api/json`` issues crumbs and POSTs need one."""
+        return self._csrf
+
+    @csrf.setter
+    def csrf(self, value: bool) -> None:
+        with self._lock:
+            self._csrf = bool(value)
+
+    @property
+    def anonymous_read(self) -> bool:
+        """When true, anonymous GETs are served (Overall/Read for anonymous)."""
+        return self._anonymous_read
+
+    @anonymous_read.setter
+    def anonymous_read(self, value: bool) -> None:
+        with self._lock:
+            self._anonymous_read = bool(value)
+
+    def add_user(self, user_id: str, password: str, *, api_token: str | None = None) -> str:
+        """Add (or replace) a user; returns their API token (generated when not given)."""
+        token = api_token or "11" + secrets.token_hex(16)
+        with self._lock:
+            self._users[user_id.lower()] = _User(user_id, user_id, password, [token])
+        return token
+
+    def add_secret_text(self, credential_id: str, secret: str) -> None:
+        """A "Secret text" credential, for a trigger's ``<tokenCredentialId>``."""
+        with self._lock:
+            self._secret_texts[credential_id] = secret
+
+    def add_job(self, name: str, config_xml: str | bytes) -> None:
+        """Create a job directly (stored as ``createItem`` would store it; not counted)."""
+        data = config_xml.encode("utf-8") if isinstance(config_xml, str) else config_xml
+        stored = identity_transform(data)
+        try:
+            config = _parse_config(stored)
+        except _ServerError as error:
+            raise ValueError(str(error)) from None
+        with self._lock:
+            if name in self._jobs:
+                raise ValueError(f"a job named {name!r} already exists")
+            self._jobs[name] = _Job(name, stored, config)
+
+    def set_build_result(self, job: str, number: int, result: str) -> None:
+        """The result build ``number`` of ``job`` ends with (it may not exist yet; a build that
+        already ended keeps its result)."""
+        self._check_result(result)
+        with self._lock:
+            self._job_or_error(job).scripted_results[number] = result
+
+    def finish_build(self, job: str, number: int, result: str | None = None) -> None:
+        """End a running build now (with ``result``, else its scripted or default one)."""
+        if result is not None:
+            self._check_result(result)
+        with self._lock:
+            for build in self._job_or_error(job).builds:
+                if build.number == number:
+                    if result is not None:
+                        self._jobs[job].scripted_results[number] = result
+                    self._complete(self._jobs[job], build)
+                    return
+        raise KeyError(f"{job} has no build #{number}")
+
+    def start_queued_builds(self) -> list[tuple[str, int]]:
+        """Let every waiting queue item start its build now; returns (job, number) pairs."""
+        started = []
+        with self._lock:
+            for item in list(self._queue.values()):
+                if item.state == "waiting":
+                    build = self._leave_queue(item)
+                    if build is not None:
+                        started.append((item.job, build.number))
+        return started
+
+    def fail_next(self, path: str, count: int = 1, *, status: int = 500) -> None:
+        """Answer the next ``count`` requests to ``path`` (``"*"``: any) with ``status``.
+
+        ``path`` is the URL path without leading slash or query (``"createItem"``,
+        ``"job/NAME/build"``); the body is Jenkins' "oops" page.
+        """
+        with self._lock:
+            self._failures.setdefault(self._fault_key(path), []).extend([status] * count)
+
+    def hang_next(self, path: str, seconds: float, count: int = 1) -> None:
+        """Hold the next ``count`` requests to ``path`` for ``seconds`` before answering."""
+        with self._lock:
+            self._hangs.setdefault(self._fault_key(path), []).extend([seconds] * count)
+
+    @property
+    def reject_all_requests(self) -> bool:
+        """When true, every request answers 401 (as if all credentials were revoked)."""
+        return self._reject_all
+
+    @reject_all_requests.setter
+    def reject_all_requests(self, value: bool) -> None:
+        with self._lock:
+            self._reject_all = bool(value)
+
+    # ------------------------------------------------------------------------------------------
+    # Inspection.
+
+    @property
+    def jobs(self) -> dict[str, str]:
+        """Job name -> stored ``config.xml`` (as ``GET job/NAME/config.xml`` returns it)."""
+        with self._lock:
+            return {name: job.xml for name, job in self._jobs.items()}
+
+    @property
+    def builds(self) -> dict[str, list[BuildRecord]]:
+        """Job name -> its builds, oldest first."""
+        with self._lock:
+            return {
+                name: [self._build_record(name, build) for build in job.builds]
+                for name, job in self._jobs.items()
+            }
+
+    @property
+    def queue(self) -> list[QueueRecord]:
+        """Every queue item so far, oldest first."""
+        with self._lock:
+            return [
+                QueueRecord(i.id, i.job, i.state, i.build_number, dict(i.parameters))
+                for i in self._queue.values()
+            ]
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def call_count(self, path: str, method: str | None = None) -> int:
+        """How many requests reached ``path`` (any outcome), optionally for one method."""
+        key = path.strip("/")
+        with self._lock:
+            return sum(1 for r in self._requests if r.path == key and method in (None, r.method))
+
+    def mutation_count(self, kind: str | None = None) -> int:
+        """Successful changes of one kind (all kinds when ``None``).
+
+        Kinds: ``createItem``, ``config.xml`` (POST), ``build``, ``buildWithParameters``,
+        ``doDelete`` (POST doDelete or DELETE), ``generic-webhook-trigger`` (an invocation that
+        queued at least one build).
+        """
+        with self._lock:
+            return sum(self._mutations.values()) if kind is None else self._mutations[kind]
+
+    @property
+    def mutation_counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._mutations)
+
+    def reset_counters(self) -> None:
+        """Forget recorded requests and mutation counts (jobs, builds and queue stay)."""
+        with self._lock:
+            self._requests.clear()
+            self._mutations.clear()
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Tracebacks of bugs inside the double (each also answered 500); should stay empty."""
+        with self._lock:
+            return list(self._internal_errors)
+
+    def crumb_for(self, user: str, session_id: str) -> str:
+        """The crumb ``DefaultCrumbIssuer`` gives ``user`` in web session ``session_id``."""
+        digest = hashlib.sha256(f"{user};;{session_id}".encode())
+        digest.update(self._crumb_salt.encode())
+        return digest.hexdigest()
+
+    # ------------------------------------------------------------------------------------------
+    # Internals: bookkeeping.
+
+    @staticmethod
+    def _check_result(result: str) -> None:
+        if result not in RESULTS:
+            raise ValueError(f"unknown build result {result!r}; use one of {RESULTS}")
+
+    def _job_or_error(self, name: str) -> _Job:
+        job = self._jobs.get(name)
+        if job is None:
+            raise KeyError(f"no job named {name!r}")
+        return job
+
+    @staticmethod
+    def _build_record(name: str, build: _Build) -> BuildRecord:
+        return BuildRecord(
+            job=name,
+            number=build.number,
+            queue_id=build.queue_id,
+            building=build.result is None,
+            result=build.result,
+            parameters=dict(build.parameters),
+            causes=tuple(c.get("shortDescription", "") for c in build.causes),
+            variables=dict(build.variables),
+        )
+
+    @staticmethod
+    def _fault_key(path: str) -> str:
+        return "*" if path.strip() == "*" else path.strip().strip("/")
+
+    def _take_fault(self, table: dict[str, list[Any]], path: str) -> Any:
+        for key in (path, "*"):
+            queue = table.get(key)
+            if queue:
+                return queue.pop(0)
+        return None
+
+    def _record_internal_error(self, text: str) -> None:
+        with self._lock:
+            self._internal_errors.append(text)
+
+    def _schedule(
+        self,
+        job: _Job,
+        parameters: dict[str, str],
+        causes: list[dict[str, Any]],
+        variables: dict[str, str] | None = None,
+    ) -> _QueueItem:
+        for item in self._queue.values():
+            if item.state == "waiting" and item.job == job.name and item.parameters == parameters:
+                item.causes.extend(c for c in causes if c not in item.causes)
+                return item
+        item = _QueueItem(
+            id=self._next_queue_id,
+            job=job.name,
+            parameters=dict(parameters),
+            causes=list(causes),
+            variables=dict(variables or {}),
+            since_ms=_now_ms(),
+        )
+        self._next_queue_id += 1
+        self._queue[item.id] = item
+        return item
+
+    def _leave_queue(self, item: _QueueItem) -> _Build | None:
+        job = self._jobs.get(item.job)
+        if job is None:
+            item.state = "cancelled"
+            return None
+        build = _Build(
+            number=job.next_build_number,
+            queue_id=item.id,
+            timestamp_ms=_now_ms(),
+            parameters=dict(item.parameters),
+            causes=list(item.causes),
+            variables=dict(item.variables),
+        )
+        job.next_build_number += 1
+        job.builds.append(build)
+        item.state = "left"
+        item.build_number = build.number
+        if self.build_polls <= 0:
+            self._complete(job, build)
+        return build
+
+    def _complete(self, job: _Job, build: _Build) -> None:
+        if build.result is None:
+            build.result = job.scripted_results.get(build.number, self.default_result)
+
+    # ------------------------------------------------------------------------------------------
+    # Internals: request handling.
+
+    def _dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply:
+        split = urlsplit(target)
+        path = split.path.strip("/")
+        header_map = {k.lower(): v for k, v in headers.items()}
+        host = header_map.get("host") or (self._url or "").removeprefix("http://")
+        request = _Request(
+            method=method,
+            path=path,
+            query=split.query,
+            headers=header_map,
+            body=body,
+            base=f"http://{host}/",
+            params=self._read_params(split.query, header_map, body),
+        )
+        with self._lock:
+            reject = self._reject_all
+            hang = None if reject else self._take_fault(self._hangs, path)
+        try:
+            if reject:
+                reply = self._unauthorized(request)
+            else:
+                if hang:
+                    self._stopping.wait(hang)
+                with self._lock:
+                    failure = self._take_fault(self._failures, path)
+                if failure is not None:
+                    reply = self._oops(failure, "injected failure")
+                else:
+                    reply = self._serve(request)
+        except Exception:
+            self._record_internal_error(traceback.format_exc())
+            reply = self._oops(500, "internal error of the double")
+        with self._lock:
+            self._requests.append(
+                RecordedRequest(
+                    method, path, split.query, dict(headers), body, reply.status, request.user
+                )
+            )
+        return reply
+
+    @staticmethod
+    def _read_params(query: str, headers: Mapping[str, str], body: bytes) -> dict[str, list[str]]:
+        # A servlet's parameter map: the query string first, then a form-encoded body.
+        params: dict[str, list[str]] = {}
+        pairs = parse_qsl(query, keep_blank_values=True)
+        content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+        if body and content_type == "application/x-www-form-urlencoded":
+            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        for key, value in pairs:
+            params.setdefault(key, []).append(value)
+        return params
+
+    def _serve(self, request: _Request) -> _Reply:
+        # HudsonFilter: BASIC credentials are checked on every path.
+        authorization = request.headers.get("authorization", "")
+        if authorization[:6].lower() == "basic ":
+            user = self._authenticate(authorization[6:].strip(), request)
+            if user is None:
+                return self._unauthorized(request)
+        request.session = self._session_from_cookie(request.headers.get("cookie", ""))
+
+        # CrumbFilter: POSTs only, after the exclusions.
+        if request.method == "POST" and self._csrf and not self._crumb_exempt(request):
+            given = request.headers.get(CRUMB_FIELD.lower()) or request.param(CRUMB_FIELD)
+            expected = (
+                self.crumb_for(request.user or "anonymous", request.session)
+                if request.session
+                else None
+            )
+            if not given or expected is None or not _same(given, expected):
+                return self._jetty_error(403, "No valid crumb was included in the request", request)
+
+        path = request.path
+        if path.startswith(_GWT_PATH) or path == _GWT_PATH.rstrip("/"):  # UnprotectedRootAction
+            return self._gwt(request)
+        if path in ("whoAmI/api/json", "whoAmI/api/json/"):
+            return self._api(request, self._who_am_i(request))
+        if request.user is None and not (
+            self._anonymous_read and request.method in ("GET", "HEAD")
+        ):
+            return self._login_required(request)
+        with self._lock:
+            return self._route(request)
+
+    def _authenticate(self, encoded: str, request: _Request) -> str | None:
+        try:
+            decoded = base64.b64decode(encoded, validate=False).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if ":" not in decoded:
+            return None
+        user_id, password = decoded.split(":", 1)
+        with self._lock:
+            user = self._users.get(user_id.lower())
+            if user is None:
+                return None
+            if any(_same(password, t) for t in user.api_tokens):
+                request.user, request.via_token = user.id, True
+                return user.id
+            if _same(password, user.password):
+                request.user = user.id
+                return user.id
+        return None
+
+    def _session_from_cookie(self, cookie_header: str) -> str | None:
+        for part in cookie_header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == self._cookie_name:
+                with self._lock:
+                    return value if value in self._sessions else None
+        return None
+
+    def _crumb_exempt(self, request: _Request) -> bool:
+        if request.via_token:
+            return True  # ApiCrumbExclusion
+        return request.path.startswith(_GWT_PATH)  # GenericWebHookRequestReceiver
+
+    def _route(self, request: _Request) -> _Reply:
+        path, method = request.path, request.method
+        segments = [unquote(s) for s in path.split("/")] if path else []
+        if not segments:
+            return self._dashboard(request)
+        head = segments[0]
+        if segments == ["api", "json"]:
+            return self._api(request, self._root_json(request))
+        if segments == ["crumbIssuer", "api", "json"]:
+            return self._crumb_issuer(request)
+        if segments == ["me", "api", "json"]:
+            if request.user is None:
+                return self._login_required(request)
+            return self._api(
+                request, self._user_json(request.base, self._users[request.user.lower()])
+            )
+        if len(segments) == 4 and segments[0] == "user" and segments[2:] == ["api", "json"]:
+            user = self._users.get(segments[1].lower())
+            if user is None:
+                return self._not_found(request)
+            return self._api(request, self._user_json(request.base, user))
+        if segments == ["createItem"]:
+            if method != "POST":
+                return self._method_not_allowed(request)
+            return self._guarded(request, self._create_item)
+        if segments == ["queue", "api", "json"]:
+            return self._api(request, self._queue_json(request))
+        if segments == ["computer", "api", "json"]:
+            return self._api(request, self._computers_json(request))
+        if len(segments) == 5 and segments[:2] + segments[3:] == ["queue", "item", "api", "json"]:
+            return self._queue_item(request, segments[2])
+        if segments == ["queue", "cancelItem"]:
+            if method != "POST":
+                return self._method_not_allowed(request)
+            return self._guarded(request, self._cancel_queue_item)
+        if head == "job" and len(segments) >= 2:
+            return self._job_route(request, segments[1], segments[2:])
+        return self._not_found(request)
+
+    def _job_route(self, request: _Request, name: str, rest: list[str]) -> _Reply:
+        method = request.method
+        job = self._jobs.get(name)
+        if job is None:
+            return self._not_found(request)
+        if rest == [] or rest == [""]:
+            if method == "DELETE":
+                return self._delete_job(request, job)
+            return self._html_page(request, 200, f"{html.escape(name)} [Jenkins]", "")
+        if rest == ["api", "json"]:
+            return self._api(
+                request, self._job_json(request, job, full=bool(request.param("tree")))
+            )
+        if rest == ["config.xml"]:
+            if method == "POST":
+                return self._guarded(request, lambda r: self._update_config(r, job))
+            if request.user is None:
+                return self._login_required(request)  # needs Item/ExtendedRead
+            return _Reply(200, job.xml.encode("utf-8"), "application/xml")
+        if rest in (["build"], ["buildWithParameters"]):
+            if method != "POST":
+                return self._method_not_allowed(request)
+            return self._guarded(request, lambda r: self._build(r, job, rest[0]))
+        if rest == ["doDelete"]:
+            if method != "POST":
+                return self._method_not_allowed(request)
+            return self._delete_job(request, job)
+        if len(rest) >= 1:
+            build = self._find_build(job, rest[0])
+            if build is None:
+                return self._not_found(request)
+            tail = rest[1:]
+            if tail == ["api", "json"]:
+                return self._build_api(request, job, build)
+            if tail == ["consoleText"]:
+                text = f"Started by {build.causes[0]['shortDescription'] if build.causes else ''}\n"
+                if build.result is not None:
+                    text += f"Finished: {build.result}\n"
+                return _Reply(200, text.encode("utf-8"), "text/plain;charset=utf-8")
+            if tail in ([], [""]):
+                return self._html_page(request, 200, f"{html.escape(name)} #{build.number}", "")
+        return self._not_found(request)
+
+    def _guarded(self, request: _Request, action: Any) -> _Reply:
+        if request.user is None:
+            return self._login_required(request)
+        try:
+            return action(request)
+        except _Failure as failure:
+            return self._failure_page(request, str(failure))
+        except _ServerError as error:
+            return self._oops(500, str(error))
+
+    @staticmethod
+    def _find_build(job: _Job, key: str) -> _Build | None:
+        if key.isdigit():
+            return next((b for b in job.builds if b.number == int(key)), None)
+        done = [b for b in job.builds if b.result is not None]
+        pickers = {
+            "lastBuild": job.builds,
+            "firstBuild": job.builds[:1],
+            "lastCompletedBuild": done,
+            "lastSuccessfulBuild": [b for b in done if b.result in ("SUCCESS", "UNSTABLE")],
+            "lastStableBuild": [b for b in done if b.result == "SUCCESS"],
+            "lastFailedBuild": [b for b in done if b.result == "FAILURE"],
+            "lastUnstableBuild": [b for b in done if b.result == "UNSTABLE"],
+            "lastUnsuccessfulBuild": [b for b in done if b.result != "SUCCESS"],
+        }
+        candidates = pickers.get(key)
+        return candidates[-1] if candidates else None
+
+    # ------------------------------------------------------------------------------------------
+    # Endpoints.
+
+    def _crumb_issuer(self, request: _Request) -> _Reply:
+        if not self._csrf:
+            return self._not_found(request)
+        headers: list[tuple[str, str]] = []
+        session = request.session
+        if session is None:
+            session = f"node0{secrets.token_hex(12)}"
+            self._sessions.add(session)
+            headers.append(("Set-Cookie", f"{self._cookie_name}={session}; Path=/; HttpOnly"))
+            request.session = session
+        payload = {
+            "_class": "hudson.security.csrf.DefaultCrumbIssuer",
+            "crumb": self.crumb_for(request.user or "anonymous", session),
+            "crumbRequestField": CRUMB_FIELD,
+        }
+        reply = self._api(request, payload)
+        reply.headers.extend(headers)
+        return reply
+
+    def _create_item(self, request: _Request) -> _Reply:
+        content_type = request.headers.get("content-type")
+        mode = request.param("mode")
+        if content_type is None and mode != "copy":
+            raise _Failure("No Content-Type header set")
+        is_xml = content_type is not None and (
+            content_type.startswith("application/xml") or content_type.startswith("text/xml")
+        )
+        name = request.param("name")
+        if name is None:
+            raise _Failure("Query parameter 'name' is required")
+        self._check_good_name(name)
+        name = name.strip()
+        if name in self._jobs:
+            raise _Failure(f"A job already exists with the name {_LQ}{name}{_RQ}")
+        if mode == "copy":
+            source = self._jobs.get(request.param("from") or "")
+            if source is None:
+                source_name = request.param("from") or ""
+                raise _Failure(
+                    f"No such job: {source_name}" if source_name else "Specify which job to copy"
+                )
+            self._jobs[name] = _Job(name, source.xml, _parse_config(source.xml))
+            self._mutations["createItem"] += 1
+            return self._redirect(request, f"job/{quote(name)}/configure")
+        if not is_xml:
+            if mode is None:
+                raise _Failure("No mode given")
+            raise _Failure(f"No item type {_LQ}{mode}{_RQ} is known")
+        try:
+            stored = identity_transform(request.body)
+        except ValueError as error:
+            raise _ServerError(
+                f"java.io.IOException: Failed to persist config.xml: {error}"
+            ) from None
+        config = _parse_config(stored)
+        self._jobs[name] = _Job(name, stored, config)
+        self._mutations["createItem"] += 1
+        return _Reply(200)
+
+    @staticmethod
+    def _check_good_name(name: str) -> None:
+        if not name.strip():
+            raise _Failure("No name is specified")
+        if name.strip() in (".", ".."):
+            raise _Failure(f"“{name.strip()}” is not an allowed name")
+        for ch in name:
+            if ord(ch) < 0x20 or ord(ch) == 0x7F:
+                raise _Failure("No control code is allowed")
+            if ch in _UNSAFE_NAME_CHARACTERS:
+                raise _Failure(f"{_LQ}{ch}{_RQ} is an unsafe character")
+
+    def _update_config(self, request: _Request, job: _Job) -> _Reply:
+        content_type = request.headers.get("content-type", "")
+        match = re.search(r"charset=\"?([\w.:-]+)", content_type, re.IGNORECASE)
+        charset = match.group(1) if match else "iso-8859-1"
+        try:
+            text = request.body.decode(charset, "replace")
+        except LookupError:
+            raise _ServerError(f"java.io.UnsupportedEncodingException: {charset}") from None
+        try:
+            stored = identity_transform(text.encode("utf-8"), encoding="UTF-8")
+        except ValueError as error:
+            raise _ServerError(
+                f"java.io.IOException: Failed to persist config.xml: {error}"
+            ) from None
+        config = _parse_config(stored)
+        if config.job_class != job.config.job_class:
+            raise _ServerError(
+                f"java.io.IOException: Expecting class {job.config.job_class} "
+                f"but got class {config.job_class} instead"
+            )
+        job.xml, job.config = stored, config
+        self._mutations["config.xml"] += 1
+        return _Reply(200)
+
+    def _build(self, request: _Request, job: _Job, endpoint: str) -> _Reply:
+        if job.config.run_class is None:
+            return self._not_found(request)
+        if job.config.disabled:
+            # HttpResponses.error(SC_CONFLICT, new IOException(...)): the stack trace as text.
+            suffix = "!" if endpoint == "buildWithParameters" else ""
+            text = f"java.io.IOException: {job.name} is not buildable{suffix}\n"
+            return _Reply(409, text.encode("utf-8"), "text/plain;charset=utf-8")
+        definitions = job.config.parameters
+        if endpoint == "buildWithParameters":
+            if not definitions:
+                raise _ServerError(
+                    "java.lang.IllegalStateException: This build is not parameterized!"
+                )
+            parameters = {
+                d.name: (request.param(d.name) if request.param(d.name) is not None else d.default)
+                or ""
+                for d in definitions
+            }
+        elif definitions:
+            submitted = request.param("json")
+            if not submitted:
+                return self._jetty_error(400, "Nothing is submitted", request)
+            try:
+                form = json.loads(submitted)
+            except ValueError:
+                raise _ServerError(
+                    "net.sf.json.JSONException: A JSONObject text must begin with '{'"
+                ) from None
+            values = form.get("parameter", []) if isinstance(form, dict) else []
+            values = [values] if isinstance(values, dict) else values
+            known = {d.name for d in definitions}
+            parameters = {}
+            for value in values:
+                pname = value.get("name")
+                if pname not in known:
+                    raise _ServerError(
+                        f"java.lang.IllegalArgumentException: No such parameter definition: {pname}"
+                    )
+                parameters[pname] = str(value.get("value", ""))
+        else:
+            parameters = {}
+        cause = {
+            "_class": "hudson.model.Cause$UserIdCause",
+            "shortDescription": f"Started by user {request.user}",
+            "userId": request.user,
+            "userName": request.user,
+        }
+        item = self._schedule(job, parameters, [cause])
+        self._mutations[endpoint] += 1
+        return _Reply(201, headers=[("Location", f"{request.base}queue/item/{item.id}/")])
+
+    def _delete_job(self, request: _Request, job: _Job) -> _Reply:
+        if request.user is None:
+            return self._login_required(request)
+        del self._jobs[job.name]
+        for item in self._queue.values():
+            if item.job == job.name and item.state == "waiting":
+                item.state = "cancelled"
+        self._mutations["doDelete"] += 1
+        return self._redirect(request, "")
+
+    def _cancel_queue_item(self, request: _Request) -> _Reply:
+        key = request.param("id") or ""
+        item = self._queue.get(int(key)) if key.isdigit() else None
+        if item is not None and item.state == "waiting":
+            item.state = "cancelled"
+        return _Reply(204)
+
+    def _queue_item(self, request: _Request, key: str) -> _Reply:
+        item = self._queue.get(int(key)) if key.isdigit() else None
+        if item is None:
+            return self._not_found(request)
+        if item.state == "waiting":
+            item.polls += 1
+            if item.polls > self.queue_delay_polls:
+                self._leave_queue(item)
+        return self._api(request, self._queue_item_json(request, item))
+
+    def _build_api(self, request: _Request, job: _Job, build: _Build) -> _Reply:
+        if build.result is None:
+            build.polls += 1
+            if build.polls > self.build_polls:
+                self._complete(job, build)
+        return self._api(request, self._build_json(request, job, build))
+
+    # ------------------------------------------------------------------------------------------
+    # Generic Webhook Trigger.
+
+    def _gwt(self, request: _Request) -> _Reply:
+        if request.path.rstrip("/") != "generic-webhook-trigger/invoke":
+            return self._not_found(request)
+        if request.method == "OPTIONS":
+            return _Reply(200)
+        header_lists: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            header_lists.setdefault(name.lower(), []).append(value)
+        content_type = request.headers.get("content-type") or ""
+        if "application/x-www-form-urlencoded" in content_type:
+            data = {k: v for k, v in request.params.items() if k != "token"}
+            post_content = json.dumps(data, indent=2)
+        else:
+            post_content = request.body.decode("utf-8", "replace")
+        token = request.param("token")
+        if token is None and "token" in header_lists:
+            token = header_lists["token"][0]
+        if token is None:
+            for value in header_lists.get("authorization", []):
+                if value.startswith("Bearer "):
+                    token = value[7:]
+                    break
+        if token is None and "x-gitlab-token" in header_lists:
+            token = header_lists["x-gitlab-token"][0]
+
+        with self._lock:
+            found = [job for job in self._jobs.values() if self._gwt_matches(job, token, request)]
+            if not found:
+                message = _GWT_NO_JOBS + ("A token was supplied.\n" if token else _GWT_NO_TOKEN)
+                return self._gwt_reply(404, message, None)
+            results: dict[str, Any] = {}
+            all_silent = True
+            errors = False
+            queued = 0
+            for job in found:
+                trigger = job.config.trigger
+                assert trigger is not None
+                try:
+                    result = self._gwt_trigger(job, trigger, header_lists, request, post_content)
+                except re.error as error:
+                    results[job.name] = (
+                        "Exception occurred (class java.util.regex.PatternSyntaxException: "
+                        f"{error}), full stack trace in Jenkins server log. "
+                    )
+                    errors = True
+                    all_silent = False
+                    continue
+                queued += 1 if result["triggered"] else 0
+                if not trigger.silent_response:
+                    all_silent = False
+                    results[job.name] = result
+            if queued:
+                self._mutations["generic-webhook-trigger"] += 1
+        if all_silent:
+            return _Reply(200)
+        if errors:
+            return self._gwt_reply(500, "There were errors when triggering jobs.", results)
+        return self._gwt_reply(200, "Triggered jobs.", results)
+
+    def _gwt_matches(self, job: _Job, given: str | None, request: _Request) -> bool:
+        trigger = job.config.trigger
+        if trigger is None:
+            return False
+        generic = trigger.token or ""
+        if not generic and trigger.token_credential_id:
+            generic = self._secret_texts.get(trigger.token_credential_id, "")
+        auth_token = job.config.auth_token or ""
+        if not given:
+            # No token: only jobs the caller can see, with no token of either kind.
+            visible = request.user is not None or self._anonymous_read
+            return visible and not generic and not auth_token
+        if not generic and auth_token:
+            return auth_token == given
+        return bool(generic) and generic == given
+
+    def _gwt_trigger(
+        self,
+        job: _Job,
+        trigger: _GwtTrigger,
+        headers: dict[str, list[str]],
+        request: _Request,
+        post_content: str,
+    ) -> dict[str, Any]:
+        variables = _resolve_variables(trigger, headers, request.params, post_content)
+        text = _render(trigger.regexp_filter_text, variables)
+        expression = trigger.regexp_filter_expression
+        matching = _is_matching(text, expression)
+        item = None
+        if matching and job.config.run_class is not None and not job.config.disabled:
+            parameters = {d.name: d.default or "" for d in job.config.parameters}
+            parameters.update(variables)
+            cause = {
+                "_class": "org.jenkinsci.plugins.gwt.GenericCause",
+                "shortDescription": _render(trigger.cause_string, variables) or "Generic Cause",
+            }
+            item = self._schedule(job, parameters, [cause], variables)
+        return {
+            "id": item.id if item else 0,
+            "regexpFilterExpression": expression if expression is not None else "",
+            "regexpFilterText": text,
+            "resolvedVariables": variables,
+            "triggered": item is not None,
+            "url": f"queue/item/{item.id}/" if item else "",
+        }
+
+    @staticmethod
+    def _gwt_reply(status: int, message: str, jobs: dict[str, Any] | None) -> _Reply:
+        return _Reply(
+            status,
+            _json_bytes({"jobs": jobs, "message": message}),
+            "application/json;charset=utf-8",
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Remote API documents.
+
+    def _api(self, request: _Request, payload: dict[str, Any]) -> _Reply:
+        tree = request.param("tree")
+        if tree:
+            payload = _apply_tree(payload, _parse_tree(tree))
+        return _Reply(
+            200,
+            _json_bytes(payload),
+            "application/json;charset=utf-8",
+            headers=self._advertise_headers(),
+        )
+
+    def _advertise_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Jenkins", self.version),
+            ("X-Jenkins-Session", self.session_hash),
+            ("X-Hudson", "1.395"),
+        ]
+
+    def _who_am_i(self, request: _Request) -> dict[str, Any]:
+        anonymous = request.user is None
+        return {
+            "_class": "hudson.security.WhoAmI",
+            "anonymous": anonymous,
+            "authenticated": True,
+            "authorities": ["anonymous"] if anonymous else ["authenticated"],
+            "details": None,
+            "name": "anonymous" if anonymous else request.user,
+            "toString": "",
+        }
+
+    @staticmethod
+    def _user_json(base: str, user: _User) -> dict[str, Any]:
+        return {
+            "_class": "hudson.model.User",
+            "absoluteUrl": f"{base}user/{user.id.lower()}",
+            "description": None,
+            "fullName": user.full_name,
+            "id": user.id,
+            "property": [
+                {"_class": "jenkins.security.ApiTokenProperty"},
+                {"_class": "hudson.tasks.Mailer$UserProperty", "address": None},
+            ],
+        }
+
+    def _color(self, job: _Job) -> str:
+        if job.config.disabled:
+            return "disabled"
+        done = [b for b in job.builds if b.result is not None]
+        color = _COLORS[done[-1].result] if done else "notbuilt"  # type: ignore[index]
+        if any(b.result is None for b in job.builds):
+            color += "_anime"
+        return color
+
+    def _job_summary(self, request: _Request, job: _Job) -> dict[str, Any]:
+        return {
+            "_class": job.config.job_class,
+            "name": job.name,
+            "url": f"{request.base}job/{quote(job.name)}/",
+            "color": self._color(job),
+        }
+
+    def _root_json(self, request: _Request) -> dict[str, Any]:
+        view = {"_class": "hudson.model.AllView", "name": "all", "url": request.base}
+        return {
+            "_class": "hudson.model.Hudson",
+            "assignedLabels": [{"name": "built-in"}],
+            "mode": "NORMAL",
+            "nodeDescription": "the Jenkins controller's built-in node",
+            "nodeName": "",
+            "numExecutors": 2,
+            "description": None,
+            "jobs": [self._job_summary(request, job) for job in self._jobs.values()],
+            "overallLoad": {},
+            "primaryView": view,
+            "quietDownReason": None,
+            "quietingDown": False,
+            "slaveAgentPort": -1,
+            "unlabeledLoad": {"_class": "jenkins.model.UnlabeledLoadStatistics"},
+            "url": request.base,
+            "useCrumbs": self._csrf,
+            "useSecurity": True,
+            "views": [view],
+        }
+
+    def _build_ref(self, request: _Request, job: _Job, build: _Build | None, full: bool) -> Any:
+        if build is None:
+            return None
+        if full:
+            return self._build_json(request, job, build)
+        return {
+            "_class": job.config.run_class,
+            "number": build.number,
+            "url": f"{request.base}job/{quote(job.name)}/{build.number}/",
+        }
+
+    def _job_json(self, request: _Request, job: _Job, *, full: bool) -> dict[str, Any]:
+        payload = self._job_summary(request, job)
+        waiting = [i for i in self._queue.values() if i.job == job.name and i.state == "waiting"]
+        properties: list[dict[str, Any]] = []
+        for tag in job.config.properties:
+            entry: dict[str, Any] = {"_class": tag}
+            if tag == _PARAMETERS_PROPERTY:
+                entry["parameterDefinitions"] = [
+                    self._parameter_json(d) for d in job.config.parameters
+                ]
+            properties.append(entry)
+        payload.update(
+            {
+                "actions": [{}, {"_class": "hudson.model.ParametersDefinitionProperty"}]
+                if job.config.parameters
+                else [{}],
+                "description": job.config.description or None,
+                "displayName": job.name,
+                "displayNameOrNull": None,
+                "fullDisplayName": job.name,
+                "fullName": job.name,
+                "buildable": job.config.run_class is not None and not job.config.disabled,
+                "builds": [self._build_ref(request, job, b, full) for b in reversed(job.builds)][
+                    :100
+                ],
+                "healthReport": [],
+                "inQueue": bool(waiting),
+                "keepDependencies": False,
+                "nextBuildNumber": job.next_build_number,
+                "property": properties,
+                "queueItem": self._queue_item_json(request, waiting[0]) if waiting else None,
+                "concurrentBuild": job.config.root == "flow-definition",
+                "disabled": job.config.disabled,
+                "resumeBlocked": False,
+            }
+        )
+        for permalink in _PERMALINKS:
+            payload[permalink] = self._build_ref(
+                request, job, self._find_build(job, permalink), full
+            )
+        if full:
+            payload["allBuilds"] = [
+                self._build_ref(request, job, b, True) for b in reversed(job.builds)
+            ]
+        return payload
+
+    @staticmethod
+    def _parameter_json(definition: _ParamDef) -> dict[str, Any]:
+        kind = definition.kind
+        value_class = "hudson.model." + kind.replace("Definition", "Value")
+        entry: dict[str, Any] = {
+            "_class": f"hudson.model.{kind}",
+            "defaultParameterValue": {
+                "_class": value_class,
+                "name": definition.name,
+                "value": definition.default,
+            },
+            "description": definition.description or None,
+            "name": definition.name,
+            "type": kind,
+        }
+        if definition.choices:
+            entry["choices"] = list(definition.choices)
+        return entry
+
+    def _build_json(self, request: _Request, job: _Job, build: _Build) -> dict[str, Any]:
+        building = build.result is None
+        actions: list[dict[str, Any]] = []
+        if build.parameters:
+            actions.append(
+                {
+                    "_class": "hudson.model.ParametersAction",
+                    "parameters": [
+                        {"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
+                        for k, v in build.parameters.items()
+                    ],
+                }
+            )
+        actions.append({"_class": "hudson.model.CauseAction", "causes": list(build.causes)})
+        numbers = [b.number for b in job.builds]
+        index = numbers.index(build.number)
+        previous = job.builds[index - 1] if index > 0 else None
+        following = job.builds[index + 1] if index + 1 < len(job.builds) else None
+        return {
+            "_class": job.config.run_class,
+            "actions": actions,
+            "artifacts": [],
+            "building": building,
+            "description": None,
+            "displayName": f"#{build.number}",
+            "duration": 0 if building else 1000,
+            "estimatedDuration": -1,
+            "executor": {"_class": "hudson.model.OneOffExecutor"} if building else None,
+            "fullDisplayName": f"{job.name} #{build.number}",
+            "id": str(build.number),
+            "keepLog": False,
+            "number": build.number,
+            "queueId": build.queue_id,
+            "result": build.result,
+            "timestamp": build.timestamp_ms,
+            "url": f"{request.base}job/{quote(job.name)}/{build.number}/",
+            "changeSets": [],
+            "culprits": [],
+            "inProgress": building,
+            "nextBuild": self._build_ref(request, job, following, False),
+            "previousBuild": self._build_ref(request, job, previous, False),
+        }
+
+    def _queue_item_json(self, request: _Request, item: _QueueItem) -> dict[str, Any]:
+        job = self._jobs.get(item.job)
+        task: dict[str, Any] = {
+            "_class": job.config.job_class if job else "hudson.model.FreeStyleProject",
+            "name": item.job,
+            "url": f"{request.base}job/{quote(item.job)}/",
+            "color": self._color(job) if job else "notbuilt",
+        }
+        actions: list[dict[str, Any]] = []
+        if item.parameters:
+            actions.append(
+                {
+                    "_class": "hudson.model.ParametersAction",
+                    "parameters": [
+                        {"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
+                        for k, v in item.parameters.items()
+                    ],
+                }
+            )
+        actions.append({"_class": "hudson.model.CauseAction", "causes": list(item.causes)})
+        payload: dict[str, Any] = {
+            "actions": actions,
+            "blocked": False,
+            "buildable": item.state == "waiting",
+            "id": item.id,
+            "inQueueSince": item.since_ms,
+            "params": "".join(f"\n{k}={v}" for k, v in item.parameters.items()),
+            "stuck": False,
+            "task": task,
+            "url": f"queue/item/{item.id}/",
+        }
+        if item.state == "waiting":
+            payload = {"_class": "hudson.model.Queue$BuildableItem", **payload}
+            payload.update(
+                {
+                    "why": "Waiting for next available executor",
+                    "buildableStartMilliseconds": item.since_ms,
+                    "pending": False,
+                }
+            )
+            return payload
+        payload = {"_class": "hudson.model.Queue$LeftItem", **payload}
+        payload["why"] = None
+        payload["cancelled"] = item.state == "cancelled"
+        executable = None
+        if item.build_number is not None and job is not None:
+            executable = {
+                "_class": job.config.run_class,
+                "number": item.build_number,
+                "url": f"{request.base}job/{quote(item.job)}/{item.build_number}/",
+            }
+        payload["executable"] = executable
+        return payload
+
+    def _computers_json(self, request: _Request) -> dict[str, Any]:
+        # The built-in node only: Pipeline runs sit on one-off (flyweight) executors, other
+        # runs on its two regular executors.
+        running = [
+            (job, build)
+            for job in self._jobs.values()
+            for build in job.builds
+            if build.result is None
+        ]
+        flyweight = [(j, b) for j, b in running if j.config.root == "flow-definition"]
+        regular = [(j, b) for j, b in running if j.config.root != "flow-definition"][:2]
+
+        def executable(job: _Job, build: _Build) -> dict[str, Any]:
+            return self._build_ref(request, job, build, False)
+
+        executors = [
+            {"_class": "hudson.model.Executor", "currentExecutable": executable(j, b)}
+            for j, b in regular
+        ]
+        executors += [
+            {"_class": "hudson.model.Executor", "currentExecutable": None}
+            for _ in range(2 - len(executors))
+        ]
+        return {
+            "_class": "hudson.model.ComputerSet",
+            "busyExecutors": len(regular),
+            "computer": [
+                {
+                    "_class": "hudson.model.Hudson$MasterComputer",
+                    "displayName": "Built-In Node",
+                    "executors": executors,
+                    "idle": not running,
+                    "numExecutors": 2,
+                    "offline": False,
+                    "oneOffExecutors": [
+                        {
+                            "_class": "hudson.model.OneOffExecutor",
+                            "currentExecutable": executable(j, b),
+                        }
+                        for j, b in flyweight
+                    ],
+                    "temporarilyOffline": False,
+                }
+            ],
+            "displayName": "Nodes",
+            "totalExecutors": 2,
+        }
+
+    def _queue_json(self, request: _Request) -> dict[str, Any]:
+        return {
+            "_class": "hudson.model.Queue",
+            "discoverableItems": [],
+            "items": [
+                self._queue_item_json(request, i)
+                for i in self._queue.values()
+                if i.state == "waiting"
+            ],
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Pages and errors.
+
+    def _page_html(self, title: str, content: str) -> bytes:
+        return (
+            "<!DOCTYPE html><html><head><title>"
+            f'{html.escape(title)}</title></head><body><div id="main-panel">{content}'
+            "</div></body></html>"
+        ).encode()
+
+    def _html_page(self, request: _Request, status: int, title: str, content: str) -> _Reply:
+        return _Reply(
+            status,
+            self._page_html(title, content),
+            "text/html;charset=utf-8",
+            headers=self._advertise_headers(),
+        )
+
+    def _dashboard(self, request: _Request) -> _Reply:
+        return self._html_page(request, 200, "Dashboard [Jenkins]", "<h1>Welcome to Jenkins!</h1>")
+
+    def _failure_page(self, request: _Request, message: str, *, status: int = 400) -> _Reply:
+        reply = self._html_page(
+            request, status, "Jenkins", f"<h1>Error</h1><p>{html.escape(message)}</p>"
+        )
+        reply.headers.append(("X-Error", message))
+        return reply
+
+    def _not_found(self, request: _Request) -> _Reply:
+        return self._html_page(
+            request, 404, "Jenkins", "<h2>Not Found</h2><p>This page may not exist.</p>"
+        )
+
+    def _method_not_allowed(self, request: _Request) -> _Reply:
+        reply = self._html_page(
+            request,
+            405,
+            "Jenkins",
+            "<p>This URL requires POST</p><p>The URL you're trying to access requires that "
+            "requests be sent using POST (like a form submission).</p>",
+        )
+        return reply
+
+    def _login_required(self, request: _Request) -> _Reply:
+        target = "/" + request.path + ("?" + request.query if request.query else "")
+        login = f"/login?from={quote(target, safe='')}"
+        body = (
+            f"<html><head><meta http-equiv='refresh' content='1;url={login}'/>"
+            f"<script id='redirect' data-redirect-url='{login}' "
+            "src='/static/redirect.js'></script></head>"
+            "<body style='background-color:white; color:white;'>\n"
+            "Authentication required\n<!--\n"
+            f"anonymous is missing the Overall/Read permission\n-->\n\n</body></html>"
+        ).encode()
+        headers = self._advertise_headers() + list(_ACCESS_DENIED_HEADERS)
+        return _Reply(403, body, "text/html;charset=utf-8", headers=headers)
+
+    def _jetty_error(self, status: int, message: str, request: _Request) -> _Reply:
+        body = (
+            "<html>\n<head>\n"
+            '<meta http-equiv="Content-Type" content="text/html;charset=utf-8"/>\n'
+            f"<title>Error {status} {html.escape(message)}</title>\n</head>\n"
+            f"<body><h2>HTTP ERROR {status} {html.escape(message)}</h2>\n<table>\n"
+            f"<tr><th>URI:</th><td>/{html.escape(request.path)}</td></tr>\n"
+            f"<tr><th>STATUS:</th><td>{status}</td></tr>\n"
+            f"<tr><th>MESSAGE:</th><td>{html.escape(message)}</td></tr>\n"
+            "<tr><th>SERVLET:</th><td>Stapler</td></tr>\n</table>\n"
+            '<hr/><a href="https://jetty.org/">Powered by Jetty:// 12.0.16</a><hr/>\n\n'
+            "</body>\n</html>\n"
+        )
+        return _Reply(status, body.encode(), "text/html;charset=utf-8")
+
+    def _unauthorized(self, request: _Request) -> _Reply:
+        reply = self._jetty_error(401, "Unauthorized", request)
+        reply.headers.append(("WWW-Authenticate", 'Basic realm="Jenkins"'))
+        return reply
+
+    def _oops(self, status: int, detail: str) -> _Reply:
+        body = self._page_html(
+            "Jenkins",
+            "<h1>Oops!</h1><p>A problem occurred while processing the request</p>"
+            f"<p>Logging ID={secrets.token_hex(16)}</p><!-- {html.escape(detail)} -->",
+        )
+        return _Reply(
+            status,
+            body,
+            "text/html;charset=utf-8",
+            headers=[("Cache-Control", "no-cache,must-revalidate")],
+        )
+
+    def _redirect(self, request: _Request, relative: str) -> _Reply:
+        return _Reply(302, headers=[("Location", request.base + relative)])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Jobs, builds and queue as plain data: compare two to prove nothing changed."""
+        with self._lock:
+            return copy.deepcopy(
+                {
+                    "jobs": self.jobs,
+                    "builds": {
+                        name: [(b.number, b.result) for b in job.builds]
+                        for name, job in self._jobs.items()
+                    },
+                    "queue": [(i.id, i.job, i.state) for i in self._queue.values()],
+                }
+            )
