@@ -76,3 +76,65 @@ def docker_engine() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must provide a Docker engine and {BASE_IMAGE}: {exc}")
         pytest.skip(f"no Docker engine or no {BASE_IMAGE} (run .ci/provision): {exc}")
+
+
+def _postgres_running() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("pg_lsclusters"):
+        return False
+    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
+    return " online " in f" {out.stdout} "
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on a real PostgreSQL (Debian's, started by .ci/provision).
+
+    A throw-away role and database with a random password; the password reaches the server
+    through PGPASSWORD, never its command line.
+    """
+    import secrets
+    import subprocess
+    import sys
+
+    if not _postgres_running():
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide PostgreSQL (.ci/provision starts it)")
+        pytest.skip("no PostgreSQL cluster online (run .ci/provision)")
+    suffix = secrets.token_hex(4)
+    role, database, password = f"mlci_{suffix}", f"mlflow_{suffix}", secrets.token_urlsafe(18)
+    sql = [
+        f"create role {role} login password '{password}'",
+        f"create database {database} owner {role}",
+    ]
+    for statement in sql:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "psql", "-q", "-c", statement],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    state = tmp_path_factory.mktemp("mlflow-pg")
+    artifacts = state / "artifacts"
+    artifacts.mkdir()
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"postgresql+psycopg://{role}@127.0.0.1:5432/{database}",
+            "--artifacts-destination", str(artifacts), "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        ]  # fmt: skip
+
+    try:
+        with servers.local_server(
+            "mlflow server (PostgreSQL)", command, "/health", state / "server.log",
+            start_timeout=180, env={"PGPASSWORD": password},
+        ) as server:  # fmt: skip
+            yield server.url
+    finally:
+        for statement in (f"drop database if exists {database}", f"drop role if exists {role}"):
+            subprocess.run(
+                ["runuser", "-u", "postgres", "--", "psql", "-q", "-c", statement],
+                check=False, capture_output=True, timeout=60,
+            )  # fmt: skip

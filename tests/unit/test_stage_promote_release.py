@@ -52,8 +52,40 @@ class FakeMlflow:
 
     def set_registered_model_alias(self, name, alias, version):
         self.alias_sets.append((name, alias, version))
-        if self.alias_sticks:
+        if self.alias_sticks and alias == "champion":
             self.champion = version
+
+    # the registry calls of the promotion lease and the alias history
+    registered: dict
+
+    def _models(self):
+        if not hasattr(self, "registered"):
+            self.registered = {"wine": {}}
+        return self.registered
+
+    def create_registered_model(self, name, tags=None, description=None):
+        from mlflow.exceptions import MlflowException
+
+        if name in self._models():
+            raise MlflowException("exists", error_code="RESOURCE_ALREADY_EXISTS")
+        self._models()[name] = dict(tags or {})
+
+    def get_registered_model(self, name):
+        from mlflow.exceptions import MlflowException
+
+        if name not in self._models():
+            raise MlflowException("missing", error_code="RESOURCE_DOES_NOT_EXIST")
+        return SimpleNamespace(name=name, tags=dict(self._models()[name]), aliases={})
+
+    def delete_registered_model(self, name):
+        self._models().pop(name, None)
+
+    def set_registered_model_tag(self, name, key, value):
+        self._models()[name][key] = value
+
+    def set_model_version_tag(self, name, version, key, value):
+        self.version_tags = getattr(self, "version_tags", {})
+        self.version_tags[(version, key)] = value
 
 
 @pytest.fixture
@@ -103,12 +135,16 @@ def test_promote_moves_the_alias_to_a_better_version(promote_ctx, tmp_path):
     result = promote.run(ctx)
     assert result.status == PASSED
     assert result.summary == "champion -> v2"
-    assert client.alias_sets == [("wine", "champion", "2")]
+    assert client.alias_sets == [("wine", "previous", "1"), ("wine", "champion", "2")]
+    assert "wine.mlci-lock" not in client.registered  # the lease was released
+    history = [k for k in client.registered["wine"] if k.startswith("mlci.history.")]
+    assert history == ["mlci.history.000001"]
     report = read_json(tmp_path / "reports" / "promote.json", "promote")
     assert report["champion_before"] == "1"
     assert report["champion_after"] == "2"
     assert report["promote"] is True
-    assert "promote: wine v2 against champion v1 (mode enabled)" in lines
+    assert "promote: wine v2 against the champion (mode enabled)" in lines
+    assert "promote: champion before: v1" in lines
 
 
 def test_promote_keeps_a_better_champion(promote_ctx, tmp_path):
@@ -125,7 +161,7 @@ def test_promote_first_version_without_champion(promote_ctx):
     client = FakeMlflow({"1": {"f1_macro": 0.9}}, champion=None)
     ctx, lines = promote_ctx(client, version="1")
     assert promote.run(ctx).summary == "champion -> v1"
-    assert "promote: wine v1 against champion (none) (mode enabled)" in lines
+    assert "promote: champion before: (none)" in lines
 
 
 def test_promote_dry_run_decides_but_does_not_move(promote_ctx):

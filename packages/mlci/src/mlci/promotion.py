@@ -60,6 +60,23 @@ def decide(
                 else f"{metric} {value:.4f} < {minimum:g}"
             )
 
+    if champion is not None:
+        sign = 1.0 if policy.greater_is_better else -1.0
+        for metric, allowed in sorted(policy.max_regression.items()):
+            value, held = candidate.get(metric), champ.get(metric)
+            if held is None or math.isnan(held):
+                rows.append(Row(metric, value, held, f"drop <= {allowed:g}", "-"))
+                continue
+            drop = None if value is None or math.isnan(value) else sign * (held - value)
+            ok = drop is not None and drop <= allowed + 1e-12
+            rows.append(Row(metric, value, held, f"drop <= {allowed:g}", PASS if ok else FAIL))
+            if not ok:
+                failures.append(
+                    f"{metric} was not logged"
+                    if drop is None
+                    else f"{metric} drops {drop:.4f} against the champion (allowed {allowed:g})"
+                )
+
     cand_primary = candidate.get(primary)
     if cand_primary is None or math.isnan(cand_primary):
         failures.append(f"the primary metric {primary} was not logged")

@@ -81,9 +81,10 @@ def local_server(
     start_timeout: float = 60.0,
     env: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Start ``command(port)`` and yield once ``http://127.0.0.1:port{health_path}`` answers."""
-    port = free_port()
+    port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = list(command(port))

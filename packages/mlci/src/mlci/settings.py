@@ -143,6 +143,12 @@ class PromotionSettings:
     primary_metric: str = option("f1_macro", "metric the candidate must beat the champion on")
     greater_is_better: bool = option(True, "whether a higher primary metric is better")
     min: dict[str, float] = option({}, "minimum value per metric a candidate must reach")
+    max_regression: dict[str, float] = option(
+        {}, "largest drop per metric allowed against the champion"
+    )
+    lease_wait: float = option(
+        300.0, "seconds to wait for another promotion of the same model", minimum=1
+    )
 
 
 @dataclass(frozen=True)

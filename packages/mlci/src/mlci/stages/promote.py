@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+from mlci import registry, unfinished
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
 from mlci.errors import ModelRejected, StageFailed, TrackingServerError
-from mlci.promotion import Decision, decide
+from mlci.promotion import Decision
 from mlci.reports import read_json, write_json
 from mlci.stages import PASSED, SKIPPED, StageResult
 from mlci.table import format_table
@@ -57,18 +60,23 @@ def run(ctx: StageContext) -> StageResult:
         )
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
-    with mlflow_client.server_errors(f"reading {name} v{version}", uri):
-        candidate_mv = client.get_model_version(name, version)
-        candidate = dict(client.get_run(candidate_mv.run_id).data.metrics)
-        champion_mv = mlflow_client.alias_version(client, name, policy.alias)
-        champion = dict(client.get_run(champion_mv.run_id).data.metrics) if champion_mv else None
-    champion_version = str(champion_mv.version) if champion_mv else None
-    decision = decide(
-        candidate, champion, policy, candidate_version=version, champion_version=champion_version
-    )
+    unfinished.finish(ctx, client, uri)
+    ctx.log(f"promote: {name} v{version} against the {policy.alias} (mode {policy.mode})")
+    with mlflow_client.server_errors(f"promoting {name} v{version}", uri):
+        outcome = registry.promote_version(
+            client,
+            name,
+            version,
+            policy,
+            owner=registry.new_owner(),
+            build_url=os.environ.get("BUILD_URL", ""),
+            log=ctx.log,
+            lease_wait=policy.lease_wait,
+        )
+    decision, champion_version, moved = outcome.decision, outcome.champion_before, outcome.moved
     ctx.log(
-        f"promote: {name} v{version} against {policy.alias} "
-        f"{'v' + champion_version if champion_version else '(none)'} (mode {policy.mode})"
+        f"promote: {policy.alias} before: "
+        f"{'v' + champion_version if champion_version else '(none)'}"
     )
     print_decision(ctx, decision)
     ctx.log(f"promote: {decision.reason}")
@@ -81,19 +89,6 @@ def run(ctx: StageContext) -> StageResult:
         "promote": decision.promote,
         "reason": decision.reason,
     }
-    moved = False
-    if decision.promote and policy.mode == "enabled":
-        with mlflow_client.server_errors(f"setting alias {policy.alias}", uri):
-            client.set_registered_model_alias(name, policy.alias, version)
-            now = mlflow_client.alias_version(client, name, policy.alias)
-        if now is None or str(now.version) != version:
-            raise TrackingServerError(
-                f"the alias {policy.alias} of {name} did not stay on v{version}",
-                f"read back: {'v' + str(now.version) if now else 'no alias'}; another "
-                "promotion may have run at the same time",
-                "run `invoke promote` again; it re-evaluates against the current champion",
-            )
-        moved = True
     details["champion_after"] = version if moved else champion_version
     write_json(ctx.reports / REPORT, details)
 

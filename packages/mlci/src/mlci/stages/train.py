@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+from mlci import unfinished
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
-from mlci.errors import ConfigError, StageFailed
+from mlci.errors import ConfigError
 from mlci.lineage import Lineage, git_info, package_metadata
+from mlci.metric_buffer import MetricBuffer
 from mlci.reports import write_json
 from mlci.stages import PASSED, StageResult
 
@@ -70,43 +75,43 @@ def build_lineage(ctx: StageContext, data_hash: str) -> Lineage:
     )
 
 
+def _accepts_on_step(fn: Any) -> bool:
+    try:
+        return "on_step" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     module = load_model_module(settings.model.module)
-    ctx.log(f"train: {settings.model.module} with {settings.model.params}")
-    started = time.monotonic()
-    try:
-        result = module.train_and_evaluate(settings.model.params)
-    except ValueError as exc:
-        raise ConfigError(
-            "the model package refused its hyper-parameters",
-            str(exc),
-            "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
-        ) from None
-    fit_seconds = time.monotonic() - started
-    ctx.log(
-        f"train: fitted in {fit_seconds:.1f} s; "
-        + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
-    )
-    lineage = build_lineage(ctx, result.data_hash)
-    name = settings.mlflow.registered_model
-    # Fit first: a bad hyper-parameter fails in a second, before any server is started.
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
+    unfinished.finish(ctx, client, uri)
     import mlflow
 
-    with mlflow_client.server_errors("logging the training run", uri):
+    name = settings.mlflow.registered_model
+    lineage = build_lineage(ctx, "pending")
+    with mlflow_client.server_errors("starting the training run", uri):
         experiment = mlflow.set_experiment(settings.mlflow.experiment)
         run_name = f"{lineage.package}-{lineage.package_version}-{lineage.git_sha[:8]}"
-        with mlflow.start_run(run_name=run_name, tags=lineage.tags()) as active:
-            mlflow.log_params({k: str(v) for k, v in result.params.items()})
-            mlflow.log_metrics({**result.metrics, "fit_seconds": fit_seconds})
-            model_info = _log_model(result, name)
-            version = str(model_info.registered_model_version)
-            for key, value in lineage.tags().items():
-                client.set_model_version_tag(name, version, key, value)
-            client.set_model_version_tag(name, version, "mlci.run_id", active.info.run_id)
-    run_id = active.info.run_id
+        run = client.create_run(experiment.experiment_id, run_name=run_name, tags=lineage.tags())
+    run_id = run.info.run_id
+    unfinished.remember(ctx, run_id, uri)
+    try:
+        result, version, fit_seconds, buffer = _train_and_log(
+            ctx, module, client, uri, run_id, lineage, name
+        )
+    except BaseException as exc:
+        unfinished.try_to_end(ctx, client, run_id)
+        if isinstance(exc, ValueError):
+            raise ConfigError(
+                "the model package refused its hyper-parameters",
+                str(exc),
+                "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
+            ) from None
+        raise
+    unfinished.forget(ctx, run_id)
     run_url = f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run_id}"
     version_url = f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
     details = {
@@ -118,8 +123,12 @@ def run(ctx: StageContext) -> StageResult:
         "version": version,
         "metrics": result.metrics,
         "params": result.params,
+        "device": getattr(result, "device", "cpu"),
+        "fit_seconds": round(fit_seconds, 3),
+        "logging": {"requests": buffer.requests, "values": buffer.values,
+                    "seconds": round(buffer.seconds, 3)},
         "lineage": lineage.tags(),
-    }
+    }  # fmt: skip
     write_json(ctx.reports / REPORT, details)
     primary = settings.promotion.primary_metric
     figure = f"{primary}={result.metrics[primary]:.4f}" if primary in result.metrics else ""
@@ -132,26 +141,117 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
+def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
+    """Fit with per-step metrics sent in batches, then log model, artefacts and card."""
+    import mlflow
+
+    settings = ctx.settings
+    buffer = MetricBuffer(client, run_id)
+    ctx.log(f"train: {settings.model.module} with {settings.model.params}")
+    started = time.monotonic()
+    with mlflow_client.server_errors("logging the training run", uri):
+        if _accepts_on_step(module.train_and_evaluate):
+            result = module.train_and_evaluate(settings.model.params, on_step=buffer.add)
+        else:
+            result = module.train_and_evaluate(settings.model.params)
+        fit_seconds = time.monotonic() - started
+        buffer.flush()
+        ctx.log(
+            f"train: fitted in {fit_seconds:.1f} s on {getattr(result, 'device', 'cpu')}; "
+            + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        )
+        final = build_lineage(ctx, result.data_hash)
+        lineage_tags = {**final.tags(), "mlci.device": getattr(result, "device", "cpu")}
+        thresholds = {"min": settings.promotion.min,
+                      "max_regression": settings.promotion.max_regression}  # fmt: skip
+        with mlflow.start_run(run_id=run_id):
+            mlflow.set_tags(lineage_tags)
+            mlflow.log_params({k: str(v) for k, v in result.params.items()})
+            mlflow.log_metrics({**result.metrics, "fit_seconds": fit_seconds})
+            model_info = _log_model(result, name)
+            version = str(model_info.registered_model_version)
+            card = model_card(name, version, run_id, result, lineage_tags, thresholds)
+            _log_artefacts(result, card)
+        (ctx.reports / "model_card.md").write_text(card)
+        for key, value in {**lineage_tags, "mlci.run_id": run_id}.items():
+            client.set_model_version_tag(name, version, key, value)
+        client.update_model_version(name, version, description=card.split("\n\n", 1)[0])
+        client.set_terminated(run_id, "FINISHED")
+    return result, version, fit_seconds, buffer
+
+
+def _log_artefacts(result: Any, card: str) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for filename, data in (getattr(result, "extra_artifacts", None) or {}).items():
+            (folder / filename).write_bytes(data)
+        (folder / "model_card.md").write_text(card)
+        mlflow.log_artifacts(tmp, artifact_path="report")
+
+
+def model_card(name, version, run_id, result, tags, thresholds) -> str:
+    """A short markdown card: what the model is, how good, where it came from."""
+    lines = [
+        f"{name} v{version}: {tags.get('mlci.package')} {tags.get('mlci.package_version')} "
+        f"trained at commit {tags.get('mlci.git_sha', '')[:12]} on {tags.get('mlci.device')}.",
+        "",
+        f"# Model card: {name} v{version}",
+        "",
+        "## Metrics (held-out split)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {v:.4f} |" for k, v in sorted(result.metrics.items())],
+        "",
+        "## Hyper-parameters",
+        "",
+        *[f"- `{k}` = `{v}`" for k, v in sorted(result.params.items())],
+        "",
+        "## Lineage",
+        "",
+        *[f"- {k.removeprefix('mlci.')}: `{v}`" for k, v in sorted(tags.items()) if v],
+        f"- run: `{run_id}`",
+        "",
+        "## Promotion thresholds in force",
+        "",
+        f"- minimum: {thresholds['min'] or 'none'}",
+        f"- largest drop against the champion: {thresholds['max_regression'] or 'none'}",
+    ]
+    plots = sorted((getattr(result, "extra_artifacts", None) or {}).keys())
+    if plots:
+        lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots]]
+    return "\n".join(lines) + "\n"
+
+
 def _log_model(result: Any, registered_name: str) -> Any:
     import pandas as pd
     from mlflow.models import infer_signature
 
     example = pd.DataFrame(result.input_example, columns=list(result.feature_names))
     signature = infer_signature(example, result.model.predict(example.to_numpy()))
-    if getattr(result, "flavor", "sklearn") != "sklearn":
-        raise StageFailed(
-            f"the model flavor {result.flavor!r} is not supported yet",
-            "the train stage logs scikit-learn models",
-            "return flavor='sklearn' from train_and_evaluate()",
-        )
-    import mlflow.sklearn
+    flavor = getattr(result, "flavor", "sklearn")
+    if flavor == "sklearn":
+        import mlflow.sklearn
 
-    return mlflow.sklearn.log_model(
-        result.model,
+        return mlflow.sklearn.log_model(
+            result.model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_name,
+            serialization_format="skops",
+            skops_trusted_types=list(getattr(result, "trusted_types", ())) or None,
+        )
+    import mlflow.pyfunc
+
+    from mlci.pyfunc_model import PredictorModel
+
+    return mlflow.pyfunc.log_model(
         name="model",
+        python_model=PredictorModel(result.model),
         signature=signature,
         input_example=example,
         registered_model_name=registered_name,
-        serialization_format="skops",
-        skops_trusted_types=list(getattr(result, "trusted_types", ())) or None,
     )

@@ -1,0 +1,89 @@
+"""Registry tasks: where a model came from, and putting the previous champion back."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from invoke import Exit, task
+
+from mlci.errors import MlciError
+
+
+def _client_and_settings():
+    from mlci.clients import mlflow as mlflow_client
+    from mlci.context import StageContext
+    from mlci.settings import load_settings
+
+    settings = load_settings()
+    ctx = StageContext(settings)
+    uri = ctx.tracking_uri()
+    return ctx, mlflow_client.connect(uri, settings.mlflow), uri
+
+
+@task(
+    help={
+        "alias": "alias to describe (default: promotion.alias, i.e. champion)",
+        "version": "describe this version instead of an alias",
+        "as_json": "print JSON instead of text",
+    }
+)
+def info(c, alias=None, version=None, as_json=False):
+    """Where did the champion come from? Version, run, metrics, lineage, alias history."""
+    from mlci import registry
+    from mlci.clients import mlflow as mlflow_client
+
+    try:
+        ctx, client, uri = _client_and_settings()
+        with ctx:
+            settings = ctx.settings
+            name = settings.mlflow.registered_model
+            with mlflow_client.server_errors(f"reading {name}", uri):
+                data = registry.describe(client, name, alias or settings.promotion.alias, version)
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    label = f"alias {data['alias']}" if data["alias"] else f"version {data['version']}"
+    print(
+        f"{data['model']} {label}: v{data['version']} "
+        f"(aliases: {', '.join(data['aliases']) or 'none'})"
+    )
+    print(f"  run {data['run_id']}, registered {data['created']}")
+    print("  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in data["metrics"].items()))
+    print("  lineage:")
+    for key, value in data["lineage"].items():
+        print(f"    {key.removeprefix('mlci.'):<16} {value}")
+    if data["history"]:
+        print("  alias history (latest last):")
+        for entry in data["history"][-10:]:
+            print(
+                f"    {entry.get('at')}  {entry.get('alias')}: v{entry.get('from')} -> "
+                f"v{entry.get('to')}  ({entry.get('reason')})"
+            )
+
+
+@task
+def rollback(c):
+    """Give the champion alias back to the previous champion, in one step (recorded)."""
+    from mlci import registry
+    from mlci.clients import mlflow as mlflow_client
+
+    try:
+        ctx, client, uri = _client_and_settings()
+        with ctx:
+            settings = ctx.settings
+            name, alias = settings.mlflow.registered_model, settings.promotion.alias
+            if settings.promotion.mode != "enabled":
+                raise Exit(
+                    f"promotion.mode is {settings.promotion.mode}: not moving aliases", code=1
+                )
+            with mlflow_client.server_errors(f"rolling back {name}", uri):
+                old, new = registry.rollback(
+                    client, name, alias, owner=registry.new_owner(),
+                    build_url=os.environ.get("BUILD_URL", ""), log=ctx.log,
+                )  # fmt: skip
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    print(f"{name}: {alias} v{old} -> v{new} (rolled back; v{old} is now {registry.PREVIOUS})")
