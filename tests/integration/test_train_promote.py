@@ -135,3 +135,39 @@ def test_dry_run_decides_but_moves_nothing(tmp_path, mlflow_server):
     )
     assert result.summary == "dry-run: would move champion -> v2"
     assert _champion(mlflow_server, model).version == "1"
+
+
+def test_pytorch_variant_logs_a_loadable_model_with_its_device(tmp_path, mlflow_server):
+    pytest.importorskip("torch", reason="no CPU build of torch installed (see .ci/provision)")
+    from mlflow import MlflowClient
+
+    model = f"mlp-{uuid.uuid4().hex[:8]}"
+    ctx, _ = make_context(
+        tmp_path,
+        **{
+            "mlflow.tracking_uri": mlflow_server,
+            "mlflow.registered_model": model,
+            "mlflow.experiment": model,
+            "model.params": {"estimator": "mlp_torch", "epochs": 60, "seed": 7},
+        },
+    )
+    with ctx:
+        result = train.run(ctx)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    run = client.get_run(result.details["run_id"])
+    assert run.data.tags["mlci.device"] == "cpu"
+    # per-epoch metrics arrived as a history, sent in few requests
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert len(history) == 60
+    assert result.details["logging"]["requests"] < 5
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/confusion_matrix.png", "report/feature_importance.png"} <= artifacts
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from sklearn.datasets import load_wine
+
+    loaded = mlflow.pyfunc.load_model(f"models:/{model}/{result.details['version']}")
+    data = load_wine()
+    predictions = loaded.predict(pd.DataFrame(data.data[:6], columns=data.feature_names))
+    assert len(predictions) == 6

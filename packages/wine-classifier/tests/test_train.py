@@ -16,7 +16,10 @@ def test_result_fields(default_result):
     r = default_result
     assert isinstance(r, TrainingResult)
     assert r.flavor == "sklearn"
-    assert r.extra_artifacts == {}
+    assert set(r.extra_artifacts) == {"confusion_matrix.png", "feature_importance.png"}
+    assert r.device == "cpu"
+    assert r.torch_module is None
+    assert r.trusted_types == ("sklearn.tree._tree.Tree",)
     assert r.params == DEFAULT_PARAMS
     assert r.data_hash == load_split().digest
     assert len(r.feature_names) == 13

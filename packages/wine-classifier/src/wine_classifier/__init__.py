@@ -1,14 +1,15 @@
 """Reproducible scikit-learn classifier for the UCI wine data set.
 
 Importing this package is cheap: scikit-learn and numpy are only imported
-when data is loaded or a model is built.
+when data is loaded or a model is built; the optional PyTorch and matplotlib
+only when the MLP is built or figures are drawn.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from .data import Split, load_split
 from .evaluate import evaluate
-from .model import DEFAULT_PARAMS, build_model
+from .model import DEFAULT_PARAMS, MLP_DEFAULT_PARAMS, build_model
 from .record import model_record
 from .train import TrainingResult, train_and_evaluate
 
@@ -19,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "MLP_DEFAULT_PARAMS",
     "Split",
     "TrainingResult",
     "__version__",

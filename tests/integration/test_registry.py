@@ -1,0 +1,272 @@
+"""Race-safe promotion, alias history, rollback and lineage against real mlflow servers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from mlci import registry, servers
+from mlci.errors import StageFailed, TrackingServerError
+from mlci.settings import PromotionSettings
+from mlci.stages import promote, train
+
+from .conftest import REPO_ROOT, make_context
+
+pytestmark = pytest.mark.integration
+
+ENABLED = PromotionSettings(mode="enabled", min={})
+
+
+def _client(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def _candidate(client, model, experiment_id, f1):
+    """A registered version whose run logged ``f1_macro`` (no artefacts: a fast candidate)."""
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "f1_macro", f1)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    mv = client.create_model_version(
+        model, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
+    return str(mv.version)
+
+
+def _champion(client, model, alias="champion"):
+    mv = registry.alias_version(client, model, alias)
+    return None if mv is None else str(mv.version)
+
+
+def test_concurrent_promotions_leave_exactly_one_best_champion(postgres_mlflow_server):
+    uri = postgres_mlflow_server
+    setup = _client(uri)
+    model = f"race-{uuid.uuid4().hex[:8]}"
+    setup.create_registered_model(model)
+    experiment_id = setup.create_experiment(model)
+    rng = random.Random(20261127)
+    scores: dict[str, float] = {}
+    rounds, per_round = 20, 8
+    started = time.monotonic()
+    for _ in range(rounds):
+        batch = {}
+        for _ in range(per_round):
+            f1 = round(rng.uniform(0.5, 1.0), 6)
+            while f1 in scores.values() or f1 in batch.values():
+                f1 = round(rng.uniform(0.5, 1.0), 6)
+            batch[_candidate(setup, model, experiment_id, f1)] = f1
+        scores.update(batch)
+        barrier = threading.Barrier(per_round)
+        errors: list[BaseException] = []
+
+        def promote_one(version, barrier=barrier, errors=errors):
+            client = _client(uri)  # one client per pipeline, as separate processes would have
+            barrier.wait()
+            try:
+                registry.promote_version(client, model, version, ENABLED, owner=f"p{version}")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=promote_one, args=(v,)) for v in batch]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert errors == []
+        best = max(scores, key=scores.get)
+        assert _champion(setup, model) == best
+        assert registry._read_lock(setup, model + registry.LOCK_SUFFIX) is None
+
+    holders = [v for v in scores if "champion" in setup.get_model_version(model, v).aliases]
+    assert holders == [max(scores, key=scores.get)]  # exactly one version holds the alias
+    moves = [e for e in registry.history(setup, model) if e["alias"] == "champion"]
+    # every move starts where the previous one ended, and each one raised the score
+    assert moves[0]["from"] is None
+    for before, after in itertools.pairwise(moves):
+        assert after["from"] == before["to"]
+        assert scores[after["to"]] > scores[before["to"]]
+    assert moves[-1]["to"] == max(scores, key=scores.get)
+    assert _champion(setup, model, "previous") == moves[-1]["from"]
+    print(
+        f"\n{rounds} rounds x {per_round} concurrent promotions: {len(moves)} moves, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+
+def test_rollback_restores_the_previous_champion_in_one_step(mlflow_server):
+    client = _client(mlflow_server)
+    model = f"rollback-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(model)
+    experiment_id = client.create_experiment(model)
+    with pytest.raises(StageFailed, match="no previous version"):
+        registry.rollback(client, model, "champion", owner="t")
+    v1 = _candidate(client, model, experiment_id, 0.80)
+    v2 = _candidate(client, model, experiment_id, 0.90)
+    registry.promote_version(client, model, v1, ENABLED, owner="t")
+    registry.promote_version(client, model, v2, ENABLED, owner="t")
+    assert (_champion(client, model), _champion(client, model, "previous")) == (v2, v1)
+
+    assert registry.rollback(client, model, "champion", owner="t") == (v2, v1)
+    assert (_champion(client, model), _champion(client, model, "previous")) == (v1, v2)
+    last = registry.history(client, model)[-1]
+    assert (last["from"], last["to"], last["reason"]) == (v2, v1, "rollback")
+
+
+def test_lineage_and_applied_thresholds_on_run_and_version(tmp_path, mlflow_server, monkeypatch):
+    monkeypatch.setenv("BUILD_URL", "http://jenkins.example/job/mlci/42/")
+    model = f"lineage-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "image.json").write_text(
+        json.dumps({"image_id": "sha256:feedbeef", "repo_digests": []})
+    )
+    ctx, _ = make_context(
+        tmp_path,
+        **{
+            "mlflow.tracking_uri": mlflow_server,
+            "mlflow.registered_model": model,
+            "mlflow.experiment": model,
+            "model.params": {"n_estimators": 20, "seed": 1},
+            "promotion.min": {"f1_macro": 0.5},
+            "promotion.max_regression": {"accuracy": 0.05},
+        },
+    )
+    with ctx:
+        result = train.run(ctx)
+        promote.run(ctx)
+    client = _client(mlflow_server)
+    version = client.get_model_version(model, result.details["version"])
+    run = client.get_run(version.run_id)
+    branch = subprocess.run(
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    for tags in (run.data.tags, version.tags):
+        assert tags["mlci.build_url"] == "http://jenkins.example/job/mlci/42/"
+        assert tags["mlci.image_digest"] == "sha256:feedbeef"
+        assert tags["mlci.git_branch"] == branch
+        assert tags["mlci.git_dirty"] in ("true", "false")
+        assert tags["mlci.data_hash"].startswith("sha256:")
+        assert tags["mlci.device"] == "cpu"
+    applied = json.loads(version.tags["mlci.thresholds"])
+    assert applied["min"] == {"f1_macro": 0.5}
+    assert applied["max_regression"] == {"accuracy": 0.05}
+    assert applied["decision"] == "promoted"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert "report/model_card.md" in artifacts
+    assert "lineage" in (tmp_path / "reports" / "model_card.md").read_text().lower()
+
+
+def _invoke(args, uri, model, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
+    env.update(
+        MLCI_PROJECT_ROOT=str(REPO_ROOT),
+        MLCI_MLFLOW_TRACKING_URI=uri,
+        MLCI_MLFLOW_REGISTERED_MODEL=model,
+        MLCI_REPORTS_DIR=str(tmp_path / "reports"),
+        MLCI_STATE_DIR=str(tmp_path / "state"),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_model_info_and_rollback_commands(tmp_path, mlflow_server):
+    client = _client(mlflow_server)
+    model = f"info-{uuid.uuid4().hex[:8]}"
+
+    missing = _invoke(["model.info"], mlflow_server, model, tmp_path)
+    assert missing.returncode == 1
+    assert f"the registered model '{model}' does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    client.create_registered_model(model)
+    experiment_id = client.create_experiment(model)
+    no_alias = _invoke(["model.info"], mlflow_server, model, tmp_path)
+    assert f"{model} has no alias 'champion'" in no_alias.stderr
+
+    v1 = _candidate(client, model, experiment_id, 0.7)
+    v2 = _candidate(client, model, experiment_id, 0.8)
+    registry.promote_version(client, model, v1, ENABLED, owner="t")
+    registry.promote_version(client, model, v2, ENABLED, owner="t")
+    info = _invoke(["model.info", "--as-json"], mlflow_server, model, tmp_path)
+    assert info.returncode == 0, info.stderr
+    data = json.loads(info.stdout)
+    assert data["version"] == v2
+    assert json.loads(data["lineage"]["mlci.thresholds"])["decision"] == "promoted"
+    assert [(e["from"], e["to"]) for e in data["history"]] == [(None, v1), (v1, v2)]
+
+    back = _invoke(["model.rollback"], mlflow_server, model, tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert f"champion v{v2} -> v{v1}" in back.stdout
+    assert _champion(client, model) == v1
+
+
+def test_server_killed_mid_training_fails_clearly_and_the_run_is_closed_later(
+    tmp_path, monkeypatch
+):
+    import wine_classifier
+
+    state = tmp_path / "server"
+    port = servers.free_port()
+    command = servers.mlflow_server_command(state)
+    model = f"fault-{uuid.uuid4().hex[:8]}"
+    real = wine_classifier.train_and_evaluate
+    holder = {}
+
+    def dying_training(params, *, on_step=None, **kwargs):
+        calls = []
+
+        def step(number, metrics):
+            calls.append(number)
+            if len(calls) == 3:  # the server dies in the middle of training
+                os.killpg(holder["pid"], signal.SIGKILL)
+                time.sleep(0.5)
+            on_step(number, metrics)
+
+        return real(params, on_step=step, **kwargs)
+
+    uri = f"http://127.0.0.1:{port}"
+    overrides = {
+        "mlflow.tracking_uri": uri,
+        "mlflow.registered_model": model,
+        "mlflow.experiment": model,
+        "mlflow.retries": 0,
+        "mlflow.timeout": 5,
+        "model.params": {"n_estimators": 40, "seed": 3},
+    }
+    with servers.local_server("mlflow", command, "/health", state / "1.log", port=port) as s:
+        holder["pid"] = s.pid
+        monkeypatch.setattr(wine_classifier, "train_and_evaluate", dying_training)
+        ctx, _ = make_context(tmp_path, **overrides)
+        with ctx, pytest.raises(TrackingServerError) as err:
+            train.run(ctx)
+    assert "stopped answering" in str(err.value) or "failed on the MLflow server" in str(err.value)
+    monkeypatch.setattr(wine_classifier, "train_and_evaluate", real)
+
+    with servers.local_server("mlflow", command, "/health", state / "2.log", port=port):
+        client = _client(uri)
+        experiment = client.get_experiment_by_name(model)
+        runs = client.search_runs([experiment.experiment_id])
+        assert [r.info.status for r in runs] == ["RUNNING"]  # what the dead server left
+        ctx, lines = make_context(tmp_path, **overrides)
+        with ctx:
+            result = train.run(ctx)  # the next run closes the orphan first
+        statuses = {
+            r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])
+        }
+        assert statuses[runs[0].info.run_id] == "FAILED"
+        assert statuses[result.details["run_id"]] == "FINISHED"
+        assert any("was left RUNNING by a failure; marked FAILED" in line for line in lines)
+        assert registry.alias_version(client, model, "champion") is None  # nothing promoted
