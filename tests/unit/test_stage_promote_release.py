@@ -391,6 +391,7 @@ def fake_model_module(monkeypatch):
         raise ValueError(f"unknown estimator {params.get('estimator')!r}")
 
     module.train_and_evaluate = train_and_evaluate
+    module.validate_params = train_and_evaluate  # refuses before training, as the real one
     monkeypatch.setitem(sys.modules, "mlci_fake_model", module)
     return module
 

@@ -95,5 +95,18 @@ def write_summary(ctx: StageContext, results: Sequence[StageResult]) -> None:
         ".passed{color:#176a1c}.failed{color:#b00020}.skipped,.not-run{color:#777}</style>\n"
         f"<h1>mlci pipeline</h1><p>finished {data['finished']}</p>\n"
         "<table><tr><th>stage</th><th>status</th><th>time</th><th>key figure</th></tr>\n"
-        f"{rows}</table>\n<ul>{links}</ul>\n"
+        f"{rows}</table>\n<ul>{links}</ul>\n{_plots(ctx)}"
     )
+
+
+def _plots(ctx: StageContext) -> str:
+    """The model's plots the train stage left in the reports folder, shown inline."""
+    images = sorted(ctx.reports.glob("*.png"))
+    if not images:
+        return ""
+    tags = "".join(
+        f"<figure><img src='{html.escape(p.name)}' width='480'>"
+        f"<figcaption>{html.escape(p.stem.replace('_', ' '))}</figcaption></figure>"
+        for p in images
+    )
+    return f"<h2>Model</h2><div style='display:flex;gap:16px'>{tags}</div>\n"

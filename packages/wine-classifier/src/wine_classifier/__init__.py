@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .data import Split, load_split
 from .evaluate import evaluate
 from .model import DEFAULT_PARAMS, MLP_DEFAULT_PARAMS, build_model
+from .model import resolve_params as validate_params
 from .record import model_record
 from .train import TrainingResult, train_and_evaluate
 
@@ -29,4 +30,5 @@ __all__ = [
     "load_split",
     "model_record",
     "train_and_evaluate",
+    "validate_params",
 ]

@@ -85,6 +85,16 @@ def _accepts_on_step(fn: Any) -> bool:
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     module = load_model_module(settings.model.module)
+    validate = getattr(module, "validate_params", None)
+    if callable(validate):  # a bad hyper-parameter fails before any server is started
+        try:
+            validate(settings.model.params)
+        except ValueError as exc:
+            raise ConfigError(
+                "the model package refused its hyper-parameters",
+                str(exc),
+                "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
+            ) from None
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
     unfinished.finish(ctx, client, uri)
@@ -173,6 +183,8 @@ def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
             card = model_card(name, version, run_id, result, lineage_tags, thresholds)
             _log_artefacts(result, card)
         (ctx.reports / "model_card.md").write_text(card)
+        for filename, data in (getattr(result, "extra_artifacts", None) or {}).items():
+            (ctx.reports / filename).write_bytes(data)  # for summary.html and Jenkins
         for key, value in {**lineage_tags, "mlci.run_id": run_id}.items():
             client.set_model_version_tag(name, version, key, value)
         client.update_model_version(name, version, description=card.split("\n\n", 1)[0])
