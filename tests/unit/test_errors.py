@@ -34,6 +34,10 @@ EXPECTED_EXIT_CODES = {
     "PackageIndexError": 3,
     "SonarQubeError": 3,
     "DockerEngineError": 3,
+    "JenkinsError": 3,
+    "GitBucketError": 3,
+    "PlatformNotReady": 3,
+    "WiringFailed": 3,
     "LocalServerError": 3,
     "ToolMissing": 4,
 }
@@ -91,6 +95,10 @@ def test_service_errors_share_exit_code_3():
         "SonarQubeError",
         "DockerEngineError",
         "LocalServerError",
+        "JenkinsError",
+        "GitBucketError",
+        "PlatformNotReady",
+        "WiringFailed",
     }
     assert {c.exit_code for c in service} == {3}
 

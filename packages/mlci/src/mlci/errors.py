@@ -89,6 +89,37 @@ class DockerEngineError(ServiceError):
     pass
 
 
+class JenkinsError(ServiceError):
+    """Jenkins could not be reached or answered with an error."""
+
+
+class GitBucketError(ServiceError):
+    """GitBucket could not be reached or answered with an error."""
+
+
+class PlatformNotReady(ServiceError):
+    """A platform service did not become ready before the deadline."""
+
+
+class WiringFailed(ServiceError):
+    """A step of `invoke platform.wire` failed; ``changes`` holds what was done before it."""
+
+    def __init__(
+        self,
+        what: str,
+        why: str = "",
+        fix: str = "",
+        *,
+        service: str = "",
+        step: str = "",
+        changes: tuple = (),
+    ) -> None:
+        super().__init__(what, why, fix)
+        self.service = service
+        self.step = step
+        self.changes = list(changes)
+
+
 class LocalServerError(ServiceError):
     """A server mlci starts itself (mlflow, pypiserver) did not come up."""
 

@@ -170,6 +170,43 @@ class ReleaseSettings:
 
 
 @dataclass(frozen=True)
+class PlatformSettings:
+    compose_file: str = option("services/compose.yaml", "the Compose file of the platform")
+    env_file: str = option(
+        "services/.env", "the generated secrets (untracked, mode 0600) Compose reads"
+    )
+    project_name: str = option("mlci", "Compose project name (prefix of containers and volumes)")
+    jenkins_url: str = option(
+        "http://127.0.0.1:8080", "Jenkins as this machine reaches it", url=True
+    )
+    gitbucket_url: str = option(
+        "http://127.0.0.1:8081", "GitBucket as this machine reaches it", url=True
+    )
+    sonarqube_url: str = option(
+        "http://127.0.0.1:9000", "SonarQube as this machine reaches it", url=True
+    )
+    mlflow_url: str = option("http://127.0.0.1:5000", "MLflow as this machine reaches it", url=True)
+    jenkins_internal_url: str = option(
+        "http://jenkins:8080/",
+        "Jenkins as GitBucket and SonarQube reach it inside the Compose network (webhooks)",
+        url=True,
+    )
+    gitbucket_internal_url: str = option(
+        "http://gitbucket:8080", "GitBucket as Jenkins reaches it (the job's clone URL)", url=True
+    )
+    organisation: str = option("mlci", "GitBucket organisation that owns the repository")
+    repository: str = option("mlci", "GitBucket repository the project is pushed to")
+    job: str = option("mlci", "name of the Jenkins Pipeline job")
+    ref_filter: str = option(
+        "^refs/(heads/main|tags/v.+)$", "pushed refs that start a build (anchored regex)"
+    )
+    ready_timeout: float = option(
+        600.0, "seconds the services may take to become ready after `up`", minimum=1
+    )
+    timeout: float = option(30.0, "seconds for one request to a platform service", minimum=1)
+
+
+@dataclass(frozen=True)
 class Settings:
     project_root: Path
     reports_dir: str = option("reports", "folder for reports (JUnit, Cobertura, summaries)")
@@ -186,6 +223,7 @@ class Settings:
     mlflow: MlflowSettings = section(MlflowSettings)
     promotion: PromotionSettings = section(PromotionSettings)
     release: ReleaseSettings = section(ReleaseSettings)
+    platform: PlatformSettings = section(PlatformSettings)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def path(self, relative: str | Path) -> Path:

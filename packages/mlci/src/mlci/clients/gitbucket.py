@@ -1,0 +1,258 @@
+"""GitBucket access: its GitHub-shaped API v3 with basic auth, and the two web forms that
+change a password (GitBucket has no API for that).
+
+One requests session per client, one timeout for every call, one error mapping. GitBucket's
+quirks handled here: errors are ``{"message": ...}`` bodies; ``POST .../repos`` answers 200
+even for a duplicate name, with a message instead of the repository; a hook's own ``url``
+lacks ``repos/``, so hooks are addressed by id under ``/api/v3/repos/{owner}/{repo}/hooks``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from mlci.errors import GitBucketError
+
+__all__ = ["GitBucket", "GitBucketError"]
+
+SERVICE = "GitBucket"
+
+
+def _message(resp: Any) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip()[:200] or resp.reason or ""
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(body)[:200]
+
+
+class GitBucket:
+    """A client bound to one GitBucket and one account."""
+
+    def __init__(self, url: str, user: str, password: str, timeout: float) -> None:
+        import requests
+
+        self.url = url.rstrip("/")
+        self.user = user
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.auth = (user, password)
+        self.session.headers["User-Agent"] = "mlci"
+        self.session.headers["Accept"] = "application/json"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- one request path ------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        step: str,
+        *,
+        missing_ok: bool = False,
+        session: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One call; the parsed JSON (None for 204, or for 404 when ``missing_ok``)."""
+        import requests
+
+        url = f"{self.url}/{path.lstrip('/')}"
+        try:
+            resp = (session or self.session).request(
+                method, url, timeout=self.timeout, allow_redirects=False, **kwargs
+            )
+        except requests.Timeout:
+            raise GitBucketError(
+                f"GitBucket: {step}: no answer from {self.url} within {self.timeout:g} s",
+                f"{method} {path} timed out",
+                "check that the gitbucket container is healthy (docker-compose ps); raise "
+                "MLCI_PLATFORM_TIMEOUT if it is only slow",
+            ) from None
+        except requests.RequestException as exc:
+            raise GitBucketError(
+                f"GitBucket: {step}: {self.url} cannot be reached",
+                type(exc).__name__,
+                "check MLCI_PLATFORM_GITBUCKET_URL and that the gitbucket container runs",
+            ) from None
+        if resp.status_code == 404 and missing_ok:
+            return None
+        if resp.status_code == 401:
+            raise GitBucketError(
+                f"GitBucket: {step}: the credentials of {self.user!r} were refused (HTTP 401)",
+                _message(resp),
+                "the password in the env file (GITBUCKET_ROOT_PASSWORD) no longer matches "
+                "GitBucket's; set it back in GitBucket's UI or put the current one in the file",
+            )
+        if resp.status_code >= 400:
+            raise GitBucketError(
+                f"GitBucket: {step}: HTTP {resp.status_code}",
+                _message(resp),
+                "GitBucket's log (docker-compose logs gitbucket) has the details",
+            )
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise GitBucketError(
+                f"GitBucket: {step}: the answer is not JSON",
+                resp.text[:200],
+                "check that MLCI_PLATFORM_GITBUCKET_URL points at GitBucket itself",
+            ) from None
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def credentials_work(self, user: str, password: str, step: str) -> bool:
+        """Whether ``user``/``password`` authenticates (GET /api/v3/user; changes nothing)."""
+        import requests
+
+        try:
+            resp = requests.get(
+                f"{self.url}/api/v3/user",
+                auth=(user, password),
+                headers={"User-Agent": "mlci", "Accept": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            raise GitBucketError(
+                f"GitBucket: {step}: no answer from {self.url} within {self.timeout:g} s",
+                "GET api/v3/user timed out",
+                "check that the gitbucket container is healthy; raise MLCI_PLATFORM_TIMEOUT",
+            ) from None
+        except requests.RequestException as exc:
+            raise GitBucketError(
+                f"GitBucket: {step}: {self.url} cannot be reached", type(exc).__name__,
+                "check MLCI_PLATFORM_GITBUCKET_URL and that the gitbucket container runs",
+            ) from None  # fmt: skip
+        if resp.status_code == 200:
+            return True
+        if resp.status_code == 401:
+            return False
+        raise GitBucketError(
+            f"GitBucket: {step}: HTTP {resp.status_code}",
+            _message(resp),
+            "GitBucket's log (docker-compose logs gitbucket) has the details",
+        )
+
+    def change_password(self, user: str, old: str, new: str, email: str, step: str) -> None:
+        """The web flow: sign in (form), then POST the account form with the new password.
+
+        The account form requires the full name and the mail address and sets them too:
+        the full name becomes the user name (GitBucket's own default for root).
+        """
+        import requests
+
+        web = requests.Session()
+        web.headers["User-Agent"] = "mlci"
+        try:
+            signin = self.request(
+                "POST", "signin", f"{step} (sign-in form)", session=web,
+                data={"userName": user, "password": old},
+            )  # fmt: skip
+            del signin
+            if not web.cookies:
+                raise GitBucketError(
+                    f"GitBucket: {step}: signing in as {user!r} did not open a session",
+                    "the sign-in form answered without a session cookie (wrong password?)",
+                    "check that the old password still works in GitBucket's UI",
+                )
+            resp = web.post(
+                f"{self.url}/{quote(user)}/_edit",
+                data={"password": new, "fullName": user, "mailAddress": email},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            raise GitBucketError(
+                f"GitBucket: {step}: no answer within {self.timeout:g} s", "the account form",
+                "check that the gitbucket container is healthy; raise MLCI_PLATFORM_TIMEOUT",
+            ) from None  # fmt: skip
+        except requests.RequestException as exc:
+            raise GitBucketError(
+                f"GitBucket: {step}: {self.url} cannot be reached", type(exc).__name__,
+                "check MLCI_PLATFORM_GITBUCKET_URL and that the gitbucket container runs",
+            ) from None  # fmt: skip
+        finally:
+            web.close()
+        if resp.status_code == 400:
+            raise GitBucketError(
+                f"GitBucket: {step}: the account form refused the change (HTTP 400)",
+                "GitBucket validates the form first: passwords over 20 characters, an empty "
+                "or already used mail address are refused",
+                "keep GITBUCKET_ROOT_PASSWORD at 20 characters or fewer",
+            )
+        if resp.status_code not in (200, 302):
+            raise GitBucketError(
+                f"GitBucket: {step}: the account form answered HTTP {resp.status_code}",
+                _message(resp),
+                "GitBucket's log (docker-compose logs gitbucket) has the details",
+            )
+
+    def me(self, step: str) -> dict[str, Any]:
+        return self.request("GET", "api/v3/user", step)
+
+    # -- organisations and repositories ------------------------------------------------------
+
+    def get_org(self, org: str, step: str) -> dict[str, Any] | None:
+        return self.request("GET", f"api/v3/orgs/{quote(org)}", step, missing_ok=True)
+
+    def create_org(self, org: str, admin: str, step: str) -> dict[str, Any]:
+        return self.request(
+            "POST", "api/v3/admin/organizations", step,
+            json={"login": org, "admin": admin, "profile_name": org},
+        )  # fmt: skip
+
+    def get_repo(self, owner: str, name: str, step: str) -> dict[str, Any] | None:
+        path = f"api/v3/repos/{quote(owner)}/{quote(name)}"
+        return self.request("GET", path, step, missing_ok=True)
+
+    def create_org_repo(self, org: str, name: str, private: bool, step: str) -> dict[str, Any]:
+        body = self.request(
+            "POST", f"api/v3/orgs/{quote(org)}/repos", step,
+            json={"name": name, "private": private, "auto_init": False},
+        )  # fmt: skip
+        if not isinstance(body, dict) or "full_name" not in body:
+            # GitBucket answers 200 with only a message for a name that exists already.
+            message = _message_of(body)
+            raise GitBucketError(
+                f"GitBucket: {step}: the repository {org}/{name} was not created",
+                message or "GitBucket answered 200 without a repository",
+                "if it exists already but cannot be read by this account, give root access "
+                "to it or choose another MLCI_PLATFORM_REPOSITORY",
+            )
+        return body
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def _hooks_path(self, owner: str, repo: str) -> str:
+        return f"api/v3/repos/{quote(owner)}/{quote(repo)}/hooks"
+
+    def list_hooks(self, owner: str, repo: str, step: str) -> list[dict[str, Any]]:
+        return self.request("GET", self._hooks_path(owner, repo), step) or []
+
+    def create_hook(
+        self, owner: str, repo: str, hook: dict[str, Any], step: str
+    ) -> dict[str, Any] | None:
+        return self.request("POST", self._hooks_path(owner, repo), step, json=hook)
+
+    def update_hook(
+        self, owner: str, repo: str, hook_id: int, hook: dict[str, Any], step: str
+    ) -> dict[str, Any] | None:
+        # PATCH sets what it gets: the secret and content_type must be sent every time.
+        path = f"{self._hooks_path(owner, repo)}/{int(hook_id)}"
+        return self.request("PATCH", path, step, json=hook)
+
+    def delete_hook(self, owner: str, repo: str, hook_id: int, step: str) -> None:
+        self.request("DELETE", f"{self._hooks_path(owner, repo)}/{int(hook_id)}", step)
+
+
+def _message_of(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("message", ""))
+    return ""

@@ -1,0 +1,735 @@
+"""Wiring the platform through the services' APIs: idempotent, and it reports drift.
+
+Order (each step reads first and changes only what differs):
+
+1. GitBucket: replace root's default password, the organisation, the repository, and push
+   the local project's HEAD to ``main`` (skipped when GitBucket has that commit). The push
+   comes before the hook exists, so the first push starts no build by itself.
+2. SonarQube: wait for UP, replace admin's default password, the project, the token Jenkins
+   uses (a USER_TOKEN of admin named ``mlci-jenkins``: analysis tokens cannot read the gate's
+   status), the quality gate of sonarqube/quality-gate.toml, and the webhook to Jenkins.
+3. Jenkins: prove the credentials (``get_whoami``), create the job from
+   jenkins/job.xml.template or update it when its parsed XML differs.
+4. GitBucket: the push hook to the Generic Webhook Trigger.
+5. Jenkins: a first build when the job was just created (or when asked), through the same
+   trigger endpoint GitBucket calls, so the build has ``ref`` and ``commit``.
+
+Every step returns a :class:`Change` (created, updated or unchanged). A failing step raises
+:class:`WiringFailed`, which names the service and the step and carries the changes made
+before it; nothing changed is left unreported. Secrets appear in no change, message or log
+line: hook URLs are shown with the token masked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import string
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+
+from mlci import tools
+from mlci.errors import MlciError, WiringFailed
+from mlci.platform.secrets import SONARQUBE_TOKEN, EnvFile, masked, set_value
+from mlci.settings import Settings
+from mlci.table import format_table
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+GITBUCKET_ADMIN = "root"
+GITBUCKET_DEFAULT_PASSWORD = "root"
+SONARQUBE_ADMIN = "admin"
+SONARQUBE_DEFAULT_PASSWORD = "admin"
+JENKINS_ADMIN = "admin"
+SONAR_TOKEN_NAME = "mlci-jenkins"
+SONAR_WEBHOOK_NAME = "jenkins"
+BRANCH = "main"
+# The job builds the commit the trigger resolved ($commit, from the push payload's `after`).
+BRANCH_SPEC = "${commit}"
+JOB_TEMPLATE = "jenkins/job.xml.template"
+
+
+@dataclass(frozen=True)
+class Change:
+    service: str
+    step: str
+    outcome: str
+    detail: str
+
+
+def _failed(service: str, step: str, cause: MlciError, changes: list[Change]) -> WiringFailed:
+    fix = cause.fix or "see the message above"
+    failure = WiringFailed(
+        f"wiring stopped at {service} / {step}: {cause.what}",
+        cause.why,
+        f"{fix}. The changes made before this step are listed above; run "
+        "`invoke platform.wire` again once it is fixed (it only does what is missing)",
+        service=service,
+        step=step,
+        changes=tuple(changes),
+    )
+    failure.exit_code = cause.exit_code
+    return failure
+
+
+def change_table(changes: list[Change]) -> list[str]:
+    return format_table(
+        ("service", "step", "outcome", "detail"),
+        [(c.service, c.step, c.outcome, c.detail) for c in changes],
+    )
+
+
+# -- pieces that need no server -----------------------------------------------------------
+
+
+def webhook_url(jenkins_internal_url: str, token: str) -> str:
+    """The Generic Webhook Trigger endpoint GitBucket posts to, token in the query string.
+
+    GitBucket hooks cannot send headers, so the query string is the plugin's documented way.
+    """
+    return f"{_slash(jenkins_internal_url)}generic-webhook-trigger/invoke?token={quote(token)}"
+
+
+def shown_url(url: str) -> str:
+    """A URL for messages: any query string value masked."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = "&".join(
+        f"{pair.partition('=')[0]}={masked(pair.partition('=')[2])}"
+        for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", ""))
+
+
+def render_job(template: str, clone_url: str, ref_filter: str, webhook_token: str) -> str:
+    """jenkins/job.xml.template with XML-escaped values (string.Template.substitute)."""
+    values = {
+        "clone_url": clone_url,
+        "branch_spec": BRANCH_SPEC,
+        "ref_filter": ref_filter,
+        "webhook_token": webhook_token,
+    }
+    return string.Template(template).substitute({k: escape(v) for k, v in values.items()})
+
+
+def canonical_xml(text: str) -> str:
+    """A job config in canonical form, for comparing what Jenkins stores with what we send.
+
+    Jenkins rewrites config.xml (declaration, quoting, empty elements, escaping, whitespace
+    outside the root), so bytes never compare. Comments, whitespace around text and the
+    informational ``plugin`` attributes (Jenkins adds versions to them on a UI save) are left
+    out.
+    """
+    root = ET.fromstring(text.encode("utf-8") if isinstance(text, str) else text)
+    for element in root.iter():
+        element.attrib.pop("plugin", None)
+    return ET.canonicalize(ET.tostring(root, encoding="unicode"), strip_text=True)
+
+
+def _slash(url: str) -> str:
+    return url.rstrip("/") + "/"
+
+
+# -- the wiring ----------------------------------------------------------------------------
+
+
+@dataclass
+class Wiring:
+    """One run of the wiring: settings, secrets, injected runner and progress printer."""
+
+    settings: Settings
+    env: EnvFile
+    source: Path
+    runner: Callable[..., Any] = tools.run
+    log: Callable[[str], None] = print
+    recreate_jenkins: Callable[[], None] | None = None
+    build: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    changes: list[Change] = field(default_factory=list)
+    _pushed_commit: str | None = None
+    _job_created: bool = False
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def step(self, service: str, step: str) -> Iterator[None]:
+        try:
+            yield
+        except WiringFailed:
+            raise
+        except MlciError as exc:
+            raise _failed(service, step, exc, self.changes) from exc
+
+    def record(self, service: str, step: str, outcome: str, detail: str) -> None:
+        change = Change(service, step, outcome, detail)
+        self.changes.append(change)
+        self.log(f"wire: {service} / {step}: {outcome}: {detail}")
+
+    @property
+    def platform(self) -> Any:
+        return self.settings.platform
+
+    def run(self) -> list[Change]:
+        try:
+            self.gitbucket_account_and_repository()
+            self.sonarqube()
+            self.jenkins_job()
+            self.gitbucket_hook()
+            self.jenkins_first_build()
+        except WiringFailed as failure:
+            self.log("wire: changes before the failure:")
+            for line in change_table(failure.changes) or ["(none)"]:
+                self.log(line)
+            raise
+        return self.changes
+
+    # -- GitBucket ---------------------------------------------------------------------------
+
+    def _gitbucket(self) -> Any:
+        from mlci.clients.gitbucket import GitBucket
+
+        return GitBucket(
+            self.platform.gitbucket_url,
+            GITBUCKET_ADMIN,
+            self.env["GITBUCKET_ROOT_PASSWORD"],
+            self.platform.timeout,
+        )
+
+    def gitbucket_account_and_repository(self) -> None:
+        service = "GitBucket"
+        org, repo = self.platform.organisation, self.platform.repository
+        with self.step(service, "root password"):
+            client = self._gitbucket()
+            self._gitbucket_password(client)
+        with self.step(service, "organisation"):
+            if client.get_org(org, "reading the organisation") is not None:
+                self.record(service, "organisation", UNCHANGED, f"{org} exists")
+            else:
+                client.create_org(org, GITBUCKET_ADMIN, f"creating the organisation {org}")
+                self.record(service, "organisation", CREATED, f"{org} (manager: root)")
+        with self.step(service, "repository"):
+            if client.get_repo(org, repo, "reading the repository") is not None:
+                self.record(service, "repository", UNCHANGED, f"{org}/{repo} exists")
+            else:
+                client.create_org_repo(org, repo, True, f"creating the repository {org}/{repo}")
+                self.record(service, "repository", CREATED, f"{org}/{repo} (private)")
+        with self.step(service, "push"):
+            self._push()
+        client.close()
+
+    def _gitbucket_password(self, client: Any) -> None:
+        service, step = "GitBucket", "root password"
+        new = self.env["GITBUCKET_ROOT_PASSWORD"]
+        if client.credentials_work(GITBUCKET_ADMIN, GITBUCKET_DEFAULT_PASSWORD, "trying root/root"):
+            from mlci.clients.gitbucket import GitBucket
+
+            default = GitBucket(
+                self.platform.gitbucket_url,
+                GITBUCKET_ADMIN,
+                GITBUCKET_DEFAULT_PASSWORD,
+                self.platform.timeout,
+            )
+            email = default.me("reading root's account").get("email") or "root@localhost"
+            default.change_password(
+                GITBUCKET_ADMIN, GITBUCKET_DEFAULT_PASSWORD, new, email,
+                "changing root's password (web form)",
+            )  # fmt: skip
+            default.close()
+            self._verify_password_change(client, new)
+            self.record(service, step, UPDATED, "root/root replaced by GITBUCKET_ROOT_PASSWORD")
+        elif client.credentials_work(GITBUCKET_ADMIN, new, "trying GITBUCKET_ROOT_PASSWORD"):
+            self.record(service, step, UNCHANGED, "root uses GITBUCKET_ROOT_PASSWORD")
+        else:
+            from mlci.clients.gitbucket import GitBucketError
+
+            raise GitBucketError(
+                "GitBucket: root logs in neither with root/root nor with GITBUCKET_ROOT_PASSWORD",
+                "root's password was changed outside mlci, or the env file was replaced",
+                "put root's current password into GITBUCKET_ROOT_PASSWORD in the env file "
+                f"({self.env.path}) and run `invoke platform.wire` again",
+            )
+
+    def _verify_password_change(self, client: Any, new: str) -> None:
+        from mlci.clients.gitbucket import GitBucketError
+
+        step = "verifying root's new password"
+        if not client.credentials_work(GITBUCKET_ADMIN, new, step):
+            raise GitBucketError(
+                "GitBucket: root's new password does not log in after the change",
+                "the account form answered as if it had changed the password",
+                "sign in as root in GitBucket's UI and check the account",
+            )
+        if client.credentials_work(GITBUCKET_ADMIN, GITBUCKET_DEFAULT_PASSWORD, step):
+            raise GitBucketError(
+                "GitBucket: root/root still logs in after the password change",
+                "GitBucket kept the old password",
+                "change root's password in GitBucket's UI (Account settings)",
+            )
+
+    def _repo_http_url(self, base: str) -> str:
+        return f"{base.rstrip('/')}/git/{self.platform.organisation}/{self.platform.repository}.git"
+
+    def _push(self) -> None:
+        from mlci.platform.git_push import push_head
+
+        remote = self._repo_http_url(self.platform.gitbucket_url)
+        result = push_head(
+            self.source, remote, BRANCH, GITBUCKET_ADMIN, self.env["GITBUCKET_ROOT_PASSWORD"],
+            self.runner, self.platform.timeout * 4,
+        )  # fmt: skip
+        self._pushed_commit = result.local
+        if result.pushed:
+            before = result.remote_before[:12] if result.remote_before else "empty"
+            self.record(
+                "GitBucket", "push", UPDATED if result.remote_before else CREATED,
+                f"{BRANCH}: {before} -> {result.local[:12]} (HEAD of {self.source.name})",
+            )  # fmt: skip
+        else:
+            self.record("GitBucket", "push", UNCHANGED, f"{BRANCH} is at {result.local[:12]}")
+
+    def gitbucket_hook(self) -> None:
+        from mlci.clients.gitbucket import GitBucketError
+
+        service, step = "GitBucket", "push webhook"
+        org, repo = self.platform.organisation, self.platform.repository
+        url = webhook_url(self.platform.jenkins_internal_url, self.env["JENKINS_WEBHOOK_TOKEN"])
+        wanted = {
+            "name": "web",
+            "active": True,
+            "events": ["push"],
+            "config": {
+                "url": url,
+                "content_type": "json",
+                "secret": self.env["GITBUCKET_WEBHOOK_SECRET"],
+            },
+        }
+        with self.step(service, step):
+            client = self._gitbucket()
+            hooks = client.list_hooks(org, repo, "listing the hooks")
+            ours = [
+                h for h in hooks
+                if without_query(h.get("config", {}).get("url", "")) == without_query(url)
+            ]  # fmt: skip
+            if not ours:
+                created = client.create_hook(org, repo, wanted, "creating the push hook")
+                if not isinstance(created, dict) or "id" not in created:
+                    raise GitBucketError(
+                        "GitBucket: creating the push hook: no hook in the answer",
+                        "GitBucket answered without the hook it created",
+                        "look at the repository's Settings > Service Hooks",
+                    )
+                self.record(service, step, CREATED, f"{shown_url(url)} (json, push, signed)")
+                return
+            hook, stale = ours[0], ours[1:]
+            drift = []
+            if hook.get("config", {}).get("url") != url:
+                drift.append("token")
+            if hook.get("config", {}).get("content_type") != "json":
+                drift.append("content type")
+            if sorted(hook.get("events", [])) != ["push"]:
+                drift.append(f"events {sorted(hook.get('events', []))}")
+            if drift:
+                client.update_hook(org, repo, hook["id"], wanted, "updating the push hook")
+            for extra in stale:
+                client.delete_hook(org, repo, extra["id"], "removing a duplicate push hook")
+            if stale:
+                drift.append(f"{len(stale)} duplicate(s) removed")
+            if drift:
+                self.record(service, step, UPDATED, f"fixed {', '.join(drift)}")
+            else:
+                self.record(service, step, UNCHANGED, f"{shown_url(url)} (json, push)")
+            client.close()
+
+    # -- SonarQube ---------------------------------------------------------------------------
+
+    def _sonarqube(self, user: str, password: str) -> Any:
+        from requests.auth import HTTPBasicAuth
+
+        from mlci.clients.sonarqube import SonarQube, SonarServer
+
+        client = SonarQube(SonarServer(self.platform.sonarqube_url.rstrip("/"), ""),
+                           self.platform.timeout)  # fmt: skip
+        client.session.auth = HTTPBasicAuth(user, password)
+        return client
+
+    def _sonar_valid(self, client: Any, auth: Any, step: str) -> bool:
+        from requests.auth import HTTPBasicAuth
+
+        saved = client.session.auth
+        client.session.auth = HTTPBasicAuth(*auth)
+        try:
+            body = client.get("api/authentication/validate", step)
+        finally:
+            client.session.auth = saved
+        return bool((body or {}).get("valid"))
+
+    def sonarqube(self) -> None:
+        from mlci.platform.readiness import Probe, sonarqube_check, wait_until_ready
+
+        service = "SonarQube"
+        url = self.platform.sonarqube_url
+        with self.step(service, "waiting for UP"):
+            wait_until_ready(
+                [Probe(service, url, sonarqube_check(url, self.platform.timeout))],
+                self.platform.ready_timeout, self.log, sleep=self.sleep, clock=self.clock,
+            )  # fmt: skip
+        password = self.env["SONARQUBE_ADMIN_PASSWORD"]
+        client = self._sonarqube(SONARQUBE_ADMIN, password)
+        with self.step(service, "admin password"):
+            self._sonar_password(client, password)
+        key = self.settings.sonar.project_key or self.settings.project_root.name
+        name = self.settings.sonar.project_name or key
+        with self.step(service, "project"):
+            found = client.get("api/projects/search", "looking up the project", projects=key)
+            if any(c.get("key") == key for c in (found or {}).get("components", [])):
+                self.record(service, "project", UNCHANGED, f"{key} exists")
+            else:
+                client.post("api/projects/create", "creating the project", project=key, name=name)
+                self.record(service, "project", CREATED, key)
+        with self.step(service, "token for Jenkins"):
+            self._sonar_token(client)
+        with self.step(service, "quality gate"):
+            self._sonar_gate(client, key, name)
+        with self.step(service, "webhook"):
+            self._sonar_webhook(client)
+
+    def _sonar_password(self, client: Any, password: str) -> None:
+        from mlci.errors import SonarQubeError
+
+        service, step = "SonarQube", "admin password"
+        default = (SONARQUBE_ADMIN, SONARQUBE_DEFAULT_PASSWORD)
+        if self._sonar_valid(client, default, "trying admin/admin"):
+            resp = self._sonar_change_password(client, password)
+            if resp.status_code != 204 and resp.status_code != 200:
+                try:
+                    reason = resp.json().get("result") or resp.text
+                except ValueError:
+                    reason = resp.text[:200]
+                raise SonarQubeError(
+                    f"SonarQube: changing admin's password: HTTP {resp.status_code}",
+                    str(reason)[:300],
+                    "SONARQUBE_ADMIN_PASSWORD must have 12+ characters with upper and lower "
+                    "case, a digit and a special character; fix it in the env file",
+                )
+            new_ok = self._sonar_valid(client, (SONARQUBE_ADMIN, password), "verifying")
+            old_ok = self._sonar_valid(client, default, "verifying")
+            if not new_ok or old_ok:
+                raise SonarQubeError(
+                    "SonarQube: admin's password change did not take effect",
+                    f"new password works: {new_ok}; admin/admin works: {old_ok}",
+                    "change it in SonarQube's UI (My Account > Security)",
+                )
+            self.record(service, step, UPDATED, "admin/admin replaced by SONARQUBE_ADMIN_PASSWORD")
+        elif self._sonar_valid(client, (SONARQUBE_ADMIN, password), "trying the password"):
+            self.record(service, step, UNCHANGED, "admin uses SONARQUBE_ADMIN_PASSWORD")
+        else:
+            raise SonarQubeError(
+                "SonarQube: admin logs in neither with admin/admin nor with "
+                "SONARQUBE_ADMIN_PASSWORD",
+                "admin's password was changed outside mlci, or the env file was replaced",
+                f"put admin's current password into SONARQUBE_ADMIN_PASSWORD in {self.env.path}",
+            )
+
+    def _sonar_change_password(self, client: Any, password: str) -> Any:
+        """api/users/change_password is a servlet filter: its 400s carry {"result": ...}."""
+        import requests
+        from requests.auth import HTTPBasicAuth
+
+        from mlci.errors import SonarQubeError
+
+        try:
+            return client.session.post(
+                f"{client.server.url}/api/users/change_password",
+                data={
+                    "login": SONARQUBE_ADMIN,
+                    "previousPassword": SONARQUBE_DEFAULT_PASSWORD,
+                    "password": password,
+                },
+                auth=HTTPBasicAuth(SONARQUBE_ADMIN, SONARQUBE_DEFAULT_PASSWORD),
+                timeout=client.timeout,
+            )
+        except requests.Timeout:
+            raise SonarQubeError(
+                f"SonarQube: changing admin's password: no answer in {client.timeout:g} s",
+                "POST api/users/change_password timed out",
+                "check SonarQube's health (api/system/status); raise MLCI_PLATFORM_TIMEOUT",
+            ) from None
+        except requests.RequestException as exc:
+            raise SonarQubeError(
+                "SonarQube: changing admin's password: the server cannot be reached",
+                type(exc).__name__, "check MLCI_PLATFORM_SONARQUBE_URL",
+            ) from None  # fmt: skip
+
+    def _sonar_token(self, client: Any) -> None:
+        service, step = "SonarQube", "token for Jenkins"
+        current = self.env.values.get(SONARQUBE_TOKEN, "")
+        if not self.env.is_placeholder(SONARQUBE_TOKEN) and self._sonar_valid(
+            client, (current, ""), "checking SONARQUBE_TOKEN"
+        ):
+            self.record(service, step, UNCHANGED, f"SONARQUBE_TOKEN is valid ({SONAR_TOKEN_NAME})")
+            return
+        listed = client.get("api/user_tokens/search", "listing admin's tokens",
+                            login=SONARQUBE_ADMIN)  # fmt: skip
+        tokens = (listed or {}).get("userTokens", [])
+        existing = [t for t in tokens if t.get("name") == SONAR_TOKEN_NAME]
+        if existing:
+            client.post("api/user_tokens/revoke", "revoking the old token",
+                        login=SONARQUBE_ADMIN, name=SONAR_TOKEN_NAME)  # fmt: skip
+        made = client.post(
+            "api/user_tokens/generate", "generating the token", login=SONARQUBE_ADMIN,
+            name=SONAR_TOKEN_NAME, type="USER_TOKEN",
+        )  # fmt: skip
+        value = (made or {}).get("token", "")
+        if not value:
+            from mlci.errors import SonarQubeError
+
+            raise SonarQubeError(
+                "SonarQube: generating the token: no token in the answer",
+                "api/user_tokens/generate answered without a token value",
+                "generate a user token in SonarQube's UI and put it into SONARQUBE_TOKEN",
+            )
+        set_value(self.env.path, SONARQUBE_TOKEN, value)
+        self.env.values[SONARQUBE_TOKEN] = value
+        outcome = UPDATED if existing else CREATED
+        what = "replaced (the old one was revoked)" if existing else "generated"
+        self.record(
+            service, step, outcome,
+            f"USER_TOKEN {SONAR_TOKEN_NAME} of admin {what}; stored as SONARQUBE_TOKEN",
+        )  # fmt: skip
+        if self.recreate_jenkins is not None:
+            from mlci.clients.jenkins import forget_clients
+
+            with self.step("Jenkins", "recreating for the new token"):
+                self.recreate_jenkins()
+            forget_clients()
+            self.record("Jenkins", "recreate", UPDATED, "recreated to read SONARQUBE_TOKEN")
+        else:
+            self.record(
+                "Jenkins", "recreate", UNCHANGED,
+                "recreate Jenkins to read the new SONARQUBE_TOKEN: docker-compose ... up -d "
+                "jenkins (invoke platform.wire does it when it runs the platform)",
+            )  # fmt: skip
+
+    def _sonar_gate(self, client: Any, key: str, name: str) -> None:
+        from mlci.qualitygate import load_definition
+        from mlci.sonar_gate import apply_gate
+
+        gate = load_definition(self.settings.path(self.settings.gate.file))
+        done = apply_gate(client, gate, key, name)
+        if not done:
+            self.record("SonarQube", "quality gate", UNCHANGED,
+                        f"{gate.name} matches the file, selected for {key}")  # fmt: skip
+            return
+        outcome = CREATED if any(c.action == "create gate" for c in done) else UPDATED
+        counts: dict[str, int] = {}
+        for c in done:
+            counts[c.action] = counts.get(c.action, 0) + 1
+        detail = f"{gate.name}: " + ", ".join(
+            action if n == 1 else f"{action} x{n}" for action, n in counts.items()
+        )
+        self.record("SonarQube", "quality gate", outcome, detail)
+
+    def _sonar_webhook(self, client: Any) -> None:
+        service, step = "SonarQube", "webhook"
+        url = f"{_slash(self.platform.jenkins_internal_url)}sonarqube-webhook/"
+        secret = self.env["SONARQUBE_WEBHOOK_SECRET"]
+        hooks = (client.get("api/webhooks/list", "listing the webhooks") or {}).get("webhooks", [])
+        hook = next((h for h in hooks if h.get("url") == url), None) or next(
+            (h for h in hooks if h.get("name") == SONAR_WEBHOOK_NAME), None
+        )
+        if hook is None:
+            client.post("api/webhooks/create", "creating the webhook",
+                        name=SONAR_WEBHOOK_NAME, url=url, secret=secret)  # fmt: skip
+            self.record(service, step, CREATED, f"{url} (signed)")
+            return
+        drift = [
+            what
+            for what, bad in (
+                ("name", hook.get("name") != SONAR_WEBHOOK_NAME),
+                ("url", hook.get("url") != url),
+                ("secret", not hook.get("hasSecret")),
+            )
+            if bad
+        ]
+        if drift:
+            # webhooks/update sets what it gets: without `secret` it would remove the secret.
+            client.post("api/webhooks/update", "updating the webhook", webhook=hook["key"],
+                        name=SONAR_WEBHOOK_NAME, url=url, secret=secret)  # fmt: skip
+            self.record(service, step, UPDATED, f"fixed {', '.join(drift)}: {url}")
+        else:
+            self.record(service, step, UNCHANGED, f"{url} (signed)")
+
+    # -- Jenkins -----------------------------------------------------------------------------
+
+    def _jenkins(self) -> Any:
+        from mlci.clients.jenkins import jenkins_client
+
+        return jenkins_client(
+            self.platform.jenkins_url,
+            JENKINS_ADMIN,
+            self.env["JENKINS_ADMIN_PASSWORD"],
+            self.platform.timeout,
+        )
+
+    def wanted_job_xml(self) -> str:
+        template_path = self.settings.path(JOB_TEMPLATE)
+        try:
+            template = template_path.read_text()
+        except OSError as exc:
+            from mlci.errors import ConfigError
+
+            raise ConfigError(
+                f"Jenkins: cannot read the job template {template_path}",
+                str(exc),
+                "run the task from the mlci checkout (MLCI_PROJECT_ROOT)",
+            ) from None
+        clone_url = self._repo_http_url(self.platform.gitbucket_internal_url)
+        return render_job(
+            template, clone_url, self.platform.ref_filter, self.env["JENKINS_WEBHOOK_TOKEN"]
+        )
+
+    def jenkins_job(self) -> None:
+        from mlci.clients.jenkins import JenkinsError
+
+        service, name = "Jenkins", self.platform.job
+        with self.step(service, "credentials"):
+            client = self._jenkins()
+            me = client.whoami("checking admin's credentials (get_whoami)")
+            who = me.get("id") or me.get("fullName") or JENKINS_ADMIN
+            self.record(service, "credentials", UNCHANGED, f"logged in as {who}")
+        with self.step(service, "job"):
+            wanted = self.wanted_job_xml()
+            exists = client.call("looking up the job", client.lib.job_exists, name)
+            if not exists:
+                client.call("creating the job", client.lib.create_job, name, wanted)
+                outcome, detail = CREATED, f"{name} from {JOB_TEMPLATE}"
+                self._job_created = True
+            else:
+                stored = client.call(
+                    "reading the job's config.xml", client.lib.get_job_config, name
+                )
+                if canonical_xml(stored) == canonical_xml(wanted):
+                    self.record(service, "job", UNCHANGED, f"{name} matches {JOB_TEMPLATE}")
+                    return
+                client.call("updating the job", client.lib.reconfig_job, name, wanted)
+                outcome, detail = UPDATED, f"{name}: config.xml differed from {JOB_TEMPLATE}"
+            stored = client.call("reading the job back", client.lib.get_job_config, name)
+            if canonical_xml(stored) != canonical_xml(wanted):
+                raise JenkinsError(
+                    f"Jenkins: the job {name} reads back different from what was sent",
+                    "a plugin of the template is missing, so Jenkins dropped its elements",
+                    "install the plugins of jenkins/plugins.txt (rebuild the image: "
+                    "invoke platform.up) and run `invoke platform.wire` again",
+                )
+            self.record(service, "job", outcome, detail)
+
+    def jenkins_first_build(self) -> None:
+        service, step = "Jenkins", "first build"
+        if not (self._job_created or self.build):
+            return
+        if self._pushed_commit is None:
+            return
+        with self.step(service, step):
+            number, url = self._trigger(self._pushed_commit)
+            self.record(service, step, CREATED, f"#{number} of {self._pushed_commit[:12]}: {url}")
+
+    def _trigger(self, commit: str) -> tuple[int, str]:
+        """Start the job through the Generic Webhook Trigger and follow its queue item."""
+        import requests
+
+        from mlci.clients.jenkins import JenkinsError
+
+        base = self.platform.jenkins_url.rstrip("/")
+        payload = {
+            "ref": f"refs/heads/{BRANCH}",
+            "after": commit,
+            "repository": {"clone_url": self._repo_http_url(self.platform.gitbucket_internal_url)},
+        }
+        try:
+            resp = requests.post(
+                f"{base}/generic-webhook-trigger/invoke",
+                json=payload,
+                # The plugin reads the token from a `token` header too: kept out of the URL.
+                headers={"token": self.env["JENKINS_WEBHOOK_TOKEN"], "User-Agent": "mlci"},
+                timeout=self.platform.timeout,
+            )
+        except requests.Timeout:
+            raise JenkinsError(
+                f"Jenkins: starting the first build: no answer in {self.platform.timeout:g} s",
+                "POST generic-webhook-trigger/invoke timed out",
+                "check Jenkins' health (invoke platform.status); raise MLCI_PLATFORM_TIMEOUT",
+            ) from None
+        except requests.RequestException as exc:
+            raise JenkinsError(
+                "Jenkins: starting the first build: Jenkins cannot be reached",
+                type(exc).__name__, "check MLCI_PLATFORM_JENKINS_URL",
+            ) from None  # fmt: skip
+        try:
+            job = (resp.json().get("jobs") or {}).get(self.platform.job) or {}
+        except ValueError:
+            job = {}
+        if resp.status_code != 200 or not job.get("triggered"):
+            raise JenkinsError(
+                f"Jenkins: starting the first build: the trigger answered HTTP {resp.status_code}",
+                "no build was queued (unknown token, or the ref does not match the job's filter)",
+                "check that the Generic Webhook Trigger plugin is installed and "
+                "MLCI_PLATFORM_REF_FILTER matches refs/heads/main",
+            )
+        queue_id = int(str(job.get("url", "")).rstrip("/").rsplit("/", 1)[-1] or job.get("id"))
+        return self._follow_queue(queue_id)
+
+    def _follow_queue(self, queue_id: int) -> tuple[int, str]:
+        from mlci.clients.jenkins import JenkinsError
+
+        client = self._jenkins()
+        deadline = self.clock() + self.platform.ready_timeout
+        interval = 0.2
+        while True:
+            item = client.call("following the queued build", client.lib.get_queue_item, queue_id)
+            executable = item.get("executable") or {}
+            if executable.get("number"):
+                return int(executable["number"]), str(executable.get("url", ""))
+            if item.get("cancelled"):
+                raise JenkinsError(
+                    f"Jenkins: the first build (queue item {queue_id}) was cancelled",
+                    "someone or something cancelled it in the queue",
+                    "start it from Jenkins' UI, or run `invoke platform.wire --build`",
+                )
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise JenkinsError(
+                    f"Jenkins: the first build did not leave the queue in "
+                    f"{self.platform.ready_timeout:g} s",
+                    str(item.get("why") or "no executor took it"),
+                    "check the executors under Manage Jenkins > Nodes",
+                )
+            self.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, 5.0)
+
+
+def wire(
+    settings: Settings,
+    env: EnvFile,
+    *,
+    source: Path,
+    runner: Callable[..., Any] = tools.run,
+    log: Callable[[str], None] = print,
+    recreate_jenkins: Callable[[], None] | None = None,
+    build: bool = False,
+) -> list[Change]:
+    """Wire the three services; the changes (created / updated / unchanged), in order."""
+    return Wiring(
+        settings, env, source, runner=runner, log=log, recreate_jenkins=recreate_jenkins,
+        build=build,
+    ).run()  # fmt: skip

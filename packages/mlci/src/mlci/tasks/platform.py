@@ -1,0 +1,139 @@
+"""Platform tasks: start the services, wire them, show their state, stop them.
+
+The work happens in ``mlci.platform``; these tasks parse flags and print. Secrets are never
+printed: only the names of generated secrets and the env file's path.
+"""
+
+from __future__ import annotations
+
+from invoke import Exit, task
+
+from mlci.errors import MlciError
+
+
+def _settings():
+    from mlci.settings import load_settings
+
+    return load_settings()
+
+
+def _compose(settings):
+    from mlci import tools
+    from mlci.platform.compose import Compose
+
+    return Compose.from_settings(settings, tools.run)
+
+
+def _wait_for(settings, env, services=None):
+    from mlci.context import print_progress
+    from mlci.platform.readiness import platform_probes, wait_until_ready
+
+    platform = settings.platform
+    probes = platform_probes(
+        platform.jenkins_url,
+        platform.gitbucket_url,
+        platform.sonarqube_url,
+        platform.mlflow_url,
+        env["JENKINS_ADMIN_PASSWORD"],
+        platform.timeout,
+    )
+    if services:
+        probes = [p for p in probes if p.service in services]
+    wait_until_ready(probes, platform.ready_timeout, print_progress)
+
+
+@task(help={"no_build": "do not rebuild the images built from this checkout"})
+def up(c, no_build=False):
+    """Generate missing secrets (env file, 0600), start the platform, wait until it is ready."""
+    from mlci.platform.compose import ping_engine
+    from mlci.platform.secrets import ensure_for_compose
+
+    try:
+        settings = _settings()
+        platform = settings.platform
+        compose = _compose(settings)
+        env = ensure_for_compose(
+            settings.path(platform.env_file), settings.path(platform.compose_file)
+        )
+        if env.generated:
+            print(f"generated into {env.path} (mode 0600): {', '.join(env.generated)}")
+        else:
+            print(f"secrets: {env.path} has every secret the platform needs")
+        ping_engine()
+        compose.up(build=not no_build)
+        _wait_for(settings, env)
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    print("platform is up; next: invoke platform.wire")
+
+
+@task(
+    help={
+        "source": "git checkout whose HEAD is pushed to GitBucket's main (default: project root)",
+        "build": "start a build even when the job already existed",
+    }
+)
+def wire(c, source=None, build=False):
+    """Configure GitBucket, SonarQube and Jenkins through their APIs (idempotent)."""
+    from pathlib import Path
+
+    from mlci.context import print_progress
+    from mlci.platform.secrets import read_env_file
+    from mlci.platform.wire import change_table
+    from mlci.platform.wire import wire as run_wiring
+
+    try:
+        settings = _settings()
+        env = read_env_file(settings.path(settings.platform.env_file))
+
+        def recreate_jenkins() -> None:
+            # Compose is needed only when the SonarQube token changed.
+            _compose(settings).up("jenkins", build=False)
+            _wait_for(settings, env, services=("Jenkins",))
+
+        changes = run_wiring(
+            settings,
+            env,
+            source=Path(source).resolve() if source else settings.project_root,
+            log=print_progress,
+            recreate_jenkins=recreate_jenkins,
+            build=build,
+        )
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    print("\n".join(change_table(changes)))
+    changed = [ch for ch in changes if ch.outcome != "unchanged"]
+    print(f"\n{len(changed)} change(s); re-running `invoke platform.wire` changes nothing more")
+
+
+@task
+def status(c):
+    """Show each service's URL, version, health and wiring (changes nothing)."""
+    from mlci.platform.secrets import read_env_file
+    from mlci.platform.status import platform_status, status_table
+
+    try:
+        settings = _settings()
+        path = settings.path(settings.platform.env_file)
+        env = read_env_file(path) if path.exists() else None
+        rows = platform_status(settings, env)
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    if env is None:
+        print(f"no env file at {path}: showing what needs no credentials")
+    print("\n".join(status_table(rows)))
+
+
+@task(help={"volumes": "also delete the named volumes (all data: repositories, jobs, models)"})
+def down(c, volumes=False):
+    """Stop and remove the platform's containers; volumes are kept unless --volumes."""
+    from mlci.platform.secrets import read_env_file
+
+    try:
+        settings = _settings()
+        # Compose checks the required secrets even to stop: it needs the env file.
+        read_env_file(settings.path(settings.platform.env_file))
+        _compose(settings).down(volumes=volumes)
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    print("platform stopped" + ("; volumes deleted" if volumes else "; volumes kept"))
