@@ -1,6 +1,6 @@
 // A recording stub of Jenkins' declarative pipeline DSL, for tests/contract/test_jenkinsfile.py.
 //
-//     groovy tests/contract/jenkins_dsl_stub.groovy path/to/Jenkinsfile
+//     groovy tests/contract/jenkins_dsl_stub.groovy [--fail REGEX] [--tag NAME] path/to/Jenkinsfile
 //
 // It evaluates the Jenkinsfile as Groovy. Every DSL call reaches a Recorder through
 // methodMissing / propertyMissing (closures run with the Recorder as delegate, DELEGATE_FIRST),
@@ -10,14 +10,43 @@
 //
 //     {"agent": "any", "agent_label": null, "options": [...], "environment": {...},
 //      "sh": [...], "steps": [...], "post": {"always": ["archiveArtifacts"]},
+//      "ran_sh": [], "ran_steps": ["archiveArtifacts"],
+//      "ran_post": {"always": ["archiveArtifacts"]}, "result": "FAILURE",
+//      "simulation": {"fail": "invoke gate", "tag": null}, "not_simulated": [],
 //      "stages": [{"name": "Train", "parent": null, "agent": "label", "agent_label": "gpu",
 //                  "when": false, "when_conditions": [], "sh": ["bash .ci/bootstrap", ...],
-//                  "steps": ["stash"], "post": {}, "environment": {}, "options": []}, ...]}
+//                  "steps": ["stash"], "post": {}, "environment": {}, "options": [],
+//                  "status": "skipped", "skip_reason": "failure", "when_result": null,
+//                  "error": null, "ran_sh": [], "ran_steps": [], "ran_post": {}}, ...]}
 //
-// "sh" holds the scripts of the sh steps and "steps" the names of all other steps, in order,
-// both including steps nested in block steps (lock, timeout, script, ...) and in post; "post"
-// maps each post condition to the names of its steps (sh included). Pipeline-level "sh" and
-// "steps" hold what runs outside any stage (pipeline post, environment values).
+// What the Jenkinsfile declares: "sh" holds the scripts of the sh steps and "steps" the names of
+// all other steps, in order, both including steps nested in block steps (lock, timeout, script,
+// ...) and in post, whether or not they would run; "post" maps each post condition to the names
+// of its steps (sh included). Pipeline-level "sh" and "steps" hold what runs outside any stage
+// (pipeline post, environment values).
+//
+// What a build would run: after recording, the stub runs the pipeline once more the way Jenkins
+// would (evaluating steps and post blocks a second time), with every sh step succeeding except
+// those whose script matches --fail REGEX (found anywhere in the script, like a non-zero exit; `sh
+// returnStatus: true` then returns 1 instead). A failing sh (or an `error` step) ends its stage:
+// the rest of the stage's steps do not run, the failure leaving any block step around it
+// (withSonarQubeEnv, timeout, lock, ...; `retry` runs its body again, up to its count, and a
+// scripted `parallel` step runs every branch first). The stage's post conditions then run, the
+// stage is "failed", the build result FAILURE, and every later stage "skipped" (skip_reason
+// "failure"). A stage whose `when` is false is "skipped" too (skip_reason "when"), without its
+// post; a skipped stage's nested stages are skipped with it. `when` knows buildingTag(), tag, not,
+// allOf and anyOf: the build is for a tag only with --tag NAME (env.TAG_NAME); other conditions
+// cannot be known here, so "when_result" is "unknown" and the stage runs as if they held
+// ("when_result" is null where no when was evaluated). Post conditions run in Jenkins' order
+// (always, changed, fixed, regression, aborted, failure, success, unstable, unsuccessful, notBuilt,
+// cleanup) and on Jenkins' terms, for a first build (changed runs; fixed and regression do not); a
+// failure inside one marks its stage (or the build) failed and the remaining ones still run. Per
+// stage (and for the pipeline) "ran_sh" and "ran_steps" hold the scripts and step names that ran,
+// in order, post included, and "ran_post" maps each post condition that ran to the names of its
+// steps that ran. "status" is "passed", "failed" or "skipped"; "error" says what failed. Parallel
+// stages run one after another, in order, each to its end. Not simulated: UNSTABLE and ABORTED
+// results, failFast, catchError and warnError (a failure still leaves them), the `unstable` step
+// (it changes nothing); where a run meets one of these, "not_simulated" says so.
 //
 // Whatever the Jenkinsfile prints goes to stderr: stdout carries the JSON only.
 //
@@ -140,7 +169,16 @@ class Frame {
     Map owner            // the stage (or the pipeline) that steps in this frame belong to
     List postSteps       // inside post { <condition> { ... } }: that condition's step names
     Map parentStage      // in a stages / parallel block nested in a stage: that stage
+    List conds           // in when (or allOf / anyOf / not): the condition nodes of this level
+    boolean exec         // steps that run in the simulated build (not only recorded)
     Set sections = [] as Set
+}
+
+/** A step that fails in the simulated build: it ends its stage (or post condition). */
+class StepFailure extends RuntimeException {
+    StepFailure(String message) {
+        super(message)
+    }
 }
 
 class Recorder {
@@ -164,6 +202,12 @@ class Recorder {
         steps: 'steps', post: 'post', when: 'when', environment: 'environment', options: 'options',
     ]
     static final List AGENT_TYPES = ['docker', 'dockerfile', 'node', 'kubernetes']
+    // The order Jenkins runs post conditions in, whatever the order they are written in.
+    static final List POST_ORDER = [
+        'always', 'changed', 'fixed', 'regression', 'aborted', 'failure', 'success', 'unstable',
+        'unsuccessful', 'notBuilt', 'cleanup',
+    ]
+    static final List NOT_SIMULATED_BLOCKS = ['catchError', 'warnError']
 
     private final Script recScript
     private final LinkedList<Frame> recFrames = new LinkedList<Frame>()
@@ -175,9 +219,21 @@ class Recorder {
     private final Map recVars = [:]
     Map recPipelineMap
     final List recStages = []
+    // Per stage (and the pipeline), by identity: what the simulated build runs again. Keys:
+    // steps (the steps block), children (nested stages), parallel, when (condition nodes), post.
+    private final Map<Map, Map> recBodies = new IdentityHashMap<Map, Map>()
+    private final java.util.regex.Pattern recFailPattern
+    private final String recTagName
+    private String recBuildResult = 'SUCCESS'
+    private final List recNotSimulated = []
 
-    Recorder(Script script) {
+    Recorder(Script script, java.util.regex.Pattern failPattern = null, String tagName = null) {
         this.recScript = script
+        this.recFailPattern = failPattern
+        this.recTagName = tagName
+        if (tagName != null) {
+            recGlobals.env.TAG_NAME = tagName
+        }
         recFrames.add(new Frame(kind: 'root'))
     }
 
@@ -279,17 +335,22 @@ class Recorder {
             recAgent(target, args)
         } else if (name in ['stages', 'parallel']) {
             Map parent = target.is(recPipelineMap) ? null : target
+            recBodiesOf(target).parallel = name == 'parallel'
             int before = recStages.size()
             recRun(recBlock(name, args), new Frame(kind: 'stages', owner: target, parentStage: parent))
             if (recStages.size() == before) {
                 throw new StubError("no stage in the ${name} section of ${where}")
             }
         } else if (name != 'failFast') {
+            Closure body = recBlock(name, args)
+            Frame frame = new Frame(kind: SECTION_FRAMES[name] ?: 'directive', owner: target)
             if (name == 'when') {
                 target.when = true
+                frame.conds = recBodiesOf(target).when = []
+            } else if (name == 'steps') {
+                recBodiesOf(target).steps = body
             }
-            String kind = SECTION_FRAMES[name] ?: 'directive'
-            recRun(recBlock(name, args), new Frame(kind: kind, owner: target))
+            recRun(body, frame)
         }
         return new ChainGuard(name)
     }
@@ -306,8 +367,12 @@ class Recorder {
             throw new StubError("two stages are named '${stageName}'")
         }
         Map stage = recNewOwner([name: stageName, parent: f.parentStage?.name])
-        stage.putAll([when: false, when_conditions: []])
+        stage.putAll([
+            when: false, when_conditions: [], status: null, skip_reason: null, when_result: null,
+            error: null,
+        ])
         recStages.add(stage)
+        recBodiesOf(f.owner).children.add(stage)
         Frame frame = new Frame(kind: 'stage', owner: stage)
         recRun((Closure) args[1], frame)
         def bodies = STAGE_BODIES.findAll { it in frame.sections }
@@ -356,10 +421,12 @@ class Recorder {
             return new ChainGuard(name)
         }
         f.owner.when_conditions.add(name)
+        Map node = [name: name, args: args, children: []]
+        f.conds.add(node)
         if (name in WHEN_NESTING) {
-            recRun(recBlock(name, args), f)
+            recRun(recBlock(name, args), new Frame(kind: 'when', owner: f.owner, conds: node.children))
         }
-        // expression { ... } is Groovy Jenkins evaluates at run time: recorded, not run.
+        // expression { ... } is evaluated in the simulated build (recWhenValue), not here.
         return new ChainGuard(name)
     }
 
@@ -372,7 +439,9 @@ class Recorder {
         }
         List names = []
         f.owner.post[name] = names
-        recRun(recBlock(name, args), new Frame(kind: 'steps', owner: f.owner, postSteps: names))
+        Closure body = recBlock(name, args)
+        recBodiesOf(f.owner).post[name] = body
+        recRun(body, new Frame(kind: 'steps', owner: f.owner, postSteps: names))
         return new ChainGuard(name)
     }
 
@@ -397,31 +466,88 @@ class Recorder {
             if (!(text instanceof CharSequence)) {
                 throw new StubError("sh needs a script: sh 'command' or sh script: 'command'")
             }
-            f.owner.sh.add(text.toString())
+            String script = text.toString()
+            (f.exec ? f.owner.ran_sh : f.owner.sh).add(script)
             if (f.postSteps != null) {
                 f.postSteps.add(name)
             }
             result = options.returnStdout ? '' : options.returnStatus ? 0 : null
+            if (f.exec && recFailPattern != null && recFailPattern.matcher(script).find()) {
+                if (!options.returnStatus) {
+                    throw new StepFailure("sh '${script}' failed")
+                }
+                result = 1
+            }
         } else {
             recordedIn = recStepName(f, name)
+            if (f.exec && name == 'error') {
+                throw new StepFailure("error(${args ? args[0] : ''})")
+            }
+            if (f.exec && name == 'unstable') {
+                recNotSimulated.add("the unstable step in ${recWhere(f)}".toString())
+            }
         }
         // Block steps (lock, timeout, dir, script, ...) and parallel's branches run in place.
+        List<Closure> bodies = []
         args.each { arg ->
             if (arg instanceof Closure) {
-                recRun((Closure) arg, new Frame(kind: 'steps', owner: f.owner, postSteps: f.postSteps))
+                bodies.add((Closure) arg)
             } else if (arg instanceof Map) {
-                arg.values().findAll { it instanceof Closure }.each {
-                    recRun((Closure) it, new Frame(kind: 'steps', owner: f.owner, postSteps: f.postSteps))
+                bodies.addAll(arg.values().findAll { it instanceof Closure })
+            }
+        }
+        if (f.exec && bodies) {
+            recExecBlock(f, name, args, bodies)
+        } else {
+            bodies.each { recRun(it, new Frame(kind: 'steps', owner: f.owner, postSteps: f.postSteps)) }
+        }
+        return result != null ? result : new ChainGuard(name, recordedIn)
+    }
+
+    /** The bodies of a block step in the simulated build: a failure leaves the block. */
+    private void recExecBlock(Frame f, String name, Object[] args, List<Closure> bodies) {
+        Frame inner = new Frame(kind: 'steps', owner: f.owner, postSteps: f.postSteps, exec: true)
+        if (name == 'retry') {
+            def count = args.length > 0 && args[0] instanceof Map ? args[0].count : args[0]
+            int attempts = count instanceof Number ? Math.max(1, ((Number) count).intValue()) : 1
+            for (int attempt = 1; ; attempt++) {
+                try {
+                    bodies.each { recRun(it, inner) }
+                    return
+                } catch (StepFailure e) {
+                    if (attempt >= attempts) {
+                        throw e
+                    }
                 }
             }
         }
-        return result != null ? result : new ChainGuard(name, recordedIn)
+        if (name == 'parallel') {
+            // Scripted parallel: every branch runs to its end, then the first failure is the step's.
+            StepFailure first = null
+            bodies.each { Closure branch ->
+                StepFailure e = recExecCatching(branch, inner)
+                first = first ?: e
+            }
+            if (first != null) {
+                throw first
+            }
+            return
+        }
+        try {
+            bodies.each { recRun(it, inner) }
+        } catch (StepFailure e) {
+            if (name in NOT_SIMULATED_BLOCKS) {
+                String note = "${name} in ${recWhere(f)}: not simulated, so ${e.message} went through it"
+                recNotSimulated.add(note)
+            }
+            throw e
+        }
     }
 
     // ---- helpers -----------------------------------------------------------------------------
 
     private List<List> recStepName(Frame f, String name) {
-        List<List> lists = [f.owner.steps]
+        List<List> lists = [f.exec ? f.owner.ran_steps : f.owner.steps]
         if (f.postSteps != null) {
             lists.add(f.postSteps)
         }
@@ -463,8 +589,21 @@ class Recorder {
     private Map recNewOwner(Map head) {
         head + [
             agent: null, agent_label: null, sh: [], steps: [], post: [:], environment: [:],
-            options: [],
+            options: [], ran_sh: [], ran_steps: [], ran_post: [:],
         ]
+    }
+
+    private Map recBodiesOf(Map owner) {
+        Map bodies = recBodies.get(owner)
+        if (bodies == null) {
+            bodies = [steps: null, children: [], parallel: false, when: null, post: [:]]
+            recBodies.put(owner, bodies)
+        }
+        return bodies
+    }
+
+    private String recWhere(Frame f) {
+        f.owner.is(recPipelineMap) ? 'the pipeline' : "stage '${f.owner.name}'".toString()
     }
 
     private boolean recIsScriptMethod(String name) {
@@ -476,7 +615,171 @@ class Recorder {
     }
 
     Map recResult() {
-        recPipelineMap + [stages: recStages]
+        recPipelineMap + [
+            result: recBuildResult,
+            simulation: [fail: recFailPattern?.pattern(), tag: recTagName],
+            not_simulated: recNotSimulated,
+            stages: recStages,
+        ]
+    }
+
+    // ---- the simulated build -----------------------------------------------------------------
+
+    /** Runs the recorded pipeline as Jenkins would (after recording it): see the header. */
+    void recSimulate() {
+        StepFailure error = null
+        recBodiesOf(recPipelineMap).children.each { Map stage ->
+            StepFailure e = recSimStage(stage, error, null)
+            error = error ?: e
+        }
+        recSimPost(recPipelineMap, null, false)
+    }
+
+    /** Runs (or skips) one stage; returns its failure, or null. */
+    private StepFailure recSimStage(Map stage, StepFailure earlier, String skipReason) {
+        Map bodies = recBodiesOf(stage)
+        if (skipReason == null && earlier != null) {
+            skipReason = 'failure'
+        }
+        if (skipReason == null && bodies.when != null) {
+            Boolean passed = recWhenAll(bodies.when)
+            stage.when_result = passed == null ? 'unknown' : passed
+            if (passed != null && !passed) {
+                skipReason = 'when'
+            }
+        }
+        if (skipReason != null) {
+            stage.status = 'skipped'
+            stage.skip_reason = skipReason
+            bodies.children.each { recSimStage(it, null, skipReason) }
+            return null
+        }
+        StepFailure error = null
+        if (bodies.steps != null) {
+            error = recExecCatching(bodies.steps, new Frame(kind: 'steps', owner: stage, exec: true))
+        } else {
+            // Sequential nested stages stop at a failure; parallel ones all start.
+            bodies.children.each { Map child ->
+                StepFailure e = recSimStage(child, bodies.parallel ? null : error, null)
+                error = error ?: e
+            }
+        }
+        error = recSimPost(stage, error, true)
+        stage.status = error == null ? 'passed' : 'failed'
+        stage.error = error?.message
+        if (error != null) {
+            recBuildResult = 'FAILURE'
+        }
+        return error
+    }
+
+    /** Runs the post conditions of a stage (or the pipeline) that apply; returns the failure. */
+    private StepFailure recSimPost(Map owner, StepFailure error, boolean isStage) {
+        Map posts = recBodiesOf(owner).post
+        POST_ORDER.each { String condition ->
+            Closure body = posts[condition]
+            if (body != null && recPostApplies(condition, error, isStage)) {
+                List ran = []
+                owner.ran_post[condition] = ran
+                Frame frame = new Frame(kind: 'steps', owner: owner, postSteps: ran, exec: true)
+                StepFailure e = recExecCatching(body, frame)
+                if (e != null) {
+                    recBuildResult = 'FAILURE'
+                    error = error ?: e
+                }
+            }
+        }
+        return error
+    }
+
+    /** Jenkins' conditions, for a first build (no previous one) that is neither unstable nor aborted. */
+    private boolean recPostApplies(String condition, StepFailure error, boolean isStage) {
+        boolean failed = error != null
+        boolean buildFailed = recBuildResult == 'FAILURE'
+        if (condition in ['always', 'changed', 'cleanup']) {
+            return true
+        } else if (condition == 'failure') {
+            return failed || buildFailed
+        } else if (condition == 'success') {
+            // In a stage of a build that already failed, success means this stage did not fail.
+            return !failed && (isStage || !buildFailed)
+        } else if (condition == 'unsuccessful') {
+            return failed || buildFailed
+        }
+        return false  // fixed, regression, aborted, unstable, notBuilt
+    }
+
+    private StepFailure recExecCatching(Closure body, Frame frame) {
+        try {
+            recRun(body, frame)
+            return null
+        } catch (StepFailure e) {
+            return e
+        }
+    }
+
+    // A when condition is true, false or null (cannot be known here); a block of them is allOf.
+    private Boolean recWhenAll(List nodes) {
+        List values = nodes.collect { recWhenValue((Map) it) }
+        values.contains(false) ? false : values.contains(null) ? null : true
+    }
+
+    private Boolean recWhenValue(Map node) {
+        String name = node.name
+        if (name == 'buildingTag') {
+            return recTagName != null
+        } else if (name == 'tag') {
+            return recTagMatches((Object[]) node.args)
+        } else if (name == 'allOf') {
+            return recWhenAll(node.children)
+        } else if (name == 'anyOf') {
+            List values = node.children.collect { recWhenValue((Map) it) }
+            return values.contains(true) ? true : values.contains(null) ? null : false
+        } else if (name == 'not') {
+            Boolean value = recWhenAll(node.children)
+            return value == null ? null : !value
+        } else if (name == 'expression') {
+            // Run the expression as Jenkins would, against the simulated build's env.
+            Object[] args = (Object[]) node.args
+            if (args.length == 0 || !(args[0] instanceof Closure)) {
+                return null
+            }
+            Closure body = (Closure) ((Closure) args[0]).clone()
+            body.delegate = this
+            body.resolveStrategy = Closure.DELEGATE_FIRST
+            return body.call() as Boolean
+        }
+        return null
+    }
+
+    /** A variable of the simulated build (as a webhook trigger or job parameter sets it). */
+    void recSetEnv(String key, String value) {
+        recGlobals.env[key] = value
+    }
+
+    /** tag 'v*', tag pattern: '...', comparator: 'GLOB' | 'REGEXP' | 'EQUALS'. */
+    private Boolean recTagMatches(Object[] args) {
+        if (recTagName == null) {
+            return false
+        }
+        Map options = args.length > 0 && args[0] instanceof Map ? (Map) args[0] : [:]
+        def pattern = options ? options.pattern : (args.length > 0 ? args[0] : null)
+        if (!pattern) {
+            return true
+        }
+        String comparator = options.comparator?.toString() ?: 'GLOB'
+        if (comparator == 'EQUALS') {
+            return recTagName == pattern.toString()
+        } else if (comparator == 'REGEXP') {
+            return recTagName ==~ pattern.toString()
+        }
+        // Ant-style glob: ** any characters, * and ? within one path segment.
+        String regex = pattern.toString().split(/\*\*/, -1).collect { String part ->
+            part.split(/\*/, -1).collect { String piece ->
+                piece.split(/\?/, -1).collect { java.util.regex.Pattern.quote(it) }.join('[^/]')
+            }.join('[^/]*')
+        }.join('.*')
+        return recTagName ==~ regex
     }
 }
 
@@ -495,11 +798,45 @@ abstract class JenkinsfileScript extends Script {
     def propertyMissing(String name, Object value) { recorder.propertyMissing(name, value) }
 }
 
-if (args.length != 1) {
-    System.err.println('usage: groovy jenkins_dsl_stub.groovy path/to/Jenkinsfile')
+String usage = 'usage: groovy jenkins_dsl_stub.groovy [--fail REGEX] [--tag NAME] [--env KEY=VALUE ...] path/to/Jenkinsfile'
+Map cli = [:]
+Map buildEnv = [:]
+List positional = []
+for (int i = 0; i < args.length; i++) {
+    if (args[i] == '--env') {
+        if (i + 1 >= args.length || !args[i + 1].contains('=')) {
+            System.err.println(usage)
+            System.exit(64)
+        }
+        List pair = args[i + 1].split('=', 2) as List
+        buildEnv[pair[0]] = pair[1]
+        i++
+    } else if (args[i] in ['--fail', '--tag']) {
+        if (i + 1 >= args.length || args[i] in cli) {
+            System.err.println(usage)
+            System.exit(64)
+        }
+        String option = args[i]
+        cli[option] = args[i + 1]
+        i++
+    } else {
+        positional.add(args[i])
+    }
+}
+if (positional.size() != 1) {
+    System.err.println(usage)
     System.exit(64)
 }
-File jenkinsfile = new File(args[0])
+java.util.regex.Pattern failPattern = null
+if (cli['--fail'] != null) {
+    try {
+        failPattern = java.util.regex.Pattern.compile(cli['--fail'])
+    } catch (java.util.regex.PatternSyntaxException e) {
+        System.err.println("--fail: not a regular expression: ${e.message}")
+        System.exit(64)
+    }
+}
+File jenkinsfile = new File(positional[0])
 if (!jenkinsfile.isFile()) {
     System.err.println("not a file: ${jenkinsfile}")
     System.exit(64)
@@ -516,12 +853,14 @@ int status = 0
 Map recorded = null
 try {
     Script script = shell.parse(jenkinsfile.getText('UTF-8'), StubError.sourceName)
-    def recorder = new Recorder(script)
+    def recorder = new Recorder(script, failPattern, cli['--tag'])
+    buildEnv.each { k, v -> recorder.recSetEnv((String) k, (String) v) }
     script.attachRecorder__(recorder)
     script.run()
     if (recorder.recPipelineMap == null) {
         throw new StubError('no pipeline { } block')
     }
+    recorder.recSimulate()
     recorded = recorder.recResult()
 } catch (CompilationFailedException e) {
     System.err.println("${jenkinsfile}: does not compile:\n${e.message}")

@@ -4,6 +4,11 @@ The Jenkinsfile is evaluated by jenkins_dsl_stub.groovy, a recording stub of the
 DSL, which prints the stages it saw (sh scripts, other steps, agent, when, post) as JSON. The
 checks below are plain functions of that JSON, so the tests at the end can show that they
 reject a wrong Jenkinsfile.
+
+The stub also simulates a build: with `--fail REGEX` the sh steps whose script matches fail,
+with `--tag NAME` the build is for a tag. Each stage then has a status (passed, failed,
+skipped) and the scripts and post conditions that ran, so the tests can show where the flow
+stops when a stage fails.
 """
 
 from __future__ import annotations
@@ -64,12 +69,14 @@ def groovy() -> str:
     return path
 
 
-def run_stub(groovy: str, jenkinsfile: Path) -> subprocess.CompletedProcess[str]:
+def run_stub(groovy: str, jenkinsfile: Path, *options: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if JAVA_HOME.is_dir():
         env["JAVA_HOME"] = str(JAVA_HOME)
+    # Each run is a short-lived JVM: C1 only and the serial GC start it about a third faster.
+    env.setdefault("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     return subprocess.run(
-        [groovy, str(STUB), str(jenkinsfile)],
+        [groovy, str(STUB), *options, str(jenkinsfile)],
         capture_output=True,
         text=True,
         env=env,
@@ -78,8 +85,8 @@ def run_stub(groovy: str, jenkinsfile: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-def record(groovy: str, jenkinsfile: Path) -> Recorded:
-    proc = run_stub(groovy, jenkinsfile)
+def record(groovy: str, jenkinsfile: Path, *options: str) -> Recorded:
+    proc = run_stub(groovy, jenkinsfile, *options)
     assert proc.returncode == 0, (
         f"the DSL stub rejected {jenkinsfile} (exit {proc.returncode}):\n{proc.stderr}"
     )
@@ -88,7 +95,32 @@ def record(groovy: str, jenkinsfile: Path) -> Recorded:
 
 @pytest.fixture(scope="module")
 def jenkinsfile(groovy: str) -> Recorded:
-    return record(groovy, JENKINSFILE)
+    """The Jenkinsfile, and a build of a branch (not a tag) in which every step succeeds.
+
+    The job mlci creates is started by the Generic Webhook Trigger, which sets env.ref.
+    """
+    return record(groovy, JENKINSFILE, "--env", "ref=refs/heads/main")
+
+
+@pytest.fixture(scope="module")
+def gate_failing_build(groovy: str) -> Recorded:
+    return record(groovy, JENKINSFILE, "--fail", r"\binvoke\s+gate\b")
+
+
+@pytest.fixture(scope="module")
+def tests_failing_build(groovy: str) -> Recorded:
+    return record(groovy, JENKINSFILE, "--fail", r"\binvoke\s+test\b")
+
+
+@pytest.fixture(scope="module")
+def tag_build(groovy: str) -> Recorded:
+    return record(groovy, JENKINSFILE, "--tag", "v1.2.3")
+
+
+@pytest.fixture(scope="module")
+def webhook_tag_build(groovy: str) -> Recorded:
+    """A tag push delivered by the webhook trigger: no TAG_NAME, but env.ref names the tag."""
+    return record(groovy, JENKINSFILE, "--env", "ref=refs/tags/v1.2.3")
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +203,38 @@ def stage(recorded: Recorded, name: str) -> Recorded:
     return found[0]
 
 
+def statuses(recorded: Recorded) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in recorded["stages"]}
+
+
+def ran_tasks(recorded: Recorded) -> list[str]:
+    """The Invoke tasks the stages ran in the simulated build, in order."""
+    return [
+        task for s in recorded["stages"] for script in s["ran_sh"] for task in invoke_calls(script)
+    ]
+
+
+def around(recorded: Recorded, name: str) -> tuple[list[Recorded], Recorded, list[Recorded]]:
+    """The stages before the named one, that stage, and the stages after it."""
+    stage(recorded, name)
+    at = [s["name"] for s in recorded["stages"]].index(name)
+    return recorded["stages"][:at], recorded["stages"][at], recorded["stages"][at + 1 :]
+
+
+def tasks_through(task: str) -> list[str]:
+    """The pipeline's tasks up to and including `task`."""
+    return list(PIPELINE_STAGES[: PIPELINE_STAGES.index(task) + 1])
+
+
+def assert_skipped_without_running(stages: list[Recorded]) -> None:
+    for s in stages:
+        assert s["status"] == "skipped", s
+        assert s["skip_reason"] == "failure", s
+        assert (s["ran_sh"], s["ran_steps"], s["ran_post"]) == ([], [], {}), s
+        # What the stage declares is still recorded: the structural checks see it.
+        assert s["sh"], f"stage {s['name']!r} lost its declared sh steps"
+
+
 # ---- the Jenkinsfile --------------------------------------------------------------------------
 
 
@@ -212,6 +276,79 @@ def test_release_runs_only_for_tags(jenkinsfile: Recorded) -> None:
 def test_test_stage_always_publishes_its_reports(jenkinsfile: Recorded) -> None:
     published = stage(jenkinsfile, "Test")["post"].get("always", [])
     assert {"junit", "recordCoverage"} <= set(published)
+
+
+# ---- the Jenkinsfile's flow, in simulated builds ----------------------------------------------
+
+
+def test_a_failing_quality_gate_stops_the_flow(gate_failing_build: Recorded) -> None:
+    build = gate_failing_build
+    before, gate, after = around(build, "Gate")
+    for s in before:
+        assert s["status"] == "passed", s
+        assert s["ran_sh"] == s["sh"], f"stage {s['name']!r} did not run all its scripts"
+    assert ran_tasks(build) == tasks_through("gate")
+    assert gate["status"] == "failed"
+    assert [task for script in gate["ran_sh"] for task in invoke_calls(script)] == ["gate"]
+    assert "invoke gate" in gate["error"]
+    assert [s["name"] for s in after] == ["Image", "Train", "Promote", "Release"]
+    assert_skipped_without_running(after)
+    assert build["result"] == "FAILURE"
+    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    # Nothing in the way (catchError, warnError, ...) that the stub cannot simulate.
+    assert build["not_simulated"] == []
+    # The failure changes what runs, not what the Jenkinsfile declares.
+    assert stage_tasks(build) == list(PIPELINE_STAGES)
+
+
+def test_a_green_branch_build_runs_every_stage_but_release(jenkinsfile: Recorded) -> None:
+    assert jenkinsfile["simulation"] == {"fail": None, "tag": None}
+    assert jenkinsfile["result"] == "SUCCESS"
+    assert statuses(jenkinsfile) == {
+        s["name"]: "skipped" if s["name"] == "Release" else "passed" for s in jenkinsfile["stages"]
+    }
+    release = stage(jenkinsfile, "Release")
+    assert (release["skip_reason"], release["when_result"]) == ("when", False)
+    assert release["ran_sh"] == []
+    assert ran_tasks(jenkinsfile) == [task for task in PIPELINE_STAGES if task != "release"]
+    assert jenkinsfile["ran_post"] == {"always": ["archiveArtifacts"]}
+
+
+def test_a_tag_build_releases(tag_build: Recorded) -> None:
+    assert tag_build["result"] == "SUCCESS"
+    assert set(statuses(tag_build).values()) == {"passed"}
+    release = stage(tag_build, "Release")
+    assert release["when_result"] is True
+    assert [task for script in release["ran_sh"] for task in invoke_calls(script)] == ["release"]
+    assert ran_tasks(tag_build) == list(PIPELINE_STAGES)
+
+
+def test_a_tag_pushed_through_the_webhook_releases(webhook_tag_build: Recorded) -> None:
+    release = stage(webhook_tag_build, "Release")
+    assert release["status"] == "passed"
+    assert [task for script in release["ran_sh"] for task in invoke_calls(script)] == ["release"]
+
+
+def test_a_branch_named_like_a_tag_does_not_release(groovy: str) -> None:
+    build = record(groovy, JENKINSFILE, "--env", "ref=refs/heads/v1-feature")
+    release = stage(build, "Release")
+    assert (release["status"], release["when_result"]) == ("skipped", False)
+
+
+def test_failing_tests_still_publish_their_reports(tests_failing_build: Recorded) -> None:
+    build = tests_failing_build
+    before, test, after = around(build, "Test")
+    assert {s["status"] for s in before} == {"passed"}
+    assert ran_tasks(build) == tasks_through("test")
+    assert test["status"] == "failed"
+    assert test["ran_post"] == {"always": ["junit", "recordCoverage"]}
+    assert test["ran_steps"] == ["junit", "recordCoverage"]
+    assert after[0]["name"] == "Scan"
+    assert_skipped_without_running(after)
+    assert build["result"] == "FAILURE"
+    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    # Nothing in the way (catchError, warnError, ...) that the stub cannot simulate.
+    assert build["not_simulated"] == []
 
 
 # ---- the checks catch mistakes ----------------------------------------------------------------
@@ -292,3 +429,63 @@ def test_extra_substance_is_reported(groovy: str, tmp_path: Path) -> None:
         "stage 'Lint' runs sh '.venv/bin/invoke lint && curl example.org'",
         "stage 'Lint' uses step 'echo'",
     ]
+
+
+def test_stub_follows_jenkins_failure_semantics(groovy: str, tmp_path: Path) -> None:
+    path = tmp_path / "Jenkinsfile"
+    path.write_text(
+        textwrap.dedent(
+            """
+            pipeline {
+                agent any
+                stages {
+                    stage('Lint') {
+                        steps {
+                            timeout(time: 1, unit: 'MINUTES') {
+                                lock('x') {
+                                    sh 'invoke lint'
+                                    sh 'invoke lint --again'
+                                }
+                            }
+                            sh 'invoke after'
+                        }
+                        post {
+                            cleanup { echo 'cleanup' }
+                            success { echo 'success' }
+                            unsuccessful { echo 'unsuccessful' }
+                            failure { echo 'failure' }
+                            always { junit 'reports/junit.xml' }
+                        }
+                    }
+                    stage('Next') {
+                        steps {
+                            sh 'invoke next'
+                        }
+                        post {
+                            always { echo 'next' }
+                        }
+                    }
+                }
+                post {
+                    success { echo 'success' }
+                    always { archiveArtifacts 'reports/**' }
+                    failure { echo 'failure' }
+                }
+            }
+            """
+        )
+    )
+    build = record(groovy, path, "--fail", r"invoke lint$")
+    lint, nxt = build["stages"]
+    # The failing sh leaves timeout and lock; the steps after it, inside and outside, don't run.
+    assert lint["status"] == "failed"
+    assert lint["ran_sh"] == ["invoke lint"]
+    assert lint["sh"] == ["invoke lint", "invoke lint --again", "invoke after"]
+    # Post conditions run in Jenkins' order, whatever the order they are written in.
+    assert list(lint["ran_post"]) == ["always", "failure", "unsuccessful", "cleanup"]
+    assert lint["ran_post"]["always"] == ["junit"]
+    # A stage skipped after a failure runs neither its steps nor its post.
+    assert (nxt["status"], nxt["ran_sh"], nxt["ran_post"]) == ("skipped", [], {})
+    assert build["result"] == "FAILURE"
+    assert build["ran_post"] == {"always": ["archiveArtifacts"], "failure": ["echo"]}
+    assert build["not_simulated"] == []
