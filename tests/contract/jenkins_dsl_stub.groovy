@@ -1,6 +1,7 @@
 // A recording stub of Jenkins' declarative pipeline DSL, for tests/contract/test_jenkinsfile.py.
 //
-//     groovy tests/contract/jenkins_dsl_stub.groovy [--fail REGEX] [--tag NAME] path/to/Jenkinsfile
+//     groovy tests/contract/jenkins_dsl_stub.groovy [--fail REGEX] [--tag NAME] [--env KEY=VALUE]...
+//         path/to/Jenkinsfile
 //
 // It evaluates the Jenkinsfile as Groovy. Every DSL call reaches a Recorder through
 // methodMissing / propertyMissing (closures run with the Recorder as delegate, DELEGATE_FIRST),
@@ -12,7 +13,8 @@
 //      "sh": [...], "steps": [...], "post": {"always": ["archiveArtifacts"]},
 //      "ran_sh": [], "ran_steps": ["archiveArtifacts"],
 //      "ran_post": {"always": ["archiveArtifacts"]}, "result": "FAILURE",
-//      "simulation": {"fail": "invoke gate", "tag": null}, "not_simulated": [],
+//      "simulation": {"fail": "invoke gate", "tag": null, "env": {"ref": "refs/heads/main"}},
+//      "not_simulated": [],
 //      "stages": [{"name": "Train", "parent": null, "agent": "label", "agent_label": "gpu",
 //                  "when": false, "when_conditions": [], "sh": ["bash .ci/bootstrap", ...],
 //                  "steps": ["stash"], "post": {}, "environment": {}, "options": [],
@@ -35,9 +37,26 @@
 // stage is "failed", the build result FAILURE, and every later stage "skipped" (skip_reason
 // "failure"). A stage whose `when` is false is "skipped" too (skip_reason "when"), without its
 // post; a skipped stage's nested stages are skipped with it. `when` knows buildingTag(), tag, not,
-// allOf and anyOf: the build is for a tag only with --tag NAME (env.TAG_NAME); other conditions
-// cannot be known here, so "when_result" is "unknown" and the stage runs as if they held
-// ("when_result" is null where no when was evaluated). Post conditions run in Jenkins' order
+// allOf, anyOf and expression: the build is for a tag only with --tag NAME (env.TAG_NAME), and an
+// expression { ... } runs as Jenkins runs it, its truth (Groovy truth) being the condition's.
+// Conditions are evaluated left to right and stop where the result is known (anyOf at the first
+// true one, allOf and the when block at the first false one), as in Jenkins. Other conditions
+// (branch, environment, changeset, ...) cannot be known here, so "when_result" is "unknown" and
+// the stage runs as if they held ("when_result" is null where no when was evaluated). An error
+// evaluating an expression (an exception, a failing sh) fails the stage as in Jenkins: it is
+// "failed" with "when_result" "error" and the error in "error", its post does not run (nor do its
+// nested stages: skip_reason "failure"), and the build goes on as after any failed stage.
+//
+// The simulated build's environment: `env` holds the variables given with --env KEY=VALUE
+// (repeatable; what a trigger or a job parameter sets, such as the Generic Webhook Trigger's
+// `ref`) and TAG_NAME with --tag NAME, then the pipeline's environment section and, in a stage,
+// those of its enclosing stages. A stage's own environment applies to its steps and post, not to
+// its when (Jenkins evaluates when first). As in Jenkins a variable that is not set reads null
+// (env.X), and inside an expression a bare name that is neither a variable of the Jenkinsfile nor
+// a set environment variable is an error ("No such property"). A Groovy error in a step of the
+// simulated build (a method called on null, ...) fails its stage like a failing sh. (When the
+// stub records the Jenkinsfile, before the simulated build, env answers '' for any name and
+// expression bodies do not run.) Post conditions run in Jenkins' order
 // (always, changed, fixed, regression, aborted, failure, success, unstable, unsuccessful, notBuilt,
 // cleanup) and on Jenkins' terms, for a first build (changed runs; fixed and regression do not); a
 // failure inside one marks its stage (or the build) failed and the remaining ones still run. Per
@@ -52,7 +71,8 @@
 //
 // Exit status: 0 JSON printed; 2 the Jenkinsfile does not compile; 3 its structure is not a
 // declarative pipeline (unknown or repeated section, a stage without steps, two DSL calls
-// chained on one line, ...); 4 another error while evaluating it; 64 usage.
+// chained on one line, ...); 4 another error while evaluating it; 64 usage (an --env without
+// KEY=, a KEY given twice, --env TAG_NAME=... together with --tag, ...).
 
 import groovy.json.JsonOutput
 import org.codehaus.groovy.ast.ClassCodeExpressionTransformer
@@ -165,7 +185,8 @@ class Symbol {
 
 /** The innermost DSL block being evaluated. */
 class Frame {
-    String kind          // root, pipeline, stages, stage, agent, when, post, steps, environment, options, directive
+    String kind          // root, pipeline, stages, stage, agent, when, post, steps, environment, options,
+                         // directive, expression (a when expression's body, in the simulated build)
     Map owner            // the stage (or the pipeline) that steps in this frame belong to
     List postSteps       // inside post { <condition> { ... } }: that condition's step names
     Map parentStage      // in a stages / parallel block nested in a stage: that stage
@@ -224,16 +245,23 @@ class Recorder {
     private final Map<Map, Map> recBodies = new IdentityHashMap<Map, Map>()
     private final java.util.regex.Pattern recFailPattern
     private final String recTagName
+    // The variables the simulated build starts with: --env KEY=VALUE, and TAG_NAME with --tag.
+    private final Map recBuildEnv
+    // During the simulated build: the env of what runs now (null while recording).
+    private Map recSimEnv = null
     private String recBuildResult = 'SUCCESS'
     private final List recNotSimulated = []
 
-    Recorder(Script script, java.util.regex.Pattern failPattern = null, String tagName = null) {
+    Recorder(Script script, java.util.regex.Pattern failPattern = null, String tagName = null,
+             Map buildEnv = [:]) {
         this.recScript = script
         this.recFailPattern = failPattern
         this.recTagName = tagName
+        this.recBuildEnv = new LinkedHashMap(buildEnv)
         if (tagName != null) {
-            recGlobals.env.TAG_NAME = tagName
+            this.recBuildEnv.TAG_NAME = tagName
         }
+        recGlobals.env.putAll(recBuildEnv)
         recFrames.add(new Frame(kind: 'root'))
     }
 
@@ -268,12 +296,16 @@ class Recorder {
             case 'agent': return recAgentCall(f, name, args)
             case 'when': return recWhen(f, name, args)
             case 'steps': return recStep(f, name, args)
+            case 'expression': return recStep(f, name, args)
             case 'environment': return recStep(new Frame(kind: 'steps', owner: f.owner), name, args)
             default: return recDirective(f, name, args)
         }
     }
 
     def propertyMissing(String name) {
+        if (name == 'env' && recSimEnv != null) {
+            return recSimEnv
+        }
         if (recGlobals.containsKey(name)) {
             return recGlobals[name]
         }
@@ -284,6 +316,13 @@ class Recorder {
             return recScript.binding.getVariable(name)
         }
         Frame f = recFrames.last
+        if (f.kind == 'expression') {
+            // Jenkins resolves a bare name to an environment variable, or fails.
+            if (recSimEnv.containsKey(name)) {
+                return recSimEnv[name]
+            }
+            throw new MissingPropertyException("No such property: ${name}".toString(), name, null)
+        }
         if (f.kind in ['root', 'pipeline', 'stages', 'stage', 'post'] && !(name in ['any', 'none'])) {
             throw new StubError("unknown name `${name}` in ${recDescribe(f)}")
         }
@@ -296,7 +335,7 @@ class Recorder {
             String text = value?.toString()
             f.owner.environment[name] = text
             recGlobals.env[name] = text
-        } else if (f.kind in ['steps', 'directive']) {
+        } else if (f.kind in ['steps', 'directive', 'expression']) {
             recVars[name] = value
         } else {
             throw new StubError("assignment to `${name}` in ${recDescribe(f)}")
@@ -425,8 +464,10 @@ class Recorder {
         f.conds.add(node)
         if (name in WHEN_NESTING) {
             recRun(recBlock(name, args), new Frame(kind: 'when', owner: f.owner, conds: node.children))
+        } else if (name == 'expression') {
+            // Groovy Jenkins evaluates at run time: recorded here, run by the simulated build.
+            recBlock(name, args)
         }
-        // expression { ... } is evaluated in the simulated build (recWhenValue), not here.
         return new ChainGuard(name)
     }
 
@@ -575,12 +616,20 @@ class Recorder {
         return (Closure) args[0]
     }
 
-    private void recRun(Closure body, Frame frame) {
+    private Object recRun(Closure body, Frame frame) {
         recFrames.add(frame)
         try {
             Closure c = body.rehydrate(this, body.owner, body.thisObject)
             c.resolveStrategy = Closure.DELEGATE_FIRST
-            c.call()
+            return c.call()
+        } catch (StubError | StepFailure e) {
+            throw e
+        } catch (Exception | AssertionError e) {
+            if (!frame.exec) {
+                throw e
+            }
+            // In the simulated build Jenkins would fail the step, as a failing sh does.
+            throw new StepFailure(e.toString())
         } finally {
             recFrames.removeLast()
         }
@@ -617,7 +666,10 @@ class Recorder {
     Map recResult() {
         recPipelineMap + [
             result: recBuildResult,
-            simulation: [fail: recFailPattern?.pattern(), tag: recTagName],
+            simulation: [
+                fail: recFailPattern?.pattern(), tag: recTagName,
+                env: recBuildEnv.findAll { it.key != 'TAG_NAME' || recTagName == null },
+            ],
             not_simulated: recNotSimulated,
             stages: recStages,
         ]
@@ -627,22 +679,44 @@ class Recorder {
 
     /** Runs the recorded pipeline as Jenkins would (after recording it): see the header. */
     void recSimulate() {
+        Map env = new LinkedHashMap(recBuildEnv)
+        env.putAll(recPipelineMap.environment)
+        recSimEnv = env
         StepFailure error = null
         recBodiesOf(recPipelineMap).children.each { Map stage ->
-            StepFailure e = recSimStage(stage, error, null)
+            StepFailure e = recSimStage(stage, error, null, env)
             error = error ?: e
         }
+        recSimEnv = env
         recSimPost(recPipelineMap, null, false)
+        recSimEnv = null
     }
 
-    /** Runs (or skips) one stage; returns its failure, or null. */
-    private StepFailure recSimStage(Map stage, StepFailure earlier, String skipReason) {
+    /**
+     * Runs (or skips) one stage; returns its failure, or null. `env` is the environment around
+     * it (the build's and the pipeline's, and its enclosing stages').
+     */
+    private StepFailure recSimStage(Map stage, StepFailure earlier, String skipReason, Map env) {
         Map bodies = recBodiesOf(stage)
+        Map stageEnv = new LinkedHashMap(env)
+        stageEnv.putAll(stage.environment)
         if (skipReason == null && earlier != null) {
             skipReason = 'failure'
         }
         if (skipReason == null && bodies.when != null) {
-            Boolean passed = recWhenAll(bodies.when)
+            // Jenkins evaluates when before the stage's own environment section.
+            recSimEnv = env
+            Boolean passed
+            try {
+                passed = recWhenAll(stage, bodies.when)
+            } catch (StepFailure e) {
+                stage.when_result = 'error'
+                stage.status = 'failed'
+                stage.error = e.message
+                recBuildResult = 'FAILURE'
+                bodies.children.each { recSimStage(it, null, 'failure', stageEnv) }
+                return e
+            }
             stage.when_result = passed == null ? 'unknown' : passed
             if (passed != null && !passed) {
                 skipReason = 'when'
@@ -651,18 +725,20 @@ class Recorder {
         if (skipReason != null) {
             stage.status = 'skipped'
             stage.skip_reason = skipReason
-            bodies.children.each { recSimStage(it, null, skipReason) }
+            bodies.children.each { recSimStage(it, null, skipReason, stageEnv) }
             return null
         }
         StepFailure error = null
+        recSimEnv = stageEnv
         if (bodies.steps != null) {
             error = recExecCatching(bodies.steps, new Frame(kind: 'steps', owner: stage, exec: true))
         } else {
             // Sequential nested stages stop at a failure; parallel ones all start.
             bodies.children.each { Map child ->
-                StepFailure e = recSimStage(child, bodies.parallel ? null : error, null)
+                StepFailure e = recSimStage(child, bodies.parallel ? null : error, null, stageEnv)
                 error = error ?: e
             }
+            recSimEnv = stageEnv
         }
         error = recSimPost(stage, error, true)
         stage.status = error == null ? 'passed' : 'failed'
@@ -719,42 +795,57 @@ class Recorder {
     }
 
     // A when condition is true, false or null (cannot be known here); a block of them is allOf.
-    private Boolean recWhenAll(List nodes) {
-        List values = nodes.collect { recWhenValue((Map) it) }
-        values.contains(false) ? false : values.contains(null) ? null : true
+    // Like Jenkins, evaluation stops at the first false one; an expression that fails throws.
+    private Boolean recWhenAll(Map stage, List nodes) {
+        boolean unknown = false
+        for (Object node : nodes) {
+            Boolean value = recWhenValue(stage, (Map) node)
+            if (value == null) {
+                unknown = true
+            } else if (!value) {
+                return false
+            }
+        }
+        return unknown ? null : true
     }
 
-    private Boolean recWhenValue(Map node) {
+    private Boolean recWhenValue(Map stage, Map node) {
         String name = node.name
         if (name == 'buildingTag') {
             return recTagName != null
         } else if (name == 'tag') {
             return recTagMatches((Object[]) node.args)
         } else if (name == 'allOf') {
-            return recWhenAll(node.children)
+            return recWhenAll(stage, node.children)
         } else if (name == 'anyOf') {
-            List values = node.children.collect { recWhenValue((Map) it) }
-            return values.contains(true) ? true : values.contains(null) ? null : false
+            boolean unknown = false
+            for (Object child : node.children) {
+                Boolean value = recWhenValue(stage, (Map) child)
+                if (value == null) {
+                    unknown = true
+                } else if (value) {
+                    return true
+                }
+            }
+            return unknown ? null : false
         } else if (name == 'not') {
-            Boolean value = recWhenAll(node.children)
+            Boolean value = recWhenAll(stage, node.children)
             return value == null ? null : !value
         } else if (name == 'expression') {
-            // Run the expression as Jenkins would, against the simulated build's env.
-            Object[] args = (Object[]) node.args
-            if (args.length == 0 || !(args[0] instanceof Closure)) {
-                return null
-            }
-            Closure body = (Closure) ((Closure) args[0]).clone()
-            body.delegate = this
-            body.resolveStrategy = Closure.DELEGATE_FIRST
-            return body.call() as Boolean
+            return recExpression(stage, (Closure) ((Object[]) node.args)[0])
         }
         return null
     }
 
-    /** A variable of the simulated build (as a webhook trigger or job parameter sets it). */
-    void recSetEnv(String key, String value) {
-        recGlobals.env[key] = value
+    /** Runs a when expression's body in the simulated build; an error in it fails the stage. */
+    private boolean recExpression(Map stage, Closure body) {
+        Object value
+        try {
+            value = recRun(body, new Frame(kind: 'expression', owner: stage, exec: true))
+        } catch (StepFailure e) {
+            throw new StepFailure("when expression failed: ${e.message}".toString())
+        }
+        return value as boolean
     }
 
     /** tag 'v*', tag pattern: '...', comparator: 'GLOB' | 'REGEXP' | 'EQUALS'. */
@@ -798,30 +889,36 @@ abstract class JenkinsfileScript extends Script {
     def propertyMissing(String name, Object value) { recorder.propertyMissing(name, value) }
 }
 
-String usage = 'usage: groovy jenkins_dsl_stub.groovy [--fail REGEX] [--tag NAME] [--env KEY=VALUE ...] path/to/Jenkinsfile'
+String usage = 'usage: groovy jenkins_dsl_stub.groovy [--fail REGEX] [--tag NAME] [--env KEY=VALUE]... path/to/Jenkinsfile'
 Map cli = [:]
 Map buildEnv = [:]
 List positional = []
 for (int i = 0; i < args.length; i++) {
-    if (args[i] == '--env') {
-        if (i + 1 >= args.length || !args[i + 1].contains('=')) {
-            System.err.println(usage)
-            System.exit(64)
-        }
-        List pair = args[i + 1].split('=', 2) as List
-        buildEnv[pair[0]] = pair[1]
-        i++
-    } else if (args[i] in ['--fail', '--tag']) {
-        if (i + 1 >= args.length || args[i] in cli) {
+    if (args[i] in ['--fail', '--tag', '--env']) {
+        if (i + 1 >= args.length || (args[i] != '--env' && args[i] in cli)) {
             System.err.println(usage)
             System.exit(64)
         }
         String option = args[i]
-        cli[option] = args[i + 1]
+        String value = args[i + 1]
+        if (option == '--env') {
+            def pair = value =~ /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/
+            if (!pair.matches() || buildEnv.containsKey(pair.group(1))) {
+                System.err.println("--env ${value}: expected KEY=VALUE, each KEY once\n${usage}")
+                System.exit(64)
+            }
+            buildEnv[pair.group(1)] = pair.group(2)
+        } else {
+            cli[option] = value
+        }
         i++
     } else {
         positional.add(args[i])
     }
+}
+if (cli['--tag'] != null && buildEnv.containsKey('TAG_NAME')) {
+    System.err.println("--tag NAME sets TAG_NAME: give it or --env TAG_NAME=..., not both\n${usage}")
+    System.exit(64)
 }
 if (positional.size() != 1) {
     System.err.println(usage)
@@ -853,8 +950,7 @@ int status = 0
 Map recorded = null
 try {
     Script script = shell.parse(jenkinsfile.getText('UTF-8'), StubError.sourceName)
-    def recorder = new Recorder(script, failPattern, cli['--tag'])
-    buildEnv.each { k, v -> recorder.recSetEnv((String) k, (String) v) }
+    def recorder = new Recorder(script, failPattern, cli['--tag'], buildEnv)
     script.attachRecorder__(recorder)
     script.run()
     if (recorder.recPipelineMap == null) {

@@ -6,9 +6,12 @@ checks below are plain functions of that JSON, so the tests at the end can show 
 reject a wrong Jenkinsfile.
 
 The stub also simulates a build: with `--fail REGEX` the sh steps whose script matches fail,
-with `--tag NAME` the build is for a tag. Each stage then has a status (passed, failed,
-skipped) and the scripts and post conditions that ran, so the tests can show where the flow
-stops when a stage fails.
+with `--tag NAME` the build is for a tag (a multibranch job's TAG_NAME), and `--env KEY=VALUE`
+sets a variable of the build, which `when { expression { ... } }` sees as env.KEY. The job mlci
+creates is a plain Pipeline job started by the Generic Webhook Trigger, which sets env.ref to the
+pushed ref, so the builds below carry `--env ref=...` as that job's builds would. Each stage then
+has a status (passed, failed, skipped) and the scripts and post conditions that ran, so the tests
+can show where the flow stops when a stage fails.
 """
 
 from __future__ import annotations
@@ -93,34 +96,35 @@ def record(groovy: str, jenkinsfile: Path, *options: str) -> Recorded:
     return json.loads(proc.stdout)
 
 
+# What the Generic Webhook Trigger sets for a push to main.
+MAIN_PUSH = ("--env", "ref=refs/heads/main")
+# A tag build, as either kind of job sees it: a multibranch job builds the tag (TAG_NAME,
+# buildingTag()); the webhook-triggered job mlci creates only has the pushed ref.
+TAG_BUILDS = {
+    "multibranch": ("--tag", "v1.2.0"),
+    "webhook": ("--env", "ref=refs/tags/v1.2.0"),
+}
+
+
 @pytest.fixture(scope="module")
 def jenkinsfile(groovy: str) -> Recorded:
-    """The Jenkinsfile, and a build of a branch (not a tag) in which every step succeeds.
-
-    The job mlci creates is started by the Generic Webhook Trigger, which sets env.ref.
-    """
-    return record(groovy, JENKINSFILE, "--env", "ref=refs/heads/main")
+    """The Jenkinsfile, and a build of a push to main (not a tag) in which every step succeeds."""
+    return record(groovy, JENKINSFILE, *MAIN_PUSH)
 
 
 @pytest.fixture(scope="module")
 def gate_failing_build(groovy: str) -> Recorded:
-    return record(groovy, JENKINSFILE, "--fail", r"\binvoke\s+gate\b")
+    return record(groovy, JENKINSFILE, *MAIN_PUSH, "--fail", r"\binvoke\s+gate\b")
 
 
 @pytest.fixture(scope="module")
 def tests_failing_build(groovy: str) -> Recorded:
-    return record(groovy, JENKINSFILE, "--fail", r"\binvoke\s+test\b")
+    return record(groovy, JENKINSFILE, *MAIN_PUSH, "--fail", r"\binvoke\s+test\b")
 
 
-@pytest.fixture(scope="module")
-def tag_build(groovy: str) -> Recorded:
-    return record(groovy, JENKINSFILE, "--tag", "v1.2.3")
-
-
-@pytest.fixture(scope="module")
-def webhook_tag_build(groovy: str) -> Recorded:
-    """A tag push delivered by the webhook trigger: no TAG_NAME, but env.ref names the tag."""
-    return record(groovy, JENKINSFILE, "--env", "ref=refs/tags/v1.2.3")
+@pytest.fixture(scope="module", params=list(TAG_BUILDS), ids=list(TAG_BUILDS))
+def tag_build(groovy: str, request: pytest.FixtureRequest) -> Recorded:
+    return record(groovy, JENKINSFILE, *TAG_BUILDS[request.param])
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +306,11 @@ def test_a_failing_quality_gate_stops_the_flow(gate_failing_build: Recorded) -> 
 
 
 def test_a_green_branch_build_runs_every_stage_but_release(jenkinsfile: Recorded) -> None:
-    assert jenkinsfile["simulation"] == {"fail": None, "tag": None}
+    assert jenkinsfile["simulation"] == {
+        "fail": None,
+        "tag": None,
+        "env": {"ref": "refs/heads/main"},
+    }
     assert jenkinsfile["result"] == "SUCCESS"
     assert statuses(jenkinsfile) == {
         s["name"]: "skipped" if s["name"] == "Release" else "passed" for s in jenkinsfile["stages"]
@@ -321,18 +329,43 @@ def test_a_tag_build_releases(tag_build: Recorded) -> None:
     assert release["when_result"] is True
     assert [task for script in release["ran_sh"] for task in invoke_calls(script)] == ["release"]
     assert ran_tasks(tag_build) == list(PIPELINE_STAGES)
+    assert tag_build["not_simulated"] == []
 
 
-def test_a_tag_pushed_through_the_webhook_releases(webhook_tag_build: Recorded) -> None:
-    release = stage(webhook_tag_build, "Release")
-    assert release["status"] == "passed"
-    assert [task for script in release["ran_sh"] for task in invoke_calls(script)] == ["release"]
-
-
-def test_a_branch_named_like_a_tag_does_not_release(groovy: str) -> None:
-    build = record(groovy, JENKINSFILE, "--env", "ref=refs/heads/v1-feature")
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(("--env", "ref=refs/heads/v1-feature"), id="branch-named-like-a-tag"),
+        # Started by hand, not by the webhook: no ref at all (env.ref is null).
+        pytest.param((), id="no-ref"),
+    ],
+)
+def test_a_build_that_is_not_for_a_tag_does_not_release(
+    groovy: str, options: tuple[str, ...]
+) -> None:
+    build = record(groovy, JENKINSFILE, *options)
+    assert build["result"] == "SUCCESS"
     release = stage(build, "Release")
-    assert (release["status"], release["when_result"]) == ("skipped", False)
+    assert (release["status"], release["skip_reason"]) == ("skipped", "when")
+    assert release["when_result"] is False
+    assert ran_tasks(build) == [task for task in PIPELINE_STAGES if task != "release"]
+
+
+def test_a_failing_training_run_still_archives_its_reports(groovy: str) -> None:
+    build = record(groovy, JENKINSFILE, *MAIN_PUSH, "--fail", r"\binvoke\s+train\b")
+    before, train, after = around(build, "Train")
+    assert {s["status"] for s in before} == {"passed"}
+    assert ran_tasks(build) == tasks_through("train")
+    assert train["status"] == "failed"
+    assert "invoke train" in train["error"]
+    # The reports stay on the gpu agent unless Train's own post archives them.
+    assert train["ran_post"] == {"always": ["archiveArtifacts"]}
+    assert "stash" not in train["ran_steps"]
+    assert [s["name"] for s in after] == ["Promote", "Release"]
+    assert_skipped_without_running(after)
+    assert build["result"] == "FAILURE"
+    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    assert build["not_simulated"] == []
 
 
 def test_failing_tests_still_publish_their_reports(tests_failing_build: Recorded) -> None:
@@ -489,3 +522,63 @@ def test_stub_follows_jenkins_failure_semantics(groovy: str, tmp_path: Path) -> 
     assert build["result"] == "FAILURE"
     assert build["ran_post"] == {"always": ["archiveArtifacts"], "failure": ["echo"]}
     assert build["not_simulated"] == []
+
+
+def test_stub_evaluates_when_expressions_against_the_build_env(groovy: str, tmp_path: Path) -> None:
+    path = tmp_path / "Jenkinsfile"
+    path.write_text(
+        textwrap.dedent(
+            """
+            pipeline {
+                agent any
+                environment {
+                    KIND = 'tags'
+                }
+                stages {
+                    stage('Tagged') {
+                        environment {
+                            OWN = 'own'
+                        }
+                        when {
+                            // Jenkins evaluates when before the stage's own environment.
+                            expression { env.ref.startsWith("refs/${KIND}/") && env.OWN == null }
+                        }
+                        steps {
+                            sh "invoke tagged ${env.OWN}"
+                        }
+                        post {
+                            always { junit 'reports/junit.xml' }
+                        }
+                    }
+                    stage('After') {
+                        steps {
+                            sh 'invoke after'
+                        }
+                    }
+                }
+                post {
+                    always { archiveArtifacts 'reports/**' }
+                }
+            }
+            """
+        )
+    )
+    tagged, after = record(groovy, path, "--env", "ref=refs/tags/v1")["stages"]
+    assert (tagged["status"], tagged["when_result"]) == ("passed", True)
+    assert tagged["ran_sh"] == ["invoke tagged own"]
+    assert after["status"] == "passed"
+    branch = record(groovy, path, "--env", "ref=refs/heads/main")
+    assert [s["status"] for s in branch["stages"]] == ["skipped", "passed"]
+    # Without ref, env.ref is null as in Jenkins: the expression throws, which fails the stage
+    # (without its post) and the build; later stages are skipped, the pipeline's post runs.
+    build = record(groovy, path)
+    tagged, after = build["stages"]
+    assert (tagged["status"], tagged["when_result"]) == ("failed", "error")
+    assert "NullPointerException" in tagged["error"]
+    assert (tagged["ran_sh"], tagged["ran_post"]) == ([], {})
+    assert (after["status"], after["skip_reason"]) == ("skipped", "failure")
+    assert build["result"] == "FAILURE"
+    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    # --env takes KEY=VALUE.
+    proc = run_stub(groovy, path, "--env", "ref")
+    assert proc.returncode == 64, proc.stderr
