@@ -5,7 +5,10 @@ serialised by a lease held in the registry itself: a registered model named
 ``<model>.mlci-lock`` whose tags carry the owner and an expiry. Creating a registered model
 is atomic on every MLflow backend (the name is unique), so exactly one pipeline gets it;
 the holder re-reads it after writing, does its read-decide-move under it, and deletes it on
-every path. A lease past its expiry (a pipeline that died) is broken by the next one.
+every path. A lease past its expiry (a pipeline that died) is broken by the next one; two
+pipelines that find the same expired lease at the same moment could both break it (each
+re-checks the owner before deleting, which narrows but does not close that window), so the
+expiry (120 s) is kept well above the time a promotion takes.
 
 Every alias move is recorded as a registered-model tag ``mlci.history.NNNNNN`` (JSON), and
 the champion it replaces keeps the alias ``previous``, so a rollback is one step.
