@@ -40,6 +40,9 @@ from mlci.settings import Settings
 from mlci.table import format_table
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+# The products' shipped first logins. mlci never configures anything with them: wiring tries
+# them only to find out whether they still work, and if so replaces them at once with the
+# generated secrets (then proves they no longer work).
 GITBUCKET_ADMIN = "root"
 GITBUCKET_DEFAULT_PASSWORD = "root"
 SONARQUBE_ADMIN = "admin"
