@@ -86,14 +86,15 @@ def test_scan_passes_relative_reports_and_keeps_the_token_off_the_command_line(s
     assert result.status == "passed"
     assert result.details["ce_task_id"] == task_id
     seen = json.loads(record.read_text())
+    # Every property as -Dkey=value: the one form pysonar's parser takes for all of them.
+    assert all(a.startswith("-D") for a in seen["argv"]), seen["argv"]
     args = dict(a[2:].split("=", 1) for a in seen["argv"])
-    assert args["sonar-project-key"] == "mlci-test"
-    for key in ("python-coverage-report-paths", "python-xunit-report-path",
-                "python-ruff-report-paths"):  # fmt: skip
-        path = args[f"sonar-{key}"]
+    assert args["sonar.projectKey"] == "mlci-test"
+    for key in ("coverage.reportPaths", "xunit.reportPath", "ruff.reportPaths"):
+        path = args[f"sonar.python.{key}"]
         assert not Path(path).is_absolute(), path
         assert (REPO_ROOT / path).is_file(), path  # relative to the project root, and real
-    assert args["sonar-qualitygate-wait"] == "false"
+    assert args["sonar.qualitygate.wait"] == "false"
     assert seen["env_token"] == token  # the scanner gets it from its environment ...
     assert all(token not in a for a in seen["argv"])  # ... never from its arguments
     assert all(token not in line for line in lines)

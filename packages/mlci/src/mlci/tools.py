@@ -1,8 +1,16 @@
-"""Running the programs the stages drive (ruff, pytest, build, git) as subprocesses."""
+"""Running the programs the stages drive (ruff, pytest, build, git, pysonar) as subprocesses.
+
+Python tools run as ``python -m`` with this interpreter. A program that has no module entry
+(the scanner) is looked up next to the running interpreter first, then on PATH: Jenkins runs
+``.venv/bin/invoke`` without ``.venv/bin`` on PATH, and the scanner installed into that
+environment must still be found.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +28,19 @@ def python_module_command(module: str, *args: str) -> list[str]:
             f"install it into this environment: {sys.executable} -m pip install {module}",
         )
     return [sys.executable, "-m", module, *args]
+
+
+def find_program(name: str) -> str | None:
+    """The path of ``name``: beside this interpreter (its environment's bin/), else on PATH.
+
+    A name with a slash is a path and is returned as it is when it is executable.
+    """
+    if os.sep in name:
+        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
 
 
 def run(

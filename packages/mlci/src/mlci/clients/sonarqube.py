@@ -123,6 +123,27 @@ class SonarQube:
     def post(self, path: str, action: str, **data: Any) -> Any:
         return self.request("POST", path, action, data=data)
 
+    def check_ready(self, action: str) -> None:
+        """Fail with one clear message unless the server is UP and accepts the token.
+
+        Run before the scanner, whose own messages for an unreachable server or a bad token
+        ("Error while fetching the analysis version") do not say which it is.
+        """
+        status = (self.get("api/system/status", action) or {}).get("status", "unknown")
+        if status != "UP":
+            raise SonarQubeError(
+                f"{action}: SonarQube at {self.server.url} is {status}, not UP",
+                "it accepts analyses only once it is UP (after start-up and migrations)",
+                "wait for it (api/system/status) and run the stage again",
+            )
+        if not (self.get("api/authentication/validate", action) or {}).get("valid"):
+            raise SonarQubeError(
+                f"{action}: SonarQube at {self.server.url} does not accept the token",
+                "api/authentication/validate says the token is not valid",
+                "generate a new analysis token and set MLCI_SONAR_TOKEN / SONAR_TOKEN (in "
+                "Jenkins: the credential behind withSonarQubeEnv)",
+            )
+
     # -- analysis and gate ---------------------------------------------------------------
 
     def wait_for_task(

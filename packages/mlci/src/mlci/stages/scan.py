@@ -3,7 +3,10 @@
 The scanner is pysonar (SonarSource's scanner on PyPI): it installs with the project's
 other tools, needs no image registry, and fetches its engine from the SonarQube server
 it reports to. The token travels in the scanner's environment (SONAR_TOKEN), never on
-its command line.
+its command line. It is found beside the running interpreter before PATH (see
+:func:`mlci.tools.find_program`), and every property goes to it as ``-Dkey=value``, the one
+form its parser takes for any analysis property (``--sonar-qualitygate-wait`` is a flag
+there and refuses a value).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from pathlib import Path
 
 from mlci.clients.sonarqube import configured_server
 from mlci.context import StageContext
-from mlci.errors import StageFailed, ToolMissing
+from mlci.errors import ConfigError, StageFailed, ToolMissing
 from mlci.lineage import git_info
 from mlci.stages import PASSED, SKIPPED, StageResult
+from mlci.tools import find_program
 from mlci.tools import run as run_tool
 
 
@@ -68,12 +72,29 @@ def scan_properties(ctx: StageContext, host_url: str) -> dict[str, str]:
 
 
 def scanner_argv(scanner: list[str], props: dict[str, str]) -> list[str]:
-    """pysonar's long options: sonar.python.coverage.reportPaths -> --sonar-python-..."""
-    args = []
-    for key, value in props.items():
-        flag = "--" + "".join("-" + c.lower() if c.isupper() else c for c in key).replace(".", "-")
-        args.append(f"{flag}={value}")
-    return [*scanner, *args]
+    """The scanner's command line: each property as ``-Dkey=value``."""
+    return [*scanner, *(f"-D{key}={value}" for key, value in props.items())]
+
+
+def resolve_scanner(command: list[str]) -> list[str]:
+    """The scanner command with its program resolved (beside this interpreter, then PATH)."""
+    if not command:
+        raise ConfigError(
+            "sonar.scanner is empty",
+            "the scan stage needs a scanner command to run",
+            'set [tool.mlci.sonar] scanner (default ["pysonar"]) or MLCI_SONAR_SCANNER',
+        )
+    program = find_program(command[0])
+    if program is None:
+        import sys
+
+        raise ToolMissing(
+            f"the scanner {command[0]!r} is not installed",
+            f"it is neither beside this Python ({os.path.dirname(sys.executable)}) nor on PATH",
+            f"install it into this environment ({sys.executable} -m pip install pysonar), or "
+            "set MLCI_SONAR_SCANNER to the scanner's full path",
+        )
+    return [program, *command[1:]]
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -83,20 +104,16 @@ def run(ctx: StageContext) -> StageResult:
         ctx.log("scan: skipped: no SonarQube configured (the gate is evaluated locally)")
         return StageResult("scan", SKIPPED, "skipped: no SonarQube configured")
     props = scan_properties(ctx, server.url)
-    argv = scanner_argv(list(settings.sonar.scanner), props)
+    argv = scanner_argv(resolve_scanner(list(settings.sonar.scanner)), props)
+    from mlci.clients.sonarqube import SonarQube
+
+    SonarQube(server, settings.sonar.timeout).check_ready("scan")
     env = {**os.environ, "SONAR_TOKEN": server.token, "SONAR_HOST_URL": server.url}
     env.pop("SONAR_AUTH_TOKEN", None)
     ctx.log(f"scan: {argv[0]} for {props['sonar.projectKey']} on {server.url}")
     task_file = settings.path(settings.sonar.working_dir) / "report-task.txt"
     task_file.unlink(missing_ok=True)  # never read a previous run's task
-    try:
-        proc = run_tool(argv, settings.project_root, env=env, timeout=3600)
-    except FileNotFoundError:
-        raise ToolMissing(
-            f"the scanner {argv[0]!r} is not installed",
-            "the scan stage runs it to analyse the code",
-            "pip install pysonar (or set MLCI_SONAR_SCANNER to the scanner command)",
-        ) from None
+    proc = run_tool(argv, settings.project_root, env=env, timeout=3600)
     if proc.returncode != 0:
         raise StageFailed(
             f"the SonarQube scan failed (exit code {proc.returncode})",
