@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,93 @@ def postgres_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 ["runuser", "-u", "postgres", "--", "psql", "-q", "-c", statement],
                 check=False, capture_output=True, timeout=60,
             )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageRegistry:
+    """A real Docker registry (Debian's docker-registry, distribution 2.8) with htpasswd."""
+
+    address: str  # host:port, as the Docker engine reaches it
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def image_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageRegistry]:
+    """``docker-registry serve`` on 127.0.0.1 (plain HTTP: the engine allows it on loopback),
+    demanding a login from an htpasswd file of bcrypt entries; .ci/provision installs it."""
+    import secrets
+    import shutil
+    import subprocess
+
+    program, htpasswd = shutil.which("docker-registry"), shutil.which("htpasswd")
+    if program is None or htpasswd is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide docker-registry and htpasswd (.ci/provision)")
+        pytest.skip("no docker-registry / htpasswd (apt-get install docker-registry apache2-utils)")
+    state = tmp_path_factory.mktemp("registry")
+    username, password = "mlci-test", secrets.token_urlsafe(18)
+    # -i: the password comes from stdin, never the command line; -B: bcrypt, as required.
+    entry = subprocess.run(
+        [htpasswd, "-niB", username], input=password, capture_output=True, text=True,
+        check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    (state / "htpasswd").write_text(entry + "\n")
+
+    def command(port: int) -> list[str]:
+        config = state / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            f"storage: {{filesystem: {{rootdirectory: {state / 'data'}}}}}\n"
+            f"http: {{addr: '127.0.0.1:{port}', secret: '{secrets.token_hex(16)}'}}\n"
+            f"auth: {{htpasswd: {{realm: mlci-test, path: {state / 'htpasswd'}}}}}\n"
+        )
+        return [program, "serve", str(config)]
+
+    # The registry answers GET / with 200 without authentication; /v2/ needs the login.
+    with servers.local_server(
+        "image registry", command, "/", state / "registry.log", start_timeout=60
+    ) as server:
+        yield ImageRegistry(server.url.removeprefix("http://"), username, password)
+
+
+@dataclass(frozen=True)
+class AuthServer:
+    """A real `mlflow server` with its basic-auth app, and its admin's password."""
+
+    url: str
+    admin_password: str
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """``mlflow server --app-name basic-auth`` on SQLite, default permission READ, as the
+    platform runs it; the admin password reaches it through its environment only."""
+    import secrets
+
+    pytest.importorskip("flask_wtf", reason="mlflow's basic-auth app needs Flask-WTF")
+    state = tmp_path_factory.mktemp("mlflow-auth")
+    password = secrets.token_urlsafe(16)
+    ini = state / "basic_auth.ini"
+    ini.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{state / 'auth.db'}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    base = servers.mlflow_server_command(state)
+
+    def command(port: int) -> list[str]:
+        return [*base(port), "--app-name", "basic-auth"]
+
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
+    with servers.local_server(
+        "mlflow server (basic auth)", command, "/health", state / "server.log",
+        start_timeout=180, env=env,
+    ) as server:  # fmt: skip
+        yield AuthServer(server.url, password)

@@ -10,48 +10,22 @@ import sys
 
 import pytest
 
-from mlci import servers
-
 from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory):
-    pytest.importorskip("flask_wtf", reason="mlflow's basic-auth app needs Flask-WTF")
-    state = tmp_path_factory.mktemp("mlflow-auth")
-    password = secrets.token_urlsafe(16)
-    ini = state / "basic_auth.ini"
-    ini.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{state / 'auth.db'}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    base = servers.mlflow_server_command(state)
-
-    def command(port):
-        return [*base(port), "--app-name", "basic-auth"]
-
-    env = {
-        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "MLFLOW_AUTH_ADMIN_PASSWORD": password,  # read by the server, never on its argv
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
-    }
-    with servers.local_server(
-        "mlflow server (basic auth)", command, "/health", state / "server.log",
-        start_timeout=180, env=env,
-    ) as server:  # fmt: skip
-        yield server.url, password
+@pytest.fixture
+def auth_server(mlflow_auth_server):
+    return mlflow_auth_server.url, mlflow_auth_server.admin_password
 
 
 def _promote(tmp_path, url, username, password):
     reports = tmp_path / "reports"
     reports.mkdir(exist_ok=True)
     (reports / "train.json").write_text(json.dumps(
-        {"registered_model": "guarded", "version": "1", "tracking_uri": url,
-         "tracking_is_local": False}
+        {"registered_model": "guarded", "version": "1", "run_id": "r" * 32,
+         "tracking_uri": url, "tracking_is_local": False}
     ))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
     env.update(
@@ -87,6 +61,6 @@ def test_right_credentials_get_past_authentication(tmp_path, auth_server):
     output = proc.stdout + proc.stderr
     # authenticated: now the honest answer is that the model does not exist
     assert proc.returncode == 3, output
-    assert "RESOURCE_DOES_NOT_EXIST" in output or "not found" in output.lower()
+    assert "has no such version" in output
     assert "MLFLOW_TRACKING_USERNAME" not in output
     assert password not in output

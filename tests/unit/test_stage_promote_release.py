@@ -106,6 +106,7 @@ def promote_ctx(write_project, load, tmp_path, monkeypatch):
             {
                 "registered_model": "wine",
                 "version": version,
+                "run_id": f"run-{version}",
                 "tracking_is_local": False,
                 "tracking_uri": URI,
             },
@@ -199,6 +200,28 @@ def test_promote_detects_an_alias_that_did_not_stay(promote_ctx):
         promote.run(ctx)
     assert info.value.what == "the alias champion of wine did not stay on v2"
     assert "read back: v1" in info.value.why
+
+
+def test_promote_accepts_the_same_server_under_another_url(promote_ctx, tmp_path):
+    # Train reached the server through a tunnel (localhost), promote by its service name:
+    # the run behind the version proves it is the same server.
+    ctx, _ = promote_ctx(FakeMlflow({"2": {"f1_macro": 0.9}}, champion=None))
+    report = read_json(tmp_path / "reports" / "train.json", "train")
+    write_json(
+        tmp_path / "reports" / "train.json", {**report, "tracking_uri": "http://localhost:5000"}
+    )
+    assert promote.run(ctx).summary == "champion -> v2"
+
+
+def test_promote_refuses_a_version_another_server_registered(promote_ctx, tmp_path):
+    ctx, _ = promote_ctx(FakeMlflow({"2": {"f1_macro": 0.9}}, champion=None))
+    report = read_json(tmp_path / "reports" / "train.json", "train")
+    write_json(tmp_path / "reports" / "train.json", {**report, "run_id": "run-of-another-server"})
+    with pytest.raises(TrackingServerError) as info:
+        promote.run(ctx)
+    assert "has it from run run-2" in info.value.what
+    assert "run-of-another-server" in info.value.what
+    assert ctx.settings.mlflow.tracking_uri in info.value.what
 
 
 def test_promote_prints_the_decision_table(promote_ctx):
@@ -408,15 +431,17 @@ def test_train_turns_refused_hyper_parameters_into_a_config_error(
     assert ctx._tracking_uri is None  # no server was asked for
 
 
-def test_build_lineage_reads_package_and_image_digest(write_project, load, tmp_path, monkeypatch):
+def test_build_lineage_reads_git_and_package_here(write_project, load, tmp_path, monkeypatch):
     from mlci import lineage
 
     monkeypatch.setattr(train, "git_info", lambda root: lineage.GitInfo("f" * 40, "main", False))
     monkeypatch.setenv("BUILD_URL", "http://jenkins.example/job/1/")
+    monkeypatch.delenv("MLCI_TRAINING_CONTEXT", raising=False)
     write_project('[tool.mlci.model]\nmodule = "m"\npackage = "pkg"')
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "pyproject.toml").write_text('[project]\nname = "wine"\nversion = "3.1"\n')
-    write_json(tmp_path / "reports" / "image.json", {"repo_digests": ["reg/wine@sha256:aa"]})
+    # A pushed image in the report does not make training here "in the image".
+    write_json(tmp_path / "reports" / "image.json", {"pushed": "reg/wine@sha256:aa"})
     got = train.build_lineage(StageContext(load()), "datahash")
     assert got == lineage.Lineage(
         git_sha="f" * 40,
@@ -426,8 +451,29 @@ def test_build_lineage_reads_package_and_image_digest(write_project, load, tmp_p
         package="wine",
         package_version="3.1",
         build_url="http://jenkins.example/job/1/",
-        image_digest="reg/wine@sha256:aa",
+        image_digest="none",
     )
+
+
+def test_build_lineage_inside_the_image_takes_the_facts_passed_in(write_project, load, monkeypatch):
+    import json
+
+    from mlci import lineage
+
+    # Inside the image there is no git: the facts come from the stage that started it.
+    monkeypatch.setattr(train, "git_info", lambda root: pytest.fail("git must not be asked"))
+    facts = {
+        "git_sha": "a" * 40, "git_branch": "main", "git_dirty": False, "package": "wine",
+        "package_version": "3.2", "image_digest": "reg/wine@sha256:bb",
+    }  # fmt: skip
+    monkeypatch.setenv("MLCI_TRAINING_CONTEXT", json.dumps(facts))
+    monkeypatch.delenv("BUILD_URL", raising=False)
+    write_project('[tool.mlci.model]\nmodule = "m"')
+    got = train.build_lineage(StageContext(load()), "h")
+    assert got == lineage.Lineage(data_hash="h", build_url="", **facts)
+    monkeypatch.setenv("MLCI_TRAINING_CONTEXT", "{not json")
+    with pytest.raises(ConfigError, match="MLCI_TRAINING_CONTEXT"):
+        train.build_lineage(StageContext(load()), "h")
 
 
 def test_build_lineage_without_package_or_image(write_project, load, monkeypatch):

@@ -361,26 +361,6 @@ def test_promote_disabled_is_skipped_without_reading_anything(write_project, loa
     assert lines == ["promote: skipped: promotion.mode is disabled"]
 
 
-def test_promote_refuses_a_version_trained_on_another_server(write_project, load, tmp_path):
-    from mlci.stages import promote
-
-    write_project("")
-    write_json(
-        tmp_path / "reports" / "train.json",
-        {
-            "registered_model": "m",
-            "version": 3,
-            "tracking_is_local": True,
-            "tracking_uri": "http://127.0.0.1:1",
-        },
-    )
-    ctx = StageContext(load(env={"MLCI_MLFLOW_TRACKING_URI": "http://m.example:5000"}))
-    with pytest.raises(TrackingServerError) as info:
-        promote.run(ctx)
-    assert "train.json names a local server" in info.value.what
-    assert "http://m.example:5000" in info.value.what
-
-
 def test_promote_without_train_report_says_run_train(write_project, load):
     from mlci.errors import StageFailed
     from mlci.stages import promote
@@ -394,10 +374,11 @@ def test_promote_without_train_report_says_run_train(write_project, load):
 @pytest.mark.parametrize(
     ("report", "missing"),
     [
-        ({"version": 3, "tracking_uri": ""}, "registered_model"),
-        ({"registered_model": "m", "tracking_uri": ""}, "version"),
-        ({}, "registered_model, version, tracking_uri"),
-        ([1, 2], "registered_model, version, tracking_uri"),
+        ({"version": 3, "run_id": "r"}, "registered_model"),
+        ({"registered_model": "m", "run_id": "r"}, "version"),
+        ({"registered_model": "m", "version": 3}, "run_id"),
+        ({}, "registered_model, version, run_id"),
+        ([1, 2], "registered_model, version, run_id"),
     ],
 )
 def test_promote_with_an_incomplete_train_report(write_project, load, tmp_path, report, missing):

@@ -30,6 +30,10 @@ from mlci.errors import ConfigError
 
 ENV_PREFIX = "MLCI_"
 ROOT_ENV = "MLCI_PROJECT_ROOT"
+# Set by mlci itself for training inside the model image (what the container cannot see:
+# git facts, the image digest); not a setting.
+TRAINING_CONTEXT_ENV = "MLCI_TRAINING_CONTEXT"
+RESERVED_ENV = frozenset({ROOT_ENV, TRAINING_CONTEXT_ENV})
 SOURCE_DEFAULT = "default"
 SOURCE_FILE = "pyproject.toml"
 SOURCE_CLI = "command line"
@@ -111,7 +115,36 @@ class ImageSettings:
     name: str = option("mlci/model", "image repository name; tags are the version and git sha")
     base_image: str = option("", "BASE_IMAGE build argument; empty keeps the Dockerfile's own")
     network: str = option("", "network mode for RUN steps during the build, e.g. host")
+    build_args: dict[str, str] = option(
+        {}, 'more build arguments, e.g. {MODEL_EXTRAS = "torch"} for a GPU image'
+    )
+    registry: str = option(
+        "",
+        "registry (host[:port], as the Docker engine reaches it) the image is pushed to; "
+        "empty keeps it local",
+    )
+    registry_username: str = option("", "registry user (Jenkins binds it from a credential)")
+    registry_password: str = option("", "registry password", secret=True)
     timeout: int = option(1800, "seconds the Docker engine may take to answer", minimum=1)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    in_image: str = option(
+        "auto",
+        "auto: train inside the pushed image (by digest) when the image stage pushed one; "
+        "always: refuse to train without it; never: train in this environment",
+        choices=("auto", "always", "never"),
+    )
+    gpus: str = option(
+        "auto",
+        "GPUs for training in the image: auto (all, when the engine has the NVIDIA runtime), "
+        "all, or none",
+        choices=("auto", "all", "none"),
+    )
+    timeout: int = option(
+        7200, "seconds training inside the image may take before it is stopped", minimum=1
+    )
 
 
 @dataclass(frozen=True)
@@ -220,6 +253,7 @@ class Settings:
     sonar: SonarSettings = section(SonarSettings)
     image: ImageSettings = section(ImageSettings)
     model: ModelSettings = section(ModelSettings)
+    train: TrainSettings = section(TrainSettings)
     mlflow: MlflowSettings = section(MlflowSettings)
     promotion: PromotionSettings = section(PromotionSettings)
     release: ReleaseSettings = section(ReleaseSettings)
@@ -380,7 +414,7 @@ def load_settings(
             )
     by_env = {spec.env: spec for spec in SPECS.values()}
     for name in env:
-        if name.startswith(ENV_PREFIX) and name != ROOT_ENV and name not in by_env:
+        if name.startswith(ENV_PREFIX) and name not in RESERVED_ENV and name not in by_env:
             raise _unknown(name, "the environment", list(by_env))
     for key in overrides or {}:
         if key not in SPECS:

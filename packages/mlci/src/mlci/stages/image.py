@@ -1,4 +1,11 @@
-"""image: the model's Docker image, built with the Docker SDK when an engine answers."""
+"""image: the model's Docker image, built with the Docker SDK, pushed when a registry is set.
+
+Without ``image.registry`` (the embedded default) the image stays on the local engine and a
+missing engine is a skip. With a registry (the platform, Jenkins) the image is tagged for it,
+pushed with the bound credentials, and the pushed ``name@sha256:`` digest is recorded in
+``reports/image.json``: the train stage pulls and runs exactly that. There, a missing engine
+is an error: a CI path that expects an image must not go green without one.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from mlci.context import StageContext
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import git_info, package_metadata
 from mlci.reports import write_json
+from mlci.settings import ImageSettings, Settings
 from mlci.stages import PASSED, SKIPPED, StageResult
 
 REPORT = "image.json"
@@ -33,6 +41,28 @@ def docker_client(timeout: int) -> Any | None:
     return client
 
 
+def registry_auth(image: ImageSettings) -> dict[str, str] | None:
+    """The registry credentials as the Docker API takes them, or None (anonymous)."""
+    if not image.registry_username and not image.registry_password:
+        return None
+    if not (image.registry_username and image.registry_password):
+        raise ConfigError(
+            "only one of image.registry_username and image.registry_password is set",
+            "the registry login needs both",
+            "set MLCI_IMAGE_REGISTRY_USERNAME and MLCI_IMAGE_REGISTRY_PASSWORD (in Jenkins: "
+            "the image-registry credential)",
+        )
+    return {"username": image.registry_username, "password": image.registry_password}
+
+
+def model_package(settings: Settings) -> tuple[str, str]:
+    """(name, version) of what the image packages: the model package, else the context."""
+    for folder in (settings.model.package, settings.image.context):
+        if folder and (settings.path(folder) / "pyproject.toml").is_file():
+            return package_metadata(settings.path(folder))
+    return settings.image.name, "0.0.0"
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     image = settings.image
@@ -44,29 +74,56 @@ def run(ctx: StageContext) -> StageResult:
             "image.context and image.dockerfile point at it",
             "fix [tool.mlci.image] or MLCI_IMAGE_CONTEXT / MLCI_IMAGE_DOCKERFILE",
         )
+    auth = registry_auth(image)
     client = docker_client(image.timeout)
     if client is None:
+        if image.registry:
+            raise DockerEngineError(
+                f"no Docker engine answers, and the image must be pushed to {image.registry}",
+                "image.registry is set, so this pipeline expects a pushed image to train in",
+                "run this stage on an agent with a Docker engine (DOCKER_HOST or the engine's "
+                "socket), or unset MLCI_IMAGE_REGISTRY to build locally only",
+            )
         write_json(ctx.reports / REPORT, {"skipped": "no Docker engine"})
         ctx.log("image: skipped: no Docker engine answers (set DOCKER_HOST or start dockerd)")
         return StageResult("image", SKIPPED, "skipped: no Docker engine")
 
+    image_id, tags = _build(ctx, client)
+    info = client.inspect_image(image_id)
+    details: dict[str, Any] = {
+        "image_id": image_id,
+        "tags": tags,
+        "size_bytes": info.get("Size"),
+        "labels": (info.get("Config") or {}).get("Labels") or {},
+    }
+    summary = f"{tags[0]} ({image_id[:19]}, {(info.get('Size') or 0) / 1e6:.0f} MB)"
+    if image.registry:
+        pushed = push(ctx, client, image_id, tags, image.registry, auth)
+        details.update(registry=image.registry, pushed=pushed)
+        summary = f"{pushed.split('@')[0]}@{pushed.split('@')[1][:19]} pushed"
+    details["repo_digests"] = client.inspect_image(image_id).get("RepoDigests") or []
+    write_json(ctx.reports / REPORT, details)
+    return StageResult("image", PASSED, summary, details=details)
+
+
+def _build(ctx: StageContext, client: Any) -> tuple[str, list[str]]:
+    settings = ctx.settings
+    image = settings.image
+    context = settings.path(image.context)
     git = git_info(settings.project_root)
-    name, version = (
-        package_metadata(context)
-        if (context / "pyproject.toml").is_file()
-        else (image.name, "0.0.0")
-    )
+    name, version = model_package(settings)
     # A Docker tag allows [A-Za-z0-9_.-]: a dev version's "+local" part becomes "-local".
     tags = [f"{image.name}:{version.replace('+', '-')}", f"{image.name}:{git.short_sha}"]
-    build_args = {
-        "VERSION": version,
-        "REVISION": git.sha,
-        "CREATED": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "SOURCE": name,
-    }
+    build_args = {str(k): str(v) for k, v in image.build_args.items()}
+    build_args.update(
+        VERSION=version,
+        REVISION=git.sha,
+        CREATED=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        SOURCE=name,
+    )
     if image.base_image:
         build_args["BASE_IMAGE"] = image.base_image
-    ctx.log(f"image: building {tags[0]} from {dockerfile}")
+    ctx.log(f"image: building {tags[0]} from {context / image.dockerfile}")
     image_id = None
     errors: list[str] = []
     from docker.errors import APIError
@@ -115,19 +172,76 @@ def run(ctx: StageContext) -> StageResult:
     for tag in tags[1:]:
         repo, _, label = tag.rpartition(":")
         client.tag(image_id, repo, label)
-    info = client.inspect_image(image_id)
-    details = {
-        "image_id": image_id,
-        "tags": tags,
-        "size_bytes": info.get("Size"),
-        "repo_digests": info.get("RepoDigests") or [],
-        "labels": (info.get("Config") or {}).get("Labels") or {},
-    }
-    write_json(ctx.reports / REPORT, details)
-    size_mb = (info.get("Size") or 0) / 1e6
-    return StageResult(
-        "image", PASSED, f"{tags[0]} ({image_id[:19]}, {size_mb:.0f} MB)", details=details
-    )
+    return image_id, tags
+
+
+def push(
+    ctx: StageContext,
+    client: Any,
+    image_id: str,
+    tags: list[str],
+    registry: str,
+    auth: dict[str, str] | None,
+) -> str:
+    """Tag the image for ``registry``, push every tag, return ``registry/name@sha256:...``."""
+    from docker.errors import APIError
+
+    registry = registry.rstrip("/")
+    if auth is not None:
+        try:
+            client.login(auth["username"], auth["password"], registry=registry, reauth=True)
+        except APIError as exc:
+            raise DockerEngineError(
+                f"the registry {registry} refused the login of {auth['username']!r}",
+                str(exc.explanation or exc)[:500],
+                "check MLCI_IMAGE_REGISTRY_USERNAME / _PASSWORD (in Jenkins: the "
+                "image-registry credential) and that the registry is up",
+            ) from None
+    digests: set[str] = set()
+    repository = ""
+    for tag in tags:
+        name, _, label = tag.rpartition(":")
+        repository = f"{registry}/{name}"
+        client.tag(image_id, repository, label)
+        ctx.log(f"image: pushing {repository}:{label}")
+        errors: list[str] = []
+        try:
+            for chunk in client.push(
+                repository, tag=label, stream=True, decode=True, auth_config=auth
+            ):
+                if "error" in chunk:
+                    errors.append(str(chunk["error"]).strip())
+                elif "Digest" in (chunk.get("aux") or {}):
+                    digests.add(chunk["aux"]["Digest"])
+        except APIError as exc:
+            errors.append(str(exc.explanation or exc))
+        if errors:
+            raise DockerEngineError(
+                f"pushing {repository}:{label} to {registry} failed",
+                errors[-1][:500],
+                _push_fix(errors[-1], registry),
+            )
+    if len(digests) != 1:
+        raise DockerEngineError(
+            f"the registry {registry} reported {len(digests)} digests for one image",
+            f"digests: {sorted(digests) or 'none'}",
+            "check the registry's log; push again",
+        )
+    pushed = f"{repository}@{digests.pop()}"
+    ctx.log(f"image: pushed {pushed}")
+    return pushed
+
+
+def _push_fix(error: str, registry: str) -> str:
+    text = error.lower()
+    if "http response to https client" in text:
+        return (
+            f"the engine talks HTTPS to {registry}, which serves plain HTTP: use its loopback "
+            "address (127.0.0.1:PORT) or add it to the engine's insecure-registries"
+        )
+    if "unauthorized" in text or "authentication required" in text:
+        return "set MLCI_IMAGE_REGISTRY_USERNAME / _PASSWORD (in Jenkins: image-registry)"
+    return f"check that {registry} is reachable from the Docker engine and has room"
 
 
 def _is_pull_failure(message: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from mlci import registry, unfinished
 from mlci.clients import mlflow as mlflow_client
@@ -14,6 +15,7 @@ from mlci.stages import PASSED, SKIPPED, StageResult
 from mlci.table import format_table
 
 REPORT = "promote.json"
+MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def _fmt(value: float | None) -> str:
@@ -29,6 +31,36 @@ def print_decision(ctx: StageContext, decision: Decision) -> None:
         ctx.log("  " + line)
 
 
+def check_same_server(client: Any, uri: str, trained: dict[str, Any]) -> None:
+    """The version train.json names exists here and was made by train.json's run.
+
+    Train and promote may reach one server by different URLs (a GPU agent through a tunnel,
+    the others by service name), so the URL proves nothing; the run id does: run ids are
+    random, so a version with that run behind it is the version train registered.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name, version, run_id = trained["registered_model"], str(trained["version"]), trained["run_id"]
+    where = (
+        f"train.json names {name} v{version} (run {run_id}, trained against "
+        f"{trained.get('tracking_uri', '?')})"
+    )
+    try:
+        mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") not in MISSING:
+            raise
+        mv = None
+    if mv is None or mv.run_id != run_id:
+        found = "has no such version" if mv is None else f"has it from run {mv.run_id}"
+        raise TrackingServerError(
+            f"{where}, but the tracking server {uri} {found}",
+            "a version can only be promoted on the server it was registered on",
+            "run train and promote against the same tracking server (MLCI_MLFLOW_TRACKING_URI "
+            "may differ in its host name, not in the server)",
+        )
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     policy = settings.promotion
@@ -38,29 +70,21 @@ def run(ctx: StageContext) -> StageResult:
     trained = read_json(ctx.reports / "train.json", "train")
     missing = [
         k
-        for k in ("registered_model", "version", "tracking_uri")
+        for k in ("registered_model", "version", "run_id")
         if not isinstance(trained, dict) or k not in trained
     ]
     if missing:
         raise StageFailed(
             f"{ctx.reports / 'train.json'} is incomplete: no {', '.join(missing)}",
-            "promote reads the registered model, version and tracking server from it",
+            "promote reads the registered model, version and run from it",
             "run `invoke train` again to write it",
         )
     name, version = str(trained["registered_model"]), str(trained["version"])
-    configured = settings.mlflow.tracking_uri
-    trained_local = bool(trained.get("tracking_is_local"))
-    if trained_local != (not configured) or (configured and trained["tracking_uri"] != configured):
-        where = "a local server" if trained_local else trained.get("tracking_uri")
-        raise TrackingServerError(
-            f"train.json names {where}, but promote is configured for "
-            f"{configured or 'a local server'}",
-            "a version can only be promoted on the server it was registered on",
-            "run train and promote with the same MLCI_MLFLOW_TRACKING_URI",
-        )
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
     unfinished.finish(ctx, client, uri)
+    with mlflow_client.server_errors(f"reading {name} v{version}", uri):
+        check_same_server(client, uri, trained)
     ctx.log(f"promote: {name} v{version} against the {policy.alias} (mode {policy.mode})")
     with mlflow_client.server_errors(f"promoting {name} v{version}", uri):
         outcome = registry.promote_version(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import json
 import os
 import tempfile
 import time
@@ -13,10 +15,11 @@ from typing import Any
 from mlci import unfinished
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
-from mlci.errors import ConfigError
+from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import Lineage, git_info, package_metadata
 from mlci.metric_buffer import MetricBuffer
-from mlci.reports import write_json
+from mlci.reports import read_json, write_json
+from mlci.settings import TRAINING_CONTEXT_ENV
 from mlci.stages import PASSED, StageResult
 
 REPORT = "train.json"
@@ -48,7 +51,24 @@ def load_model_module(name: str) -> Any:
     return module
 
 
-def build_lineage(ctx: StageContext, data_hash: str) -> Lineage:
+def lineage_facts(ctx: StageContext) -> dict[str, Any]:
+    """What lineage records besides the data: git, the model package, the image.
+
+    Inside the model image (``MLCI_TRAINING_CONTEXT``, set by the train stage that started
+    the container) these come from outside: the image has no git, and the package version
+    is the one the image was built with.
+    """
+    passed_in = os.environ.get(TRAINING_CONTEXT_ENV)
+    if passed_in:
+        try:
+            facts = json.loads(passed_in)
+            return {key: facts[key] for key in LINEAGE_FACTS}
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"{TRAINING_CONTEXT_ENV} is not what mlci writes",
+                "mlci sets it for training inside the model image, with git and image facts",
+                f"unset {TRAINING_CONTEXT_ENV}; mlci sets it itself",
+            ) from None
     settings = ctx.settings
     git = git_info(settings.project_root)
     package_dir = settings.path(settings.model.package) if settings.model.package else None
@@ -56,23 +76,22 @@ def build_lineage(ctx: StageContext, data_hash: str) -> Lineage:
         package, version = package_metadata(package_dir)
     else:
         package, version = settings.model.module, "unknown"
-    image_report = ctx.reports / "image.json"
-    image_digest = ""
-    if image_report.is_file():
-        from mlci.reports import read_json
+    return {
+        "git_sha": git.sha,
+        "git_branch": git.branch,
+        "git_dirty": git.dirty,
+        "package": package,
+        "package_version": version,
+        "image_digest": "none",
+    }
 
-        image = read_json(image_report, "image")
-        image_digest = (image.get("repo_digests") or [image.get("image_id", "")])[0]
-    return Lineage(
-        git_sha=git.sha,
-        git_branch=git.branch,
-        git_dirty=git.dirty,
-        data_hash=data_hash,
-        package=package,
-        package_version=version,
-        build_url=os.environ.get("BUILD_URL", ""),
-        image_digest=image_digest or "none",
-    )
+
+LINEAGE_FACTS = ("git_sha", "git_branch", "git_dirty", "package", "package_version", "image_digest")
+
+
+def build_lineage(ctx: StageContext, data_hash: str) -> Lineage:
+    facts = lineage_facts(ctx)
+    return Lineage(data_hash=data_hash, build_url=os.environ.get("BUILD_URL", ""), **facts)
 
 
 def _accepts_on_step(fn: Any) -> bool:
@@ -82,19 +101,46 @@ def _accepts_on_step(fn: Any) -> bool:
         return False
 
 
-def run(ctx: StageContext) -> StageResult:
-    settings = ctx.settings
-    module = load_model_module(settings.model.module)
+def validate_params(module: Any, params: dict[str, Any]) -> None:
+    """A bad hyper-parameter fails before any server is started or container pulled."""
     validate = getattr(module, "validate_params", None)
-    if callable(validate):  # a bad hyper-parameter fails before any server is started
+    if callable(validate):
         try:
-            validate(settings.model.params)
+            validate(params)
         except ValueError as exc:
             raise ConfigError(
                 "the model package refused its hyper-parameters",
                 str(exc),
                 "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
             ) from None
+
+
+def training_image(ctx: StageContext) -> str | None:
+    """The pushed image to train in (``name@sha256:...``), or None to train here."""
+    mode = ctx.settings.train.in_image
+    if mode == "never":
+        return None
+    report = ctx.settings.reports_path / "image.json"
+    pushed = read_json(report, "image").get("pushed") if report.is_file() else None
+    if pushed:
+        return str(pushed)
+    if mode == "always":
+        raise StageFailed(
+            f"no pushed image to train in ({report} names none)",
+            "train.in_image is always: training runs only inside the image the image stage pushed",
+            "run `invoke image` with MLCI_IMAGE_REGISTRY set first (in Jenkins: the Image "
+            "stage, its report unstashed here), or set MLCI_TRAIN_IN_IMAGE=auto",
+        )
+    return None
+
+
+def run(ctx: StageContext) -> StageResult:
+    settings = ctx.settings
+    ref = training_image(ctx)
+    if ref is not None:
+        return run_in_image(ctx, ref)
+    module = load_model_module(settings.model.module)
+    validate_params(module, settings.model.params)
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
     unfinished.finish(ctx, client, uri)
@@ -139,16 +185,58 @@ def run(ctx: StageContext) -> StageResult:
                     "seconds": round(buffer.seconds, 3)},
         "lineage": lineage.tags(),
     }  # fmt: skip
+    details["links"] = {"MLflow run": run_url, "model version": version_url}
     write_json(ctx.reports / REPORT, details)
-    primary = settings.promotion.primary_metric
-    figure = f"{primary}={result.metrics[primary]:.4f}" if primary in result.metrics else ""
+    return _result(ctx, details)
+
+
+def _result(ctx: StageContext, details: dict[str, Any], where: str = "") -> StageResult:
+    primary = ctx.settings.promotion.primary_metric
+    metrics = details.get("metrics") or {}
+    figure = f"{primary}={metrics[primary]:.4f}" if primary in metrics else ""
+    summary = f"{details['registered_model']} v{details['version']} {figure}".strip()
     return StageResult(
         "train",
         PASSED,
-        f"{name} v{version} {figure}".strip(),
+        f"{summary}{where}",
         details=details,
-        links={"MLflow run": run_url, "model version": version_url},
+        links=dict(details.get("links") or {}),
     )
+
+
+def run_in_image(ctx: StageContext, ref: str) -> StageResult:
+    """Train inside the pushed model image, by digest (see :mod:`mlci.image_run`)."""
+    from mlci import image_run
+    from mlci.stages.image import docker_client, registry_auth
+
+    settings = ctx.settings
+    with contextlib.suppress(ConfigError):  # the module may live only in the image
+        validate_params(load_model_module(settings.model.module), settings.model.params)
+    client = docker_client(settings.image.timeout)
+    if client is None:
+        raise DockerEngineError(
+            f"no Docker engine answers, and training runs inside {ref}",
+            "the image stage pushed an image, so train.in_image (auto) trains inside it",
+            "run this stage on an agent with a Docker engine, or set MLCI_TRAIN_IN_IMAGE=never "
+            "to train in this environment",
+        )
+    uri = ctx.tracking_uri()
+    mlflow_client.check_reachable(uri, settings.mlflow.timeout)
+    facts = {**lineage_facts(ctx), "image_digest": ref}
+    auth = registry_auth(settings.image)
+    image_run.pull(client, ref, auth, ctx.log)
+    report = ctx.reports / REPORT
+    report.unlink(missing_ok=True)  # never mistake an earlier run's report for this one
+    env = image_run.container_env(settings, uri, facts)
+    image_run.run_training(client, settings, ref, env, ctx.log)
+    if not report.is_file():
+        raise StageFailed(
+            f"training in {ref} ended without writing {report}",
+            "the container's mlci did not see the same project folder",
+            "check MLCI_REPORTS_DIR and that the agent's workspace is mounted (see the log)",
+        )
+    details = read_json(report, "train")
+    return _result(ctx, details, " (in image)")
 
 
 def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
