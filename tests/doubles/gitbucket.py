@@ -7,11 +7,12 @@ runs a second client (PyGithub) and real ``git push`` against it. Source facts t
 Authentication (``servlet/ApiAuthenticationFilter.scala``, ``controller/ControllerBase.scala``,
 ``util/Authenticator.scala``)
 
-* ``/api/v3/*`` accepts ``Authorization: token <t>`` (prefix matched case-insensitively),
-  ``Authorization: Basic ...``, an ``access_token`` parameter, or the web session cookie. A
-  header that does not authenticate (wrong password, unknown token, other scheme) answers **401**
-  with the literal body ``{ "message": "Bad credentials" }`` on *every* ``/api/v3`` path, known or
-  not. A Basic header that does not decode to ``user:password`` breaks the filter: 500 HTML.
+* ``/api/v3/*`` accepts ``Authorization: token <t>`` or ``bearer <t>`` (prefixes matched
+  case-insensitively), ``Authorization: Basic ...``, an ``access_token`` parameter, or the web
+  session cookie. A header that does not authenticate (wrong password, unknown token, other
+  scheme) answers **401** with the literal body ``{ "message": "Bad credentials" }`` on *every*
+  ``/api/v3`` path, known or not. A Basic header that does not decode to ``user:password``
+  breaks the filter: 500 HTML.
 * No credentials where a route needs a user: 401 ``{"message":"Requires authentication"}``.
   Unknown ``/api/v3/*`` paths (any method): 404 ``{"message":"Not Found"}`` (``ApiController``'s
   catch-all). An unhandled exception: 500 ``{"message":"Internal Server Error"}``. Outside the API,
@@ -19,6 +20,24 @@ Authentication (``servlet/ApiAuthenticationFilter.scala``, ``controller/Controll
   redirect to ``/signin`` or ``/`` for browsers).
 * Personal access tokens exist only through the web UI; :meth:`GitBucketDouble.create_token`
   stands in for that. Over git HTTP a token also works as the password of its own user.
+* An action whose JSON body does not extract yields ``None``; Scalatra 3.1's ``JValueResult``
+  renders that as an **empty 200** (JSON content type, no body). A body sent without a JSON
+  content type that does not parse -- an empty one included -- makes json4s throw: 500.
+
+Anonymous access off (``allow_anonymous_access=False``; ``controller/PreProcessController.scala``,
+``servlet/GitAuthenticationFilter.scala``, ``service/SystemSettingsService.scala``)
+
+* On by default. Off, every **GET** by nobody (no session, no credentials) is refused before any
+  route runs, unless its raw path starts with ``/assets``, ``/signin``, ``/register`` or
+  ``/plugin-assets``, ends with ``/info/refs``, or is ``/user.css`` (bundled plug-ins could add
+  paths; the double has none). Other methods are not filtered (``POST /signin`` still signs in).
+  Under ``/api/v3/`` the refusal is 401 ``{"message":"Requires authentication"}`` -- for public
+  repositories, ``/api/v3/users`` and unknown paths alike; the API root ``/api/v3`` is outside
+  ``/api/v3/*``, so it gets the web answer: a bare 401 for non-browsers (``/signout`` and ``/``
+  too), a redirect to ``/signin?redirect=...`` for browsers. Bad credentials still answer "Bad
+  credentials" first; any valid credentials read as before.
+* Git HTTP: a fetch of a public repository then needs Basic credentials of *any* user (a
+  private one still needs a role, below); without them 401 and the ``BASIC`` challenge.
 
 Changing the ``root`` password (``controller/api/ApiUserControllerBase.scala``,
 ``controller/AccountController.scala``, ``controller/IndexController.scala``,
@@ -38,16 +57,19 @@ Changing the ``root`` password (``controller/api/ApiUserControllerBase.scala``,
   and changes nothing**. Without a session a non-browser client gets a bare 401. An admin may also
   use ``POST /admin/users/:name/_edituser`` (``userName``, ``password``, ``fullName``,
   ``mailAddress``, ``isAdmin`` ...); that form sets ``isAdmin`` from the form, so leaving it out
-  demotes the account (``controller/UserManagementController.scala``, read at an older
-  revision; the double edits the account named by the form's ``userName``, as that code does).
+  demotes the account (``controller/SystemSettingsController.scala`` in 4.46; the route is
+  ``:name`` but the code reads ``params("userName")``, so the double edits the account named by
+  the form's ``userName``, as that code does).
 
 Organisations and repositories (``controller/api/ApiOrganizationControllerBase.scala``,
 ``ApiRepositoryControllerBase.scala``, ``api/CreateAGroup.scala``, ``api/CreateARepository.scala``)
 
 * ``POST /api/v3/admin/organizations`` (admin only) takes ``login``, ``admin`` (required: the
   first manager), ``profile_name`` (stored as the description) and ``url``; 200 with the group
-  JSON. A body it cannot read answers 400 (empty). There is no duplicate check: an existing name
-  breaks the insert, 500. ``GET /api/v3/orgs/:org`` answers the group or 404.
+  JSON. A body that does not extract answers an empty 200 and creates nothing. There is no
+  duplicate check: an existing name breaks the insert, 500. ``GET /api/v3/orgs/:org`` answers
+  the group or 404. There is no API for members: :meth:`GitBucketDouble.add_member` stands in
+  for the web UI's group form.
 * ``POST /api/v3/user/repos`` and ``POST /api/v3/orgs/:org/repos`` answer **200** (not 201). A
   duplicate name also answers **200**, with ``{"message":"A repository with this name already
   exists on this account"`` (``... for this group`` for organisations) ``,"documentation_url":
@@ -59,6 +81,49 @@ Organisations and repositories (``controller/api/ApiOrganizationControllerBase.s
   readable. ``clone_url`` is ``<base>/git/<owner>/<repo>.git``; the base URL comes from the
   request's Host unless GitBucket's base URL is set (``base_url=`` here). With SSH off (the
   default) ``ssh_url`` is absent.
+
+Users (``controller/api/ApiUserControllerBase.scala``, ``api/CreateAUser.scala``,
+``api/ApiUser.scala``, ``service/AccountService.scala``, ``update/gitbucket-core_4.0.xml``)
+
+* ``POST /api/v3/admin/users`` (admin only; others and nobody 401 "Requires authentication")
+  takes ``login``, ``password``, ``email`` (required) and optional ``fullName`` (default: the
+  login), ``isAdmin`` (default false), ``description``, ``url``; 200 with the user JSON. The
+  password is stored hashed (PBKDF2) with no length check -- the web form's 20-character cap does
+  not apply -- and works at once for the API and git. A missing required field: empty 200. A
+  name or a mail address already in ``ACCOUNT`` (primary key, unique ``MAIL_ADDRESS``): 500.
+* User JSON (``ApiUser``, serialised with all its fields): ``login``, ``email``, ``type``,
+  ``site_admin``, ``created_at``, ``id`` (always 0), ``url``, ``html_url``, ``avatar_url``.
+* Removing a user through the admin form also deletes its group memberships and collaborator
+  rows (``removeUserRelatedData``).
+
+Collaborators and access (``controller/api/ApiRepositoryCollaboratorControllerBase.scala``,
+``api/AddACollaborator.scala``, ``api/ApiRepositoryCollaborator.scala``,
+``service/RepositoryService.scala``, ``util/Authenticator.scala``, ``model/Collaborator.scala``)
+
+* ``PUT .../collaborators/:user`` (``ownerOnly``: admin, owner, a *manager* of the owning group,
+  or an ``admin`` collaborator; anyone else, signed in or not, 401 "Requires authentication";
+  unknown repository 404) reads ``{"permission": "pull"|"push"|"admin"}``, stored as the role
+  ``GUEST``/``DEVELOPER``/``ADMIN``, and answers **204** with no body. It is a plain insert: a
+  user who already collaborates (whatever the permission) breaks the primary key, **500**, and
+  keeps the old role; an unknown user breaks the foreign key, 500; no body (without a JSON
+  content type) 500; a body without ``permission`` or with another value (``maintain``,
+  ``triage``, ``write``, ``PULL``) does not extract: **empty 200, nothing stored**. The name may
+  be a group: its members then collaborate with the group's role.
+* ``DELETE .../collaborators/:user`` (``ownerOnly``) answers 204, collaborator or not.
+* ``GET .../collaborators`` (``referrersOnly``: the repository must be readable, else 401; 404
+  when unknown) lists the user JSON of every user collaborator and every member of a group
+  collaborator -- never the owner, never the group itself (SQL UNION without ORDER BY; the double
+  sorts by name). ``GET .../collaborators/:user``: 204 when that (not removed) user is in that
+  list, else 404 JSON. ``GET .../collaborators/:user/permission``: 200
+  ``{"permission": "<ROLE>", "user": {...}}`` with the stored role name (``GUEST``, not GitHub's
+  ``read``; no ``role_name``) for a direct row only (a group's own name works, its members do
+  not), else 404.
+* Reading a private repository (API ``referrersOnly``, git fetch ``hasGuestRole``): admin, owner,
+  any member of the owning group, any collaborator. Writing (git push ``hasDeveloperRole``, hook
+  changes ``writableUsersOnly``): the same without ``pull`` collaborators. Hooks are *listed*
+  with ``referrersOnly``. A signed-in user without the role gets what nobody gets: 401 (API
+  JSON, git 401 + challenge), never 403 or 404. ``/api/v3/users/:name/repos`` shows private
+  repositories the caller may read, collaborators included.
 
 Web hooks (``controller/api/ApiRepositoryWebhookControllerBase.scala``,
 ``api/CreateARepositoryWebhook.scala``, ``api/ApiWebhook.scala``, ``model/WebHook.scala``)
@@ -81,12 +146,20 @@ Git over HTTP and deliveries (``servlet/GitAuthenticationFilter.scala``,
 ``servlet/GitRepositoryServlet.scala`` ``CommitLogHook``, ``service/WebHookService.scala``,
 ``api/ApiCommit.scala``, ``api/ApiPusher.scala``, ``util/AuthUtil.scala``)
 
-* ``/git/<owner>/<repo>.git``: a push (``git-receive-pack``) needs Basic credentials of a user
-  with the developer role (admin, owner, organisation member); without them the answer is 401
-  ``WWW-Authenticate: BASIC realm="GitBucket"`` (GitBucket spells ``BASIC``). Public
-  repositories can be fetched anonymously. An unknown repository answers 404.
+* ``/git/<owner>/<repo>.git``: a push (``git-receive-pack``, also its ``info/refs``
+  advertisement) needs Basic credentials of a user with the developer role (admin, owner,
+  organisation member, ``push``/``admin`` collaborator); a private fetch needs the guest role
+  (any collaborator too). Every refusal -- no credentials, wrong ones, a ``pull`` collaborator
+  pushing, a stranger -- is 401 ``WWW-Authenticate: BASIC realm="GitBucket"`` (GitBucket spells
+  ``BASIC``), which git reports as "Authentication failed". Public repositories can be fetched
+  anonymously while anonymous access is on. An unknown repository answers 404 before any
+  authentication.
 * After a push GitBucket runs, for every updated ref in order: a ``push`` delivery (also for tags
-  and deletions), then a ``create`` delivery when the ref was created. There is no ``ping``.
+  and deletions), then a ``create`` delivery when the ref was created. There is no ``ping``, and
+  no ``delete`` delivery even for a hook subscribed to ``delete``.
+* Deleting a branch or a tag sends that one ``push``: ``before`` is the old id (for an annotated
+  tag, the tag object's), ``after`` 40 zeros, ``commits: []``, no ``head_commit``, ``compare``
+  the repository's page; the payload has no ``created``/``deleted``/``forced`` fields at all.
   ``ref`` is the full ref name (``refs/tags/v1``) in both; ``create`` has ``ref_type``
   (``branch``/``tag``), ``master_branch``, ``description`` and ``pusher_type: "user"``.
 * ``commits`` (oldest first) holds only commits that were on no branch before the push: the
@@ -108,11 +181,11 @@ Git over HTTP and deliveries (``servlet/GitAuthenticationFilter.scala``,
   logged. Pushing a first branch other than ``main`` into an empty repository makes it the
   default branch.
 
-Not modelled: LDAP/OIDC, collaborators, issues and pull requests, account-level hooks, wikis, LFS,
-SSH, the web pages themselves (they answer a small placeholder page), private-address blocking of
-hook URLs (off by default in GitBucket). Where the source did not settle an answer (an unreadable
-``POST /api/v3/admin/users`` or ``PATCH /api/v3/user`` body, ``PATCH`` of an unknown hook id),
-the double answers 200 with an empty body and says so here.
+Not modelled: LDAP/OIDC, issues and pull requests, account-level hooks, wikis, LFS, SSH, the
+suspend/unsuspend API, group member management (see :meth:`GitBucketDouble.add_member`), the web
+pages themselves (they answer a small placeholder page), private-address blocking of hook URLs
+(off by default in GitBucket). Where the source did not settle an answer (``PATCH`` of an unknown
+hook id), the double answers 200 with an empty body and says so here.
 """
 
 from __future__ import annotations
@@ -176,6 +249,11 @@ _HTML_TYPE = "text/html;charset=utf-8"
 _REPO_NAME = re.compile(r"[a-zA-Z0-9\-+_.]+")
 _DELIVERY_USER_AGENT = "Apache-HttpClient/4.5.14 (Java/17)"
 _FORM_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.*")
+
+# api/AddACollaborator.scala: the API permission -> the Role stored in COLLABORATOR.ROLE
+COLLABORATOR_ROLES = {"admin": "ADMIN", "push": "DEVELOPER", "pull": "GUEST"}
+_ANY_ROLE = frozenset(COLLABORATOR_ROLES.values())
+_WRITE_ROLES = frozenset({"ADMIN", "DEVELOPER"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,6 +547,9 @@ _CREATE_GROUP: dict[str, tuple[str, Any]] = {
     "profile_name": ("opt_str", None),
     "url": ("opt_str", None),
 }
+_ADD_COLLABORATOR: dict[str, tuple[str, Any]] = {
+    "permission": ("str", _MISSING),
+}
 _CREATE_USER: dict[str, tuple[str, Any]] = {
     "login": ("str", _MISSING),
     "password": ("str", _MISSING),
@@ -575,6 +656,8 @@ class GitBucketDouble:
         self._accounts: dict[str, _Account] = {}
         self._repos: dict[tuple[str, str], Repo] = {}
         self._hooks: dict[int, Hook] = {}
+        # (owner, repo) -> collaborator (user or group) -> role, as the COLLABORATOR table
+        self._collaborators: dict[tuple[str, str], dict[str, str]] = {}
         self._tokens: dict[str, str] = {}
         self._sessions: dict[str, str | None] = {}
         self._deliveries: list[Delivery] = []
@@ -676,6 +759,14 @@ class GitBucketDouble:
             ]
 
     @property
+    def collaborators(self) -> dict[str, dict[str, str]]:
+        """``owner/name`` -> {collaborator: role}, roles as GitBucket stores them (``ADMIN``,
+        ``DEVELOPER``, ``GUEST`` for the API's ``admin``, ``push``, ``pull``); only repositories
+        that have collaborators appear."""
+        with self._lock:
+            return {f"{o}/{r}": dict(rows) for (o, r), rows in self._collaborators.items() if rows}
+
+    @property
     def deliveries(self) -> list[Delivery]:
         with self._lock:
             return list(self._deliveries)
@@ -702,6 +793,18 @@ class GitBucketDouble:
                     created_at=datetime.now(UTC).replace(microsecond=0),
                 )
             )
+
+    def add_member(self, group: str, user: str, *, manager: bool = False) -> None:
+        """Make ``user`` a member (or a manager) of the organisation ``group``, as a group manager
+        would in the web UI: GitBucket has no API for group members."""
+        with self._lock:
+            account = self._accounts.get(group)
+            member = self._accounts.get(user)
+            if account is None or not account.is_group:
+                raise KeyError(group)
+            if member is None or member.is_group:
+                raise KeyError(user)
+            account.members[user] = manager
 
     def create_token(self, user: str = ROOT_USER) -> str:
         """A personal access token for ``user`` (GitBucket only makes them in the web UI)."""
@@ -739,6 +842,18 @@ class GitBucketDouble:
                     )
                 self._delivered.wait(left)
             return list(self._deliveries)
+
+    def settle_deliveries(self, timeout: float = 10.0) -> list[Delivery]:
+        """Wait until every delivery already queued (by pushes that have been answered) has been
+        made; return all deliveries. Use it to prove that an event was *not* sent."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                raise TimeoutError(f"deliveries still running after {timeout}s")
+        return self.deliveries
 
     # -- request dispatch ----------------------------------------------------------------------
 
@@ -840,16 +955,50 @@ class GitBucketDouble:
         account = self._accounts.get(group)
         return bool(account and account.is_group and user.name in account.members)
 
-    def _readable(self, repo: Repo, account: _Account | None) -> bool:
-        if not repo.private:
-            return True
+    def _collaborator_rows(self, repo: Repo) -> list[tuple[str, str]]:
+        """``RepositoryService.getCollaboratorUserNames``: (user, role) for every user collaborator
+        and for every member of a group collaborator, without duplicate pairs. GitBucket's UNION
+        has no ORDER BY; the double sorts by name."""
+        rows: set[tuple[str, str]] = set()
+        for name, role in self._collaborators.get((repo.owner, repo.name), {}).items():
+            account = self._accounts.get(name)
+            if account is None:
+                continue
+            if account.is_group:
+                rows.update((member, role) for member in account.members)
+            else:
+                rows.add((name, role))
+        return sorted(rows)
+
+    def _collaborates(self, repo: Repo, account: _Account, roles: frozenset[str]) -> bool:
+        return any(n == account.name and r in roles for n, r in self._collaborator_rows(repo))
+
+    def _has_role(self, repo: Repo, account: _Account | None, roles: frozenset[str]) -> bool:
+        """``hasGuestRole`` / ``hasDeveloperRole`` (and ``isReadable`` / ``isWritable``)."""
         return account is not None and (
-            account.is_admin or account.name == repo.owner or self._is_member(repo.owner, account)
+            account.is_admin
+            or account.name == repo.owner
+            or self._is_member(repo.owner, account)
+            or self._collaborates(repo, account, roles)
         )
 
+    def _readable(self, repo: Repo, account: _Account | None) -> bool:
+        return not repo.private or self._has_role(repo, account, _ANY_ROLE)
+
     def _writable(self, repo: Repo, account: _Account | None) -> bool:
-        return account is not None and (
-            account.is_admin or account.name == repo.owner or self._is_member(repo.owner, account)
+        return self._has_role(repo, account, _WRITE_ROLES)
+
+    def _manages(self, repo: Repo, account: _Account | None) -> bool:
+        """``OwnerAuthenticator``: admin, owner, a *manager* of the owning group, or an ``ADMIN``
+        collaborator."""
+        if account is None:
+            return False
+        group = self._accounts.get(repo.owner)
+        return (
+            account.is_admin
+            or account.name == repo.owner
+            or bool(group and group.is_group and group.members.get(account.name))
+            or self._collaborates(repo, account, frozenset({"ADMIN"}))
         )
 
     # -- JSON shapes (core/api/*.scala) --------------------------------------------------------
@@ -861,8 +1010,10 @@ class GitBucketDouble:
             "type": "Organization" if account.is_group else "User",
             "site_admin": account.is_admin,
             "created_at": _iso(account.created_at),
+            "id": 0,
             "url": f"{base}/api/v3/users/{account.name}",
             "html_url": f"{base}/{account.name}",
+            "avatar_url": f"{base}/{account.name}/_avatar",
         }
 
     def _group_json(self, account: _Account, base: str) -> dict[str, Any]:
@@ -940,6 +1091,11 @@ class GitBucketDouble:
             ("GET", rf"{repo}/hooks/{seg}", self._api_get_hook),
             ("PATCH", rf"{repo}/hooks/{seg}", self._api_update_hook),
             ("DELETE", rf"{repo}/hooks/{seg}", self._api_delete_hook),
+            ("GET", rf"{repo}/collaborators", self._api_list_collaborators),
+            ("GET", rf"{repo}/collaborators/{seg}", self._api_is_collaborator),
+            ("GET", rf"{repo}/collaborators/{seg}/permission", self._api_collaborator_permission),
+            ("PUT", rf"{repo}/collaborators/{seg}", self._api_add_collaborator),
+            ("DELETE", rf"{repo}/collaborators/{seg}", self._api_remove_collaborator),
         ]
         return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
 
@@ -952,6 +1108,13 @@ class GitBucketDouble:
         path = request.path
         if path != "/" and path.endswith("/"):
             path = path[:-1]
+        if self._anonymous_refused(request, account):
+            # PreProcessController answers before any API route; only "/api/v3/*" carries the
+            # API marker (set by ControllerBase's before filter), so the bare root gets the web
+            # answer.
+            if path.startswith("/api/v3/"):
+                return self._unauthorized(), None
+            return self._web_unauthorized(request, None), None
         base = self._base(request)
         user = account.name if account else None
         for method, pattern, handler in self._api_routes:
@@ -968,8 +1131,8 @@ class GitBucketDouble:
     def _api_login(self, request: _Request) -> _Account | None:
         header = request.headers.get("Authorization")
         if header is not None:
-            if header.lower().startswith("token "):
-                account = self._token_account(header[6:].strip())
+            if header.lower().startswith(("token ", "bearer ")):
+                account = self._token_account(header[header.index(" ") + 1 :].strip())
             elif header.startswith("Basic "):
                 pair = self._decode_basic(header)
                 if pair is None:
@@ -1014,6 +1177,16 @@ class GitBucketDouble:
     def _unauthorized(self) -> _Response:
         return _api_error(401, "Requires authentication")
 
+    def _anonymous_refused(self, request: _Request, account: _Account | None) -> bool:
+        """PreProcessController: with anonymous access off, a GET (any other method passes) by
+        nobody is refused unless its raw path is one of the few left open."""
+        return (
+            not self.allow_anonymous_access
+            and account is None
+            and request.method == "GET"
+            and not _open_to_anonymous(request.path)
+        )
+
     def _api_root(self, request: _Request, account: _Account | None, base: str) -> _Response:
         return _api_json(200, {"rate_limit_url": f"{base}/api/v3/rate_limit"})
 
@@ -1055,8 +1228,8 @@ class GitBucketDouble:
             data = _extract(self._json_body(request), _CREATE_USER)
         except _Invalid:
             return _api_empty(200)
-        if data["login"] in self._accounts:
-            raise _ServerError
+        if data["login"] in self._accounts or self._mail_taken(data["email"], None):
+            raise _ServerError  # ACCOUNT's primary key (USER_NAME), unique MAIL_ADDRESS
         created = _Account(
             name=data["login"],
             password=data["password"],
@@ -1102,7 +1275,7 @@ class GitBucketDouble:
         try:
             data = _extract(self._json_body(request), _CREATE_GROUP)
         except _Invalid:
-            return _api_empty(400)
+            return _api_empty(200)
         admin = self._accounts.get(data["admin"])
         if data["login"] in self._accounts or admin is None or admin.is_group:
             raise _ServerError  # primary key / foreign key violation
@@ -1356,6 +1529,112 @@ class GitBucketDouble:
         del self._hooks[hook_id]
         return _Response(204, b"", [("Content-Type", _JSON_TYPE)])
 
+    # -- collaborators (ApiRepositoryCollaboratorControllerBase) -------------------------------
+
+    def _owned_repo(
+        self, owner: str, name: str, account: _Account | None
+    ) -> tuple[Repo | None, _Response | None]:
+        """``ownerOnly``: 404 JSON for an unknown repository, 401 unless the caller manages it."""
+        repo = self._repos.get((owner, name))
+        if repo is None:
+            return None, _api_error(404, "Not Found")
+        if not self._manages(repo, account):
+            return None, self._unauthorized()
+        return repo, None
+
+    def _api_list_collaborators(
+        self, request: _Request, account: _Account | None, base: str, owner: str, name: str
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        users = []
+        for user, _role in self._collaborator_rows(repo):
+            found = self._accounts.get(user)
+            if found is None or found.removed:
+                raise _ServerError  # getAccountByUserName(u).get
+            users.append(self._user_json(found, base))
+        return _api_json(200, users)
+
+    def _api_is_collaborator(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        user: str,
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        found = self._accounts.get(user)
+        if found is None or found.removed:
+            return _api_error(404, "Not Found")
+        if any(n == user for n, _role in self._collaborator_rows(repo)):
+            return _api_empty(204)
+        return _api_error(404, "Not Found")
+
+    def _api_collaborator_permission(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        user: str,
+    ) -> _Response:
+        repo, refusal = self._find_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        found = self._accounts.get(user)
+        role = self._collaborators.get((owner, name), {}).get(user)
+        if found is None or found.removed or role is None:
+            return _api_error(404, "Not Found")
+        return _api_json(200, {"permission": role, "user": self._user_json(found, base)})
+
+    def _api_add_collaborator(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        user: str,
+    ) -> _Response:
+        repo, refusal = self._owned_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        try:
+            data = _extract(self._json_body(request), _ADD_COLLABORATOR)
+        except _Invalid:
+            return _api_empty(200)  # no body to extract: the action yields None
+        role = COLLABORATOR_ROLES.get(data["permission"])
+        if role is None:
+            return _api_empty(200)  # AddACollaborator.role throws inside the extraction
+        if user not in self._accounts:
+            raise _ServerError  # COLLABORATOR_NAME references ACCOUNT
+        rows = self._collaborators.setdefault((owner, name), {})
+        if user in rows:
+            raise _ServerError  # primary key (owner, repository, collaborator): a plain insert
+        rows[user] = role
+        return _api_empty(204)
+
+    def _api_remove_collaborator(
+        self,
+        request: _Request,
+        account: _Account | None,
+        base: str,
+        owner: str,
+        name: str,
+        user: str,
+    ) -> _Response:
+        repo, refusal = self._owned_repo(owner, name, account)
+        if repo is None:
+            return refusal  # type: ignore[return-value]
+        self._collaborators.get((owner, name), {}).pop(user, None)
+        return _api_empty(204)
+
     # -- web pages: sign-in and account forms --------------------------------------------------
 
     def _serve_web(self, request: _Request) -> tuple[_Response, str | None]:
@@ -1366,6 +1645,8 @@ class GitBucketDouble:
             path = path[:-1]
         method = request.method
         with self._lock:
+            if self._anonymous_refused(request, account):
+                return self._web_unauthorized(request, None), None
             if method == "GET" and path in ("/", "/signin"):
                 return _html(200, "GitBucket"), user
             if method == "POST" and path == "/signin":
@@ -1505,6 +1786,11 @@ class GitBucketDouble:
         target.url = url
         target.is_admin = is_admin
         target.removed = removed
+        if removed:  # AccountService.removeUserRelatedData: GROUP_MEMBER and COLLABORATOR rows
+            for group in self._accounts.values():
+                group.members.pop(name, None)
+            for rows in self._collaborators.values():
+                rows.pop(name, None)
         return self._redirect(request, "/admin/users")
 
     # -- repositories on disk ------------------------------------------------------------------
@@ -1950,6 +2236,15 @@ def _unquote(text: str) -> str:
     return unquote(text)
 
 
+def _open_to_anonymous(raw_path: str) -> bool:
+    """PreProcessController's exceptions (plug-ins could add more; the double has none)."""
+    return (
+        raw_path.startswith(("/assets", "/signin", "/register", "/plugin-assets"))
+        or raw_path.endswith("/info/refs")
+        or raw_path == "/user.css"
+    )
+
+
 def _git_env() -> dict[str, str]:
     env = {
         key: value
@@ -2030,6 +2325,8 @@ def _call_kind(method: str, path: str) -> str | None:
         ("POST", r"/api/v3/repos/[^/]+/[^/]+/hooks", "create_hook"),
         ("PATCH", r"/api/v3/repos/[^/]+/[^/]+/hooks/[^/]+", "update_hook"),
         ("DELETE", r"/api/v3/repos/[^/]+/[^/]+/hooks/[^/]+", "delete_hook"),
+        ("PUT", r"/api/v3/repos/[^/]+/[^/]+/collaborators/[^/]+", "add_collaborator"),
+        ("DELETE", r"/api/v3/repos/[^/]+/[^/]+/collaborators/[^/]+", "remove_collaborator"),
     )
     for wanted, pattern, kind in table:
         if method == wanted and re.fullmatch(pattern, path):

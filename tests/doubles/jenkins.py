@@ -10,9 +10,13 @@ python-jenkins and api4jenkins. Fidelity points worth knowing:
   their API tokens (user ids are case-insensitive). Wrong credentials answer **401** with
   ``WWW-Authenticate: Basic realm="Jenkins"``, whatever the path (also the webhook endpoint).
   Anonymous requests to anything but the webhook endpoint and ``whoAmI`` answer **403** with
-  the "Authentication required" page of ``HudsonAuthenticationEntryPoint`` and its
-  ``X-You-Are-Authenticated-As: anonymous`` / ``X-Required-Permission`` headers, unless
-  ``anonymous_read`` is on (then anonymous GETs are served, changes still get 403).
+  the "Authentication required" page of ``HudsonAuthenticationEntryPoint`` (its comment is
+  ``AccessDeniedException3.report``) and the ``X-You-Are-Authenticated-As: anonymous`` /
+  ``X-Required-Permission`` / ``X-Permission-Implied-By`` headers, unless ``anonymous_read``
+  is on (then anonymous GETs are served, changes still get 403). Users may do everything
+  except that only ``admin`` users (:meth:`JenkinsDouble.add_user`) hold Agent/Connect; a
+  user without it gets the **403** "Access Denied" page ("bob is missing the Agent/Connect
+  permission", ``AccessDeniedHandlerImpl``).
 * **Version headers** (``Functions.advertiseHeaders``, ``Api.setHeaders``): ``X-Jenkins``,
   ``X-Hudson: 1.395`` and ``X-Jenkins-Session`` come with ``/`` (even its anonymous 403),
   every ``.../api/json`` answer, the 403 login page and the HTML pages Jenkins renders (the
@@ -34,23 +38,55 @@ python-jenkins and api4jenkins. Fidelity points worth knowing:
   directly followed by the root element, whitespace outside the root element is dropped,
   attributes get double quotes, empty elements collapse to ``<a/>`` and text is re-escaped
   (``&gt;`` included); element content, comments and CDATA sections are kept. Compare configs
-  as parsed XML, never as bytes. (Only a later save through the UI would rewrite it with
-  XStream's ``<?xml version='1.1' encoding='UTF-8'?>``; the double never does.) Malformed XML
-  or an unknown root element answers **500**; a ``DOCTYPE`` is refused the same way.
+  as parsed XML, never as bytes, and only what you own. Malformed XML or an unknown root
+  element answers **500**; a ``DOCTYPE`` is refused the same way.
   ``POST config.xml`` decodes the body with the charset of its ``Content-Type`` (ISO-8859-1
   when there is none, as a servlet reader does) and ignores the declaration's encoding.
+* **Declarative re-save** (pipeline-model-definition ``Utils.updateRunAndJobActions`` /
+  ``Utils.updateJobProperties``, ``DeclarativeJobPropertyTrackerAction``): once
+  :meth:`JenkinsDouble.set_declared_job_properties` says a Pipeline job runs a declarative
+  Jenkinsfile, each build start applies the job properties its ``options {}`` declare (e.g.
+  :data:`DECLARED_OPTIONS_PROPERTIES`): a property set by the previous declaration (the job's
+  tracker action) and no longer declared is removed; a declared one is (re)placed unless the
+  job holds one of that class the Jenkinsfile did not set, which stays as it is (a ``TreeSet``
+  by descriptor id); properties the Jenkinsfile never set, the trigger and the parameters are
+  left alone. Changed properties are appended in descriptor-id order. The job gets a
+  ``DeclarativeJobAction`` and a new ``DeclarativeJobPropertyTrackerAction`` (the declared ids
+  in ``jobProperties``, in Java ``HashSet`` order; ``triggers``/``parameters``/``options``)
+  when the declared set differs from the recorded one, or none was recorded: the first
+  declarative build always saves, later ones only on a change. Posting a config drops the
+  actions (``updateByXml`` nulls what the XML lacks), so the next build applies and saves
+  again. A save is XStream's, not the posted text: ``<?xml version='1.1'
+  encoding='UTF-8'?>`` and a newline, two-space indentation, ``<actions>`` first and fields
+  in class order (unknown fields of known classes dropped, absent primitives written, e.g.
+  the trigger's ``<allowSeveralTriggersPerBuild>false</...>``), empty strings as ``<a></a>``
+  but empty lists as ``<a/>``, ``'``/``"`` escaped, comments gone, and ``plugin="NAME@VER"``
+  on an object whose plugin differs from its nearest owned ancestor (``plugin_versions``;
+  unknown plugins keep what was posted; core classes get none). ``triggers {}`` and
+  ``parameters {}`` directives are not modelled.
 * **createItem** errors are ``Failure`` pages: **400** with ``X-Error: <message>``
   ("No Content-Type header set", "Query parameter 'name' is required", unsafe characters, "A
   job already exists with the name 'NAME'" with curly quotes U+2018/U+2019 around the name,
   "No mode given" for a non-XML content type). The curly quotes cannot travel in a header:
   Jetty writes characters outside ISO-8859-1 as ``?``, so the header reads ``... the name
   ?NAME?`` (the HTML body has the real quotes).
-* **Builds** (``ParameterizedJobMixIn``, ``ParametersDefinitionProperty``, ``Queue``):
-  ``build``/``buildWithParameters`` answer **201** with ``Location: http://HOST/queue/item/N/``;
-  ``build`` on a parameterized job without a ``json`` form answers 400 "Nothing is submitted",
-  ``buildWithParameters`` on a job without parameters 500, a disabled job 409. A request for a
-  job that already waits in the queue with the same parameters gets that item back (Jenkins
-  folds duplicates while they wait). Queue items wait for ``queue_delay_polls`` reads of
+* **Builds** (``ParameterizedJobMixIn``, ``ParametersDefinitionProperty``, ``Queue``,
+  ``ParametersAction``, Stapler's ``getSubmittedForm``; 2.492.3):
+  ``build``/``buildWithParameters`` answer **201** with ``Location: http://HOST/queue/item/N/``.
+  ``build`` on a parameterized job never builds with defaults: without a ``json`` form it
+  answers **400** "Nothing is submitted" (or "This page expects a form submission" when the
+  request carries other parameters, e.g. ``?token=``); with one, the item holds only the
+  submitted values (trimmed as the definition says; a bad choice or unknown name: 500).
+  ``buildWithParameters`` gives each definition its query/form value or its default (two
+  values: 500); on a job without parameters it answers 500 ("This build is not
+  parameterized!"; cores after Aug 2025 answer 400). A disabled job answers 409. A request for
+  a job that already waits in the queue with the same parameter values folds into that item:
+  ``build`` of an unparameterized job still answers 201 with it, ``buildWithParameters``
+  **303** with its ``Location``, ``build`` with a form **302** to the job page. A build's
+  ``api/json`` shows only parameters its job defines (``ParametersAction.filter``); a queue
+  item shows all. :meth:`JenkinsDouble.take_started_builds` hands a runner each build that
+  left the queue (``BuildRecord``: ``parameters``, Pipeline ``params`` with defaults,
+  ``variables``, causes). Queue items wait for ``queue_delay_polls`` reads of
   ``queue/item/N/api/json`` (``BuildableItem``, "why": "Waiting for next available
   executor"), then become a ``LeftItem`` with ``executable``; the build then reads as running
   (``result: null``, ``building: true``) for ``build_polls`` reads of its ``api/json`` and
@@ -72,14 +108,52 @@ python-jenkins and api4jenkins. Fidelity points worth knowing:
   into ``{"payload": ["..."]}`` first, so ``$.ref`` does **not** resolve from a form post.
   The filter is ``re.search`` (Java's ``find()``): anchor it. JSONPath is evaluated with
   jsonpath-ng (Jayway semantics for definite paths: a missing leaf is "not found"); XPath
-  variables are not supported (they stay unresolved).
+  variables are not supported (they stay unresolved). A triggered build's parameters
+  (``ParameterActionUtil``) are the job's defined parameters only, each taking the variable of
+  its name when that is not empty, else its default; unless ``allowSeveralTriggersPerBuild``,
+  the item also carries a random ``jenkins-generic-webhook-trigger-plugin_uuid`` (so every
+  invocation queues its own build; the build's API filters it out). The variables reach the
+  build through its ``GenericCause`` (environment), not as parameters.
+* **Whitelist** (``global.Whitelist``/``WhitelistItem``, ``WhitelistVerifier``,
+  ``HostVerifier``, ``WhitelistHost``, ``HMACVerifier``; :meth:`JenkinsDouble.
+  set_gwt_whitelist`): checked after the body is read and **before** the token or job lookup
+  (OPTIONS skips it); off, or on without items, everything passes; otherwise the first item
+  that passes lets the request in. A host is the client's IP (``getRemoteAddr``) matched
+  against an IP, a CIDR ``a/n`` or a range ``a-b``; an empty host means any host, while
+  ``*`` or a host name never matches ("is not a valid IP string literal"). With HMAC: the
+  header (case-insensitive) must appear exactly once; a leading ``md5=``/``sha1=``/``sha256=``
+  or ``HMAC `` is cut off; the value must equal, ignoring case, the hex HMAC of the body as
+  the plugin read it (UTF-8 text; a form body is its JSON rendering, so it never verifies),
+  the base64 of that hex, or the base64 of the raw HMAC, keyed with the secret text
+  ``hmac_credential_id``. Failure: **403** ``{"jobs": null, "message": "Sender, IP, with
+  headers {name=[value], ...} did not pass whitelist.\\nDid not find a matching whitelisted
+  host:\\n1) REASON\\n..."}`` (headers lower-cased, in Java ``HashMap`` order); nothing is
+  queued. An algorithm ``Mac.getInstance`` does not know (or an empty secret) is a 500.
+* **Agents** (``SlaveComputer``, ``JNLPLauncher``, ``jenkins-agent.jnlp.jelly``,
+  ``EncryptedSlaveAgentJnlpFile``, ``ComputerSet``; :meth:`JenkinsDouble.add_node`):
+  permanent inbound agents that never connect. ``computer/api/json`` lists them after the
+  built-in node, sorted by name, as ``hudson.slaves.SlaveComputer`` with ``offline: true``,
+  ``offlineCause: null``, ``jnlpAgent: true``, ``launchSupported: false``, idle executors
+  that ``totalExecutors`` does not count, and ``assignedLabels`` = the label atoms plus the
+  node's name in Java ``HashSet`` order; ``computer/NAME/api/json`` (``(built-in)`` and
+  ``(master)`` name the built-in node; unknown: 404). ``computer/NAME/jenkins-agent.jnlp``
+  (or ``slave-agent.jnlp``) answers ``application/x-java-jnlp-file``:
+  ``<jnlp><application-desc>`` with ``<argument>`` elements: the secret
+  (:meth:`JenkinsDouble.agent_secret`, hex HMAC-SHA256 of the name), the name,
+  ``-webSocket`` if set, ``-workDir REMOTE_FS -internalDir remoting``, ``-url ROOT_URL``
+  (:attr:`JenkinsDouble.root_url` or the request's own), on one line without an XML
+  declaration. It needs Agent/Connect (anonymous: the login 403, or with ``anonymous_read``
+  the entry point's 403 naming ``hudson.model.Computer.Connect``); ``?encrypt=true`` needs
+  no permission, not even Overall/Read, and answers an IV plus the file under
+  AES/CFB8 keyed with the secret's first 16 bytes.
 
-Also served: ``queue/api/json``, ``queue/cancelItem``, ``computer/api/json`` (the built-in
-node; running Pipeline builds sit on its one-off executors, which api4jenkins reads), ``me``,
+Also served: ``queue/api/json``, ``queue/cancelItem``, ``computer/api/json`` (running
+Pipeline builds sit on the built-in node's one-off executors, which api4jenkins reads), ``me``,
 ``user/ID`` and ``whoAmI`` (``api/json``), ``tree=`` filtering of every ``api/json``, build
 permalinks (``lastBuild`` ...) and a ``consoleText`` stub. Not modelled: folders
-(``job/A/job/B``), views, agents, real console logs, the UI, permissions finer than
-"authenticated users may do everything", ``enable``/``disable`` and build tokens.
+(``job/A/job/B``), views, agents connecting or running builds (remoting; node
+``config.xml``, creation and deletion over HTTP; ``monitorData`` stays empty), real console
+logs, the UI, permissions finer than the above, ``enable``/``disable`` and build tokens.
 """
 
 from __future__ import annotations
@@ -90,6 +164,7 @@ import copy
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import re
 import secrets
@@ -98,9 +173,11 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
+import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -121,6 +198,22 @@ _GWT_REQUEST_VARIABLE = "org.jenkinsci.plugins.gwt.GenericRequestVariable"
 _GWT_HEADER_VARIABLE = "org.jenkinsci.plugins.gwt.GenericHeaderVariable"
 _PIPELINE_TRIGGERS = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
 _PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+_DISABLE_CONCURRENT = (
+    "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
+)
+_DECLARATIVE_ACTIONS = "org.jenkinsci.plugins.pipeline.modeldefinition.actions."
+_DECLARATIVE_JOB_ACTION = _DECLARATIVE_ACTIONS + "DeclarativeJobAction"
+_PROPERTY_TRACKER = _DECLARATIVE_ACTIONS + "DeclarativeJobPropertyTrackerAction"
+_GWT_UUID_PARAMETER = "jenkins-generic-webhook-trigger-plugin_uuid"
+_HMAC_PREFIXES = ("md5=", "sha1=", "sha256=")  # WhitelistAlgorithm, in its declaration order
+_HMAC_ALGORITHMS = {  # Mac.getInstance looks names up case-insensitively
+    "hmacmd5": "md5",
+    "hmacsha1": "sha1",
+    "hmacsha224": "sha224",
+    "hmacsha256": "sha256",
+    "hmacsha384": "sha384",
+    "hmacsha512": "sha512",
+}
 _GWT_PATH = "generic-webhook-trigger/"
 _GWT_NO_JOBS = "Did not find any jobs with GenericTrigger configured!\n"
 _GWT_NO_TOKEN = (
@@ -129,6 +222,32 @@ _GWT_NO_TOKEN = (
     "If you are not using a token, you need to authenticate like "
     "http://user:passsword@example.org/generic-webhook...\n"
 )
+
+#: The job properties ``options { buildDiscarder(logRotator(numToKeepStr: '30'));
+#: disableConcurrentBuilds() }`` declares, as Jenkins stores them (``LogRotator``'s string
+#: constructor turns every empty count into -1; ``abortPrevious`` defaults to false).
+DECLARED_OPTIONS_PROPERTIES: tuple[str, ...] = (
+    """<jenkins.model.BuildDiscarderProperty>
+  <strategy class="hudson.tasks.LogRotator">
+    <daysToKeep>-1</daysToKeep>
+    <numToKeep>30</numToKeep>
+    <artifactDaysToKeep>-1</artifactDaysToKeep>
+    <artifactNumToKeep>-1</artifactNumToKeep>
+    <removeLastBuild>false</removeLastBuild>
+  </strategy>
+</jenkins.model.BuildDiscarderProperty>""",
+    """<org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty>
+  <abortPrevious>false</abortPrevious>
+</org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty>""",
+)
+#: Versions XStream writes into ``plugin="NAME@VERSION"`` when Jenkins re-saves a config
+#: (releases of early 2025, next to 2.492.3); classes of other plugins keep what was posted.
+PLUGIN_VERSIONS: dict[str, str] = {
+    "workflow-job": "1505.vea_4b_20a_4a_495",
+    "workflow-cps": "4018.vf02e01888da_f",
+    "generic-webhook-trigger": "2.3.1",
+    "pipeline-model-definition": "2.2247.va_423189a_7dff",
+}
 
 # Root elements Jenkins can load as a top-level item, with the class its API reports and the
 # class of its runs.
@@ -169,17 +288,22 @@ _PERMALINKS = (
     "lastUnsuccessfulBuild",
     "firstBuild",
 )
-_ACCESS_DENIED_HEADERS = (
-    ("X-You-Are-Authenticated-As", "anonymous"),
-    (
-        "X-You-Are-In-Group-Disabled",
-        "JENKINS-39402: use -Dhudson.security.AccessDeniedException2.REPORT_GROUP_HEADERS=true"
-        " or use /whoAmI to diagnose",
-    ),
-    ("X-Required-Permission", "hudson.model.Hudson.Read"),
-    ("X-Permission-Implied-By", "hudson.security.Permission.GenericRead"),
-    ("X-Permission-Implied-By", "hudson.model.Hudson.Administer"),
+# Permissions the double checks: (id, "Group/Name" as messages print it, the ids implying it).
+_READ_PERMISSION = (
+    "hudson.model.Hudson.Read",
+    "Overall/Read",
+    ("hudson.security.Permission.GenericRead", "hudson.model.Hudson.Administer"),
 )
+_CONNECT_PERMISSION = (
+    "hudson.model.Computer.Connect",
+    "Agent/Connect",
+    ("hudson.model.Computer.Disconnect", "hudson.model.Hudson.Administer"),
+)
+_GROUP_HEADERS_DISABLED = (
+    "JENKINS-39402: use -Dhudson.security.AccessDeniedException2.REPORT_GROUP_HEADERS=true"
+    " or use /whoAmI to diagnose"
+)
+_AGENT_JNLP_PATH = re.compile(r"(manage/)?computer/[^/]+/(jenkins|slave)-agent[.]jnlp")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,7 +328,16 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class BuildRecord:
-    """A build as the double holds it (a snapshot; the live one goes on)."""
+    """A build as the double holds it (a snapshot; the live one goes on).
+
+    ``parameters``: the values of the build's ``ParametersAction`` that the build exposes (its
+    ``api/json`` and environment): only parameters the job defined when the build started.
+    ``params``: what a Pipeline's ``params`` holds: every submitted value (defined or not,
+    e.g. the Generic Webhook Trigger's ``jenkins-generic-webhook-trigger-plugin_uuid``) plus
+    the default of each defined parameter that was not submitted. ``variables``: the Generic
+    Webhook Trigger's resolved variables (its ``GenericCause``; the build's environment).
+    ``causes``: the causes' short descriptions, ``cause_classes`` their classes.
+    """
 
     job: str
     number: int
@@ -214,17 +347,24 @@ class BuildRecord:
     parameters: dict[str, str]
     causes: tuple[str, ...]
     variables: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    cause_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class QueueRecord:
-    """A queue item: ``state`` is ``waiting``, ``left`` (has a build) or ``cancelled``."""
+    """A queue item: ``state`` is ``waiting``, ``left`` (has a build) or ``cancelled``.
+
+    ``parameters``: its ``ParametersAction`` in full (a queue item is not filtered yet);
+    ``variables``: the Generic Webhook Trigger's resolved variables, if it queued the item.
+    """
 
     id: int
     job: str
     state: str
     build_number: int | None
     parameters: dict[str, str]
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,6 +377,7 @@ class _User:
     full_name: str
     password: str
     api_tokens: list[str]
+    admin: bool = True
 
 
 @dataclass
@@ -246,6 +387,18 @@ class _ParamDef:
     default: str | None
     description: str
     choices: list[str] = field(default_factory=list)
+    trim: bool = False
+
+    @property
+    def has_default_value(self) -> bool:
+        # getDefaultParameterValue() is null for these (and for a choice without choices).
+        if self.kind in ("FileParameterDefinition", "RunParameterDefinition"):
+            return False
+        return self.kind != "ChoiceParameterDefinition" or self.default is not None
+
+    def default_value(self) -> str:
+        value = self.default or ""
+        return value.strip() if self.trim else value
 
 
 @dataclass
@@ -269,6 +422,7 @@ class _GwtTrigger:
     token_credential_id: str | None
     silent_response: bool
     should_not_flatten: bool
+    allow_several_triggers_per_build: bool = False
 
 
 @dataclass
@@ -289,11 +443,18 @@ class _Build:
     number: int
     queue_id: int
     timestamp_ms: int
-    parameters: dict[str, str]
+    parameters: dict[str, str]  # ParametersAction.getAllParameters()
     causes: list[dict[str, Any]]
     variables: dict[str, str]
+    has_parameters_action: bool = False
+    # ParametersAction.onAttached: the job's parameter names when the build started.
+    defined: list[_ParamDef] = field(default_factory=list)
     result: str | None = None
     polls: int = 0
+
+    def visible_parameters(self) -> dict[str, str]:
+        names = {d.name for d in self.defined}
+        return {k: v for k, v in self.parameters.items() if k in names}
 
 
 @dataclass
@@ -304,6 +465,8 @@ class _Job:
     next_build_number: int = 1
     builds: list[_Build] = field(default_factory=list)
     scripted_results: dict[int, str] = field(default_factory=dict)
+    # The job properties its (declarative) Jenkinsfile declares; None: not declarative.
+    declared_properties: list[ET.Element] | None = None
 
 
 @dataclass
@@ -314,9 +477,33 @@ class _QueueItem:
     causes: list[dict[str, Any]]
     variables: dict[str, str]
     since_ms: int
+    has_parameters_action: bool = False
     polls: int = 0
     state: str = "waiting"
     build_number: int | None = None
+
+
+@dataclass
+class _Node:
+    name: str
+    labels: str
+    executors: int
+    mode: str
+    remote_fs: str
+    web_socket: bool
+
+
+@dataclass
+class _WhitelistItem:
+    host: str | None
+    hmac_enabled: bool
+    hmac_header: str | None
+    hmac_algorithm: str | None
+    hmac_credential_id: str | None
+
+
+class _WhitelistError(Exception):
+    """org.jenkinsci.plugins.gwt.whitelist.WhitelistException."""
 
 
 @dataclass
@@ -336,6 +523,8 @@ class _Request:
     body: bytes
     base: str
     params: dict[str, list[str]]
+    header_pairs: list[tuple[str, str]] = field(default_factory=list)
+    remote_addr: str = "127.0.0.1"
     user: str | None = None
     via_token: bool = False
     session: str | None = None
@@ -523,6 +712,7 @@ def _parse_config(xml_text: str) -> _Config:
                 default=default,
                 description=_text(definition, "description") or "",
                 choices=choices,
+                trim=kind == "StringParameterDefinition" and _flag(definition, "trim"),
             )
         )
     trigger_element = root.find(f"properties/{_PIPELINE_TRIGGERS}/triggers/{_GWT_TRIGGER}")
@@ -571,7 +761,465 @@ def _parse_trigger(element: ET.Element) -> _GwtTrigger:
         token_credential_id=_text(element, "tokenCredentialId"),
         silent_response=_flag(element, "silentResponse"),
         should_not_flatten=_flag(element, "shouldNotFlattern"),
+        allow_several_triggers_per_build=_flag(element, "allowSeveralTriggersPerBuild"),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Java collection order: what Jenkins writes from a HashMap / HashSet of strings.
+
+
+def _java_string_hash(text: str) -> int:
+    """``String.hashCode()`` as an unsigned 32-bit number (over UTF-16 code units)."""
+    value = 0
+    data = text.encode("utf-16-be")
+    for index in range(0, len(data), 2):
+        value = (31 * value + (data[index] << 8 | data[index + 1])) & 0xFFFFFFFF
+    return value
+
+
+def _java_hash_order(keys: Iterable[str], capacity: int = 16) -> list[str]:
+    """Iteration order of a ``java.util.HashMap`` (or ``HashSet``) that got ``keys`` in order.
+
+    Buckets are ``(h ^ h >>> 16) & (capacity - 1)``; the table doubles once it holds more than
+    three quarters of its capacity; a bucket keeps insertion order (no treeified buckets).
+    """
+    ordered: list[str] = []
+    for key in keys:
+        if key not in ordered:
+            ordered.append(key)
+            if len(ordered) > capacity * 3 // 4:
+                capacity *= 2
+
+    def bucket(key: str) -> int:
+        h = _java_string_hash(key)
+        return (h ^ (h >> 16)) & (capacity - 1)
+
+    return sorted(ordered, key=bucket)
+
+
+def _java_map_string(values: dict[str, list[str]]) -> str:
+    """``AbstractMap.toString()`` of a ``HashMap<String, List<String>>``."""
+    entries = (f"{key}=[{', '.join(values[key])}]" for key in _java_hash_order(values))
+    return "{" + ", ".join(entries) + "}"
+
+
+# ----------------------------------------------------------------------------------------------
+# XStream: how Jenkins writes a config.xml when it saves an item itself (XmlFile.write with
+# XStream2's PrettyPrintWriter in XML 1.1 mode and RobustReflectionConverter).
+
+_XSTREAM_DECLARATION = "<?xml version='1.1' encoding='UTF-8'?>\n"
+_XSTREAM_ENTITIES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&apos;",
+    "\r": "&#xd;",
+}
+_WORKFLOW_JOB = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
+# Serialisable fields in XStream's order (superclass fields first, then declaration order).
+# A default is what an absent primitive field reads as (XStream runs no constructor, so field
+# initialisers do not apply); None: an absent object field stays absent.
+_XSTREAM_FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    _WORKFLOW_JOB: (  # Actionable, AbstractItem, Job, WorkflowJob
+        ("actions", None),
+        ("description", None),
+        ("displayName", None),
+        ("logRotator", None),
+        ("keepDependencies", "false"),
+        ("properties", None),
+        ("definition", None),
+        ("triggers", None),
+        ("quietPeriod", None),
+        ("authToken", None),
+        ("concurrentBuild", None),
+        ("disabled", "false"),
+    ),
+    _PIPELINE_TRIGGERS: (("triggers", None),),
+    _GWT_TRIGGER: (  # Trigger.spec, then GenericTrigger
+        ("spec", None),
+        ("genericVariables", None),
+        ("regexpFilterText", None),
+        ("regexpFilterExpression", None),
+        ("genericRequestVariables", None),
+        ("genericHeaderVariables", None),
+        ("printPostContent", "false"),
+        ("printContributedVariables", "false"),
+        ("causeString", None),
+        ("token", None),
+        ("tokenCredentialId", None),
+        ("silentResponse", "false"),
+        ("overrideQuietPeriod", "false"),
+        ("shouldNotFlattern", "false"),
+        ("allowSeveralTriggersPerBuild", "false"),
+    ),
+    _GWT_VARIABLE: (
+        ("expressionType", None),
+        ("key", None),
+        ("value", None),
+        ("regexpFilter", None),
+        ("defaultValue", None),
+    ),
+    _GWT_REQUEST_VARIABLE: (("key", None), ("regexpFilter", None)),
+    _GWT_HEADER_VARIABLE: (("key", None), ("regexpFilter", None)),
+    "jenkins.model.BuildDiscarderProperty": (("strategy", None),),
+    "hudson.tasks.LogRotator": (
+        ("daysToKeep", "0"),
+        ("numToKeep", "0"),
+        ("artifactDaysToKeep", None),
+        ("artifactNumToKeep", None),
+        ("removeLastBuild", "false"),
+    ),
+    _DISABLE_CONCURRENT: (("abortPrevious", "false"),),
+    _DECLARATIVE_JOB_ACTION: (),
+    _PROPERTY_TRACKER: (
+        ("jobProperties", None),
+        ("triggers", None),
+        ("parameters", None),
+        ("options", None),
+    ),
+}
+# Jenkins.onLoad gives a job without <properties> an empty list.
+_XSTREAM_ALWAYS: dict[str, tuple[str, ...]] = {_WORKFLOW_JOB: ("properties",)}
+# Fields holding collections or objects: written <x/> when empty (an empty string is <x></x>).
+_XSTREAM_COLLECTIONS = frozenset(
+    {
+        "actions",
+        "properties",
+        "triggers",
+        "genericVariables",
+        "genericRequestVariables",
+        "genericHeaderVariables",
+        "parameterDefinitions",
+        "userRemoteConfigs",
+        "branches",
+        "extensions",
+        "submoduleCfg",
+        "jobProperties",
+        "parameters",
+        "options",
+    }
+)
+_ROOT_CLASSES = {"flow-definition": _WORKFLOW_JOB}
+# PluginManager.whichPlugin for the packages the double knows; "" is Jenkins core.
+_CLASS_OWNERS = (
+    ("org.jenkinsci.plugins.workflow.job.", "workflow-job"),
+    ("org.jenkinsci.plugins.workflow.cps.", "workflow-cps"),
+    ("org.jenkinsci.plugins.gwt.", "generic-webhook-trigger"),
+    ("org.jenkinsci.plugins.pipeline.modeldefinition.", "pipeline-model-definition"),
+    ("hudson.plugins.git.", "git"),
+    ("hudson.plugins.", None),
+    ("hudson.", ""),
+    ("jenkins.", ""),
+)
+_CLASS_TAG = re.compile(r"(?:[a-z_][\w]*\.)+[A-Z][\w-]*")
+
+
+def _decode_tag(tag: str) -> str:
+    # XmlFriendlyNameCoder: "$" is written "_-" and "_" is written "__".
+    return re.sub(r"__|_-", lambda m: "_" if m.group(0) == "__" else "$", tag)
+
+
+def _class_owner(class_name: str, posted_plugin: str | None) -> str | None:
+    for prefix, owner in _CLASS_OWNERS:
+        if class_name.startswith(prefix):
+            if owner is not None:
+                return owner
+            break
+    return posted_plugin.split("@", 1)[0] if posted_plugin else None
+
+
+def _xstream_text(text: str, *, attribute: bool) -> str:
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in _XSTREAM_ENTITIES:
+            out.append(_XSTREAM_ENTITIES[char])
+        elif char in "\t\n" and not attribute:
+            out.append(char)
+        elif code < 0x20 or 0x7F <= code <= 0x9F or unicodedata.category(char) == "Cn":
+            out.append(f"&#x{code:x};")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+class _XStreamWriter:
+    """Writes a parsed config the way XStream would after Jenkins loaded it.
+
+    Only the classes in ``_XSTREAM_FIELDS`` are known field by field (reordered, unknown
+    fields dropped, absent primitives filled in); other elements keep their children as
+    posted. Comments vanish, CDATA becomes escaped text, ``plugin`` attributes are rewritten.
+    """
+
+    def __init__(self, plugin_versions: Mapping[str, str]) -> None:
+        self.plugin_versions = plugin_versions
+
+    def document(self, root: ET.Element) -> str:
+        out: list[str] = []
+        self._write(root, out, 0, [], root=True)
+        return _XSTREAM_DECLARATION + "".join(out)
+
+    def fragment(self, element: ET.Element, owners: list[str] | None = None) -> str:
+        out: list[str] = []
+        self._write(element, out, 0, list(owners or []), root=False)
+        return "".join(out)
+
+    def _children(self, element: ET.Element, class_name: str | None) -> list[ET.Element]:
+        fields = _XSTREAM_FIELDS.get(class_name or "")
+        if fields is None:
+            return list(element)
+        children: list[ET.Element] = []
+        for name, default in fields:
+            found = element.find(name)
+            if found is None and (
+                default is not None or name in _XSTREAM_ALWAYS.get(class_name or "", ())
+            ):
+                found = ET.Element(name)
+                found.text = default
+            if found is not None:
+                children.append(found)
+        return children
+
+    def _write(
+        self, element: ET.Element, out: list[str], depth: int, owners: list[str], *, root: bool
+    ) -> None:
+        tag = element.tag
+        class_name = element.get("class")
+        if root:
+            class_name = _ROOT_CLASSES.get(tag, class_name)
+        elif class_name is None and _CLASS_TAG.fullmatch(tag):
+            class_name = _decode_tag(tag)
+        attributes = [(k, v) for k, v in element.attrib.items() if k != "plugin"]
+        attributes.sort(key=lambda item: item[0] != "class")
+        pushed = False
+        if class_name is not None:  # marshalled by RobustReflectionConverter
+            posted = element.get("plugin")
+            owner = _class_owner(class_name, posted)
+            if owner:
+                nearest = next((o for o in reversed(owners) if o), None)
+                if nearest != owner:
+                    version = self.plugin_versions.get(owner)
+                    if version is not None:
+                        attributes.append(("plugin", f"{owner}@{version}"))
+                    elif posted:
+                        attributes.append(("plugin", posted))
+            owners.append(owner or "")
+            pushed = True
+        elif element.get("plugin") is not None:
+            attributes.append(("plugin", element.get("plugin") or ""))
+        start = (
+            "<"
+            + tag
+            + "".join(
+                f' {name}="{_xstream_text(value, attribute=True)}"' for name, value in attributes
+            )
+        )
+        indent = "\n" + "  " * depth if not root and out else ""
+        children = self._children(element, class_name)
+        holder = class_name is not None or tag in _XSTREAM_COLLECTIONS
+        text = element.text
+        if holder and text is not None and not text.strip():
+            text = None  # an empty list or object: the whitespace was only layout
+        if children:
+            out.append(f"{indent}{start}>")
+            for child in children:
+                self._write(child, out, depth + 1, owners, root=False)
+            out.append("\n" + "  " * depth + f"</{tag}>")
+        elif text:
+            out.append(f"{indent}{start}>{_xstream_text(text, attribute=False)}</{tag}>")
+        elif holder:
+            out.append(f"{indent}{start}/>")
+        else:
+            out.append(f"{indent}{start}></{tag}>")
+        if pushed:
+            owners.pop()
+
+
+def _descriptor_id(element: ET.Element) -> str:
+    # Descriptor.getId() defaults to the class name: the element's (decoded) tag.
+    return _decode_tag(element.tag)
+
+
+def _string_set(element: ET.Element | None, name: str) -> set[str]:
+    if element is None:
+        return set()
+    return {item.text or "" for item in element.findall(f"{name}/string")}
+
+
+def _declarative_resave(
+    root: ET.Element, declared: list[ET.Element], writer: _XStreamWriter
+) -> bool:
+    """Apply what the pipeline-model-definition plugin does to a job when a declarative run
+    starts (``Utils.updateRunAndJobActions`` and ``Utils.updateJobProperties`` for the
+    ``options {}`` job properties): change ``root`` in place; True when the job is saved."""
+    actions = root.find("actions")
+    if actions is None:
+        actions = ET.Element("actions")
+        root.insert(0, actions)
+    if actions.find(_DECLARATIVE_JOB_ACTION) is None:  # job.addAction: saved with the job
+        actions.append(ET.Element(_DECLARATIVE_JOB_ACTION))
+    properties = root.find("properties")
+    if properties is None:
+        properties = ET.SubElement(root, "properties")
+    handled = (_PIPELINE_TRIGGERS, _PARAMETERS_PROPERTY)  # triggers {} / parameters {}
+    existing = [p for p in properties if _descriptor_id(p) not in handled]
+    tracker = actions.find(_PROPERTY_TRACKER)
+    previous = _string_set(tracker, "jobProperties")
+
+    # getPropertiesToApply: a TreeSet by descriptor id, so the first instance of an id stays;
+    # a property the Jenkinsfile set before gives way, one it did not set is kept as it is.
+    to_apply: dict[str, ET.Element] = {}
+    for prop in existing:
+        to_apply.setdefault(_descriptor_id(prop), prop)
+    for key in previous:
+        to_apply.pop(key, None)
+    for prop in declared:
+        to_apply.setdefault(_descriptor_id(prop), prop)
+    current = [to_apply[key] for key in sorted(to_apply)]
+    by_id = {_descriptor_id(p): p for p in existing}
+    counts = Counter(_descriptor_id(p) for p in existing)
+    to_remove = [p for p in existing if _descriptor_id(p) not in to_apply]
+    to_update = [
+        p
+        for p in current
+        if _descriptor_id(p) not in by_id
+        or counts[_descriptor_id(p)] > 1
+        or writer.fragment(p) != writer.fragment(by_id[_descriptor_id(p)])
+    ]
+    changed = False
+    for prop in to_remove:
+        properties.remove(prop)
+        changed = True
+    for prop in to_update:
+        for old in [p for p in properties if p.tag == prop.tag]:
+            properties.remove(old)
+        properties.append(copy.deepcopy(prop))
+        changed = True
+
+    declared_ids = [_descriptor_id(p) for p in declared]
+    sets = {"jobProperties": set(declared_ids), "triggers": set(), "parameters": set()}
+    sets["options"] = set()
+    if tracker is None or any(_string_set(tracker, name) != value for name, value in sets.items()):
+        for old in actions.findall(_PROPERTY_TRACKER):  # replaceAction
+            actions.remove(old)
+        tracker = ET.SubElement(actions, _PROPERTY_TRACKER)
+        for name in ("jobProperties", "triggers", "parameters", "options"):
+            holder = ET.SubElement(tracker, name)
+            for value in _java_hash_order(declared_ids if name == "jobProperties" else ()):
+                ET.SubElement(holder, "string").text = value
+        changed = True
+    return changed
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic Webhook Trigger: the global whitelist (WhitelistVerifier, HostVerifier, WhitelistHost,
+# HMACVerifier).
+
+
+def _java_str(value: str | None) -> str:
+    """A string as Java's concatenation writes it (null as "null")."""
+    return "null" if value is None else value
+
+
+def _java_split(text: str, separator: str) -> list[str]:
+    """``String.split``: trailing empty strings are dropped."""
+    parts = text.split(separator)
+    while len(parts) > 1 and not parts[-1]:
+        parts.pop()
+    return parts
+
+
+def _whitelist_host(text: str | None) -> tuple[str, str, Any]:
+    """WhitelistHost: (kind ANY/CIDR/STATIC, trimmed text, parsed address or network)."""
+    if text is None or not text.strip():
+        return "ANY", "", None
+    host = text.strip()
+    parts = _java_split(host, "/")
+    if len(parts) == 2 or len(_java_split(host, "-")) == 2:
+        left = parts[0] if len(parts) == 2 else _java_split(host, "-")[0]
+        try:
+            version = ipaddress.ip_address(left).version
+        except ValueError:
+            raise _WhitelistError(f"{host} is not an Ipv4 string literal.") from None
+        try:
+            if len(parts) == 2:
+                ranges = [ipaddress.ip_network(host, strict=False)]
+            else:
+                low, high = (ipaddress.ip_address(p) for p in host.split("-"))
+                ranges = list(ipaddress.summarize_address_range(low, high))
+        except (ValueError, TypeError):
+            kind = "Ipv4" if version == 4 else "Ipv6"
+            raise _WhitelistError(f"{host} cannot be parsed as {kind} string literal.") from None
+        return "CIDR", host, ranges
+    try:
+        return "STATIC", host, ipaddress.ip_address(host)
+    except ValueError:
+        raise _WhitelistError(f"{host} is not a valid IP string literal.") from None
+
+
+def _whitelist_host_verified(remote: str, item_host: str | None) -> None:
+    kind, host, parsed = _whitelist_host(item_host)
+    _, remote_text, remote_ip = _whitelist_host(remote)
+    if host.lower() == remote_text.lower() or kind == "ANY":
+        return
+    family = f"Ipv{remote_ip.version}" if remote_ip is not None else "Ipv4"
+    if kind == "CIDR":
+        if parsed[0].version == getattr(remote_ip, "version", None):
+            if any(remote_ip in network for network in parsed):
+                return
+            raise _WhitelistError(f"{remote_text} did not match {family} range.")
+    elif parsed.version == getattr(remote_ip, "version", None):
+        if parsed == remote_ip:
+            return
+        raise _WhitelistError(f"{remote_text} did not match statically defined {family}.")
+    raise _WhitelistError(f"{remote_text} is not of same IP version as statically defined IP.")
+
+
+def _hmac_header_value(name: str | None, headers: dict[str, list[str]]) -> str:
+    for key, values in headers.items():
+        if name is not None and key.lower() == name.lower() and len(values) == 1:
+            value = values[0]
+            for prefix in _HMAC_PREFIXES:
+                if value.startswith(prefix):
+                    return value[len(prefix) :]  # X-Hub-Signature: sha256=...
+                if value.startswith("HMAC "):
+                    return value[5:].strip()
+            return value
+    raise _WhitelistError(
+        f'Was unable to find header with name "{_java_str(name)}" among {_java_map_string(headers)}'
+    )
+
+
+def _hmac_verify(
+    headers: dict[str, list[str]],
+    post_content: str,
+    header: str | None,
+    secret: str,
+    algorithm: str | None,
+) -> None:
+    given = _hmac_header_value(header, headers)
+    digest_name = _HMAC_ALGORITHMS.get((algorithm or "").lower())
+    if digest_name is None:
+        raise _ServerError(
+            f"java.lang.RuntimeException: java.security.NoSuchAlgorithmException: "
+            f"Algorithm {algorithm} not available"
+        )
+    if not secret:
+        raise _ServerError("java.lang.IllegalArgumentException: Empty key")
+    raw = hmac.new(secret.encode("utf-8"), post_content.encode("utf-8"), digest_name).digest()
+    hex_upper = raw.hex().upper()
+    candidates = (
+        hex_upper,
+        base64.b64encode(hex_upper.encode("utf-8")).decode("ascii"),
+        base64.b64encode(raw).decode("ascii"),
+    )
+    if not any(given.lower() == candidate.lower() for candidate in candidates):
+        raise _WhitelistError(
+            f'HMAC verification failed with "{_java_str(header)}" as "{given}" and algorithm '
+            f"{_java_str(algorithm)}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -808,7 +1456,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         headers = {name: value for name, value in self.headers.items()}
-        reply = self.server.double._dispatch(self.command, self.path, headers, body)
+        reply = self.server.double._dispatch(
+            self.command,
+            self.path,
+            headers,
+            body,
+            header_pairs=list(self.headers.items()),
+            remote_addr=str(self.client_address[0]),
+        )
         try:
             self.send_response(reply.status)
             for name, value in reply.headers:
@@ -888,6 +1543,16 @@ class JenkinsDouble:
         self._jobs: dict[str, _Job] = {}
         self._queue: dict[int, _QueueItem] = {}
         self._next_queue_id = 1
+        self._started: list[tuple[str, int]] = []
+        self._nodes: dict[str, _Node] = {}
+        self._agent_key = secrets.token_bytes(32)  # JnlpAgentReceiver.SLAVE_SECRET
+        self._whitelist_enabled = False
+        self._whitelist: list[_WhitelistItem] = []
+        #: ``plugin="NAME@VERSION"`` that a re-saved config.xml gets (see PLUGIN_VERSIONS).
+        self.plugin_versions: dict[str, str] = dict(PLUGIN_VERSIONS)
+        #: The configured Jenkins URL (``JenkinsLocationConfiguration``); None: each request's
+        #: own ``http://HOST/``, as ``Jenkins.getRootUrl()`` falls back to.
+        self.root_url: str | None = None
 
         self._reject_all = False
         self._failures: dict[str, list[int]] = {}
@@ -967,11 +1632,17 @@ class JenkinsDouble:
         with self._lock:
             self._anonymous_read = bool(value)
 
-    def add_user(self, user_id: str, password: str, *, api_token: str | None = None) -> str:
-        """Add (or replace) a user; returns their API token (generated when not given)."""
+    def add_user(
+        self, user_id: str, password: str, *, api_token: str | None = None, admin: bool = True
+    ) -> str:
+        """Add (or replace) a user; returns their API token (generated when not given).
+
+        Every user may do everything the double models, except that only ``admin`` users
+        hold Agent/Connect (``computer/NAME/jenkins-agent.jnlp``).
+        """
         token = api_token or "11" + secrets.token_hex(16)
         with self._lock:
-            self._users[user_id.lower()] = _User(user_id, user_id, password, [token])
+            self._users[user_id.lower()] = _User(user_id, user_id, password, [token], admin)
         return token
 
     def add_secret_text(self, credential_id: str, secret: str) -> None:
@@ -992,6 +1663,90 @@ class JenkinsDouble:
                 raise ValueError(f"a job named {name!r} already exists")
             self._jobs[name] = _Job(name, stored, config)
 
+    def set_declared_job_properties(self, job: str, properties_xml: Iterable[str] | None) -> None:
+        """Say that Pipeline ``job`` runs a declarative Jenkinsfile whose ``options {}`` declare
+        these job properties (XML elements as Jenkins stores them, e.g.
+        :data:`DECLARED_OPTIONS_PROPERTIES`; an empty list: a declarative Jenkinsfile that
+        declares none; None: not declarative, the default).
+
+        From then on every build of ``job`` applies them when it starts, as the
+        pipeline-model-definition plugin does, and Jenkins may save the job's config.xml again
+        (XStream's format; see the module docstring).
+        """
+        elements: list[ET.Element] | None = None
+        if properties_xml is not None:
+            elements = []
+            for text in properties_xml:
+                try:
+                    elements.append(ET.fromstring(text.encode("utf-8")))
+                except ET.ParseError as error:
+                    raise ValueError(f"not a job property element: {error}") from None
+        with self._lock:
+            target = self._job_or_error(job)
+            if target.config.job_class != _WORKFLOW_JOB:
+                raise ValueError(f"{job!r} is not a Pipeline job (flow-definition)")
+            target.declared_properties = elements
+
+    def set_gwt_whitelist(self, enabled: bool, items: Iterable[Mapping[str, Any]]) -> None:
+        """The Generic Webhook Trigger's global whitelist (``org.jenkinsci.plugins.gwt.global.
+        Whitelist``): item keys ``host`` (an IP, a CIDR ``a.b.c.d/n``, a range ``a-b``; empty:
+        any host), ``hmac_enabled``, ``hmac_header``, ``hmac_algorithm`` (``HmacMD5``,
+        ``HmacSHA1``, ``HmacSHA256``) and ``hmac_credential_id`` (a secret text registered with
+        :meth:`add_secret_text`)."""
+        keys = {"host", "hmac_enabled", "hmac_header", "hmac_algorithm", "hmac_credential_id"}
+        parsed = []
+        for item in items:
+            unknown = set(item) - keys
+            if unknown:
+                raise ValueError(f"unknown whitelist item keys {sorted(unknown)}; use {keys}")
+            parsed.append(
+                _WhitelistItem(
+                    host=item.get("host"),
+                    hmac_enabled=bool(item.get("hmac_enabled", False)),
+                    hmac_header=item.get("hmac_header"),
+                    hmac_algorithm=item.get("hmac_algorithm"),
+                    hmac_credential_id=item.get("hmac_credential_id"),
+                )
+            )
+        with self._lock:
+            self._whitelist_enabled = bool(enabled)
+            self._whitelist = parsed
+
+    def add_node(
+        self,
+        name: str,
+        labels: str = "",
+        *,
+        executors: int = 1,
+        mode: str = "NORMAL",
+        remote_fs: str = "/home/jenkins/agent",
+        web_socket: bool = False,
+    ) -> None:
+        """A permanent agent launched inbound (``JNLPLauncher``, default work directory
+        settings, ``webSocket`` as given). It stays offline: the double runs no agent
+        protocol. ``labels`` is the space-separated label string; ``mode`` NORMAL or
+        EXCLUSIVE (stored; the double schedules nothing on agents)."""
+        if mode not in ("NORMAL", "EXCLUSIVE"):
+            raise ValueError(f"mode must be NORMAL or EXCLUSIVE, not {mode!r}")
+        if executors < 1:
+            raise ValueError("an agent needs at least one executor")
+        try:
+            self._check_good_name(name)
+        except _Failure as failure:
+            raise ValueError(str(failure)) from None
+        with self._lock:
+            if name in self._nodes:
+                raise ValueError(f"a node named {name!r} already exists")
+            self._nodes[name] = _Node(name, labels, executors, mode, remote_fs, web_socket)
+
+    def agent_secret(self, name: str) -> str:
+        """The secret an inbound agent ``name`` connects with (``SlaveComputer.getJnlpMac``:
+        hex HMAC-SHA256 of the name under this controller's key)."""
+        with self._lock:
+            if name not in self._nodes:
+                raise KeyError(f"no node named {name!r}")
+        return hmac.new(self._agent_key, name.encode("utf-8"), hashlib.sha256).hexdigest()
+
     def set_build_result(self, job: str, number: int, result: str) -> None:
         """The result build ``number`` of ``job`` ends with (it may not exist yet; a build that
         already ended keeps its result)."""
@@ -1011,6 +1766,21 @@ class JenkinsDouble:
                     self._complete(self._jobs[job], build)
                     return
         raise KeyError(f"{job} has no build #{number}")
+
+    def take_started_builds(self) -> list[BuildRecord]:
+        """The builds that left the queue since the last call (by any route: polls of their
+        queue item, :meth:`start_queued_builds`), oldest first, each returned once: what a
+        runner that executes builds outside the double picks up. End one with
+        :meth:`finish_build`."""
+        with self._lock:
+            started, self._started = self._started, []
+            records = []
+            for name, number in started:
+                job = self._jobs.get(name)
+                build = next((b for b in job.builds if b.number == number), None) if job else None
+                if build is not None:
+                    records.append(self._build_record(name, build))
+            return records
 
     def start_queued_builds(self) -> list[tuple[str, int]]:
         """Let every waiting queue item start its build now; returns (job, number) pairs."""
@@ -1070,9 +1840,26 @@ class JenkinsDouble:
         """Every queue item so far, oldest first."""
         with self._lock:
             return [
-                QueueRecord(i.id, i.job, i.state, i.build_number, dict(i.parameters))
+                QueueRecord(
+                    i.id, i.job, i.state, i.build_number, dict(i.parameters), dict(i.variables)
+                )
                 for i in self._queue.values()
             ]
+
+    @property
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """Agent name -> its settings (labels, executors, mode, remote_fs, web_socket)."""
+        with self._lock:
+            return {
+                name: {
+                    "labels": n.labels,
+                    "executors": n.executors,
+                    "mode": n.mode,
+                    "remote_fs": n.remote_fs,
+                    "web_socket": n.web_socket,
+                }
+                for name, n in self._nodes.items()
+            }
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -1134,15 +1921,23 @@ class JenkinsDouble:
 
     @staticmethod
     def _build_record(name: str, build: _Build) -> BuildRecord:
+        # ParamsVariable (workflow-cps): getAllParameters(), then the defaults of the job's
+        # definitions that got no value.
+        params = dict(build.parameters)
+        for definition in build.defined:
+            if definition.name not in params and definition.has_default_value:
+                params[definition.name] = definition.default_value()
         return BuildRecord(
             job=name,
             number=build.number,
             queue_id=build.queue_id,
             building=build.result is None,
             result=build.result,
-            parameters=dict(build.parameters),
+            parameters=build.visible_parameters(),
             causes=tuple(c.get("shortDescription", "") for c in build.causes),
             variables=dict(build.variables),
+            params=params,
+            cause_classes=tuple(c.get("_class", "") for c in build.causes),
         )
 
     @staticmethod
@@ -1163,25 +1958,30 @@ class JenkinsDouble:
     def _schedule(
         self,
         job: _Job,
-        parameters: dict[str, str],
+        parameters: dict[str, str] | None,
         causes: list[dict[str, Any]],
         variables: dict[str, str] | None = None,
-    ) -> _QueueItem:
+    ) -> tuple[_QueueItem, bool]:
+        """Queue.schedule2: (the item, whether it is new). ``parameters`` None: no
+        ParametersAction. A waiting item of the job with the same parameter values takes the
+        request instead (ParametersAction.shouldSchedule; CauseAction folds the causes)."""
+        values = dict(parameters or {})
         for item in self._queue.values():
-            if item.state == "waiting" and item.job == job.name and item.parameters == parameters:
+            if item.state == "waiting" and item.job == job.name and item.parameters == values:
                 item.causes.extend(c for c in causes if c not in item.causes)
-                return item
+                return item, False
         item = _QueueItem(
             id=self._next_queue_id,
             job=job.name,
-            parameters=dict(parameters),
+            parameters=values,
             causes=list(causes),
             variables=dict(variables or {}),
             since_ms=_now_ms(),
+            has_parameters_action=parameters is not None,
         )
         self._next_queue_id += 1
         self._queue[item.id] = item
-        return item
+        return item, True
 
     def _leave_queue(self, item: _QueueItem) -> _Build | None:
         job = self._jobs.get(item.job)
@@ -1195,14 +1995,27 @@ class JenkinsDouble:
             parameters=dict(item.parameters),
             causes=list(item.causes),
             variables=dict(item.variables),
+            has_parameters_action=item.has_parameters_action,
+            defined=[copy.copy(d) for d in job.config.parameters],
         )
         job.next_build_number += 1
         job.builds.append(build)
         item.state = "left"
         item.build_number = build.number
+        self._started.append((job.name, build.number))
+        if job.declared_properties is not None:
+            self._run_declarative_pipeline(job)
         if self.build_polls <= 0:
             self._complete(job, build)
         return build
+
+    def _run_declarative_pipeline(self, job: _Job) -> None:
+        assert job.declared_properties is not None
+        root = ET.fromstring(job.xml.encode("utf-8"))
+        writer = _XStreamWriter(self.plugin_versions)
+        if _declarative_resave(root, job.declared_properties, writer):
+            job.xml = writer.document(root)  # BulkChange.commit() -> Job.save()
+            job.config = _parse_config(job.xml)
 
     def _complete(self, job: _Job, build: _Build) -> None:
         if build.result is None:
@@ -1211,7 +2024,16 @@ class JenkinsDouble:
     # ------------------------------------------------------------------------------------------
     # Internals: request handling.
 
-    def _dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply:
+    def _dispatch(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        header_pairs: list[tuple[str, str]] | None = None,
+        remote_addr: str = "127.0.0.1",
+    ) -> _Reply:
         split = urlsplit(target)
         path = split.path.strip("/")
         header_map = {k.lower(): v for k, v in headers.items()}
@@ -1224,6 +2046,8 @@ class JenkinsDouble:
             body=body,
             base=f"http://{host}/",
             params=self._read_params(split.query, header_map, body),
+            header_pairs=list(header_pairs or headers.items()),
+            remote_addr=remote_addr,
         )
         with self._lock:
             reject = self._reject_all
@@ -1288,9 +2112,13 @@ class JenkinsDouble:
             return self._gwt(request)
         if path in ("whoAmI/api/json", "whoAmI/api/json/"):
             return self._api(request, self._who_am_i(request))
-        if request.user is None and not (
-            self._anonymous_read and request.method in ("GET", "HEAD")
-        ):
+        # Jenkins.isSubjectToMandatoryReadPermissionCheck: an encrypted agent JNLP file needs
+        # no Overall/Read (only the agent's secret decrypts it).
+        encrypted_jnlp = (
+            bool(_AGENT_JNLP_PATH.fullmatch(path)) and request.param("encrypt") == "true"
+        )
+        anonymous_may = self._anonymous_read and request.method in ("GET", "HEAD")
+        if request.user is None and not anonymous_may and not encrypted_jnlp:
             return self._login_required(request)
         with self._lock:
             return self._route(request)
@@ -1357,6 +2185,10 @@ class JenkinsDouble:
             return self._api(request, self._queue_json(request))
         if segments == ["computer", "api", "json"]:
             return self._api(request, self._computers_json(request))
+        if segments[:1] == ["manage"] and segments[1:2] == ["computer"] and len(segments) > 2:
+            segments = segments[1:]
+        if segments[0] == "computer" and len(segments) >= 2:
+            return self._computer_route(request, segments[1], segments[2:])
         if len(segments) == 5 and segments[:2] + segments[3:] == ["queue", "item", "api", "json"]:
             return self._queue_item(request, segments[2])
         if segments == ["queue", "cancelItem"]:
@@ -1409,6 +2241,69 @@ class JenkinsDouble:
             if tail in ([], [""]):
                 return self._html_page(request, 200, f"{html.escape(name)} #{build.number}", "")
         return self._not_found(request)
+
+    def _computer_route(self, request: _Request, name: str, rest: list[str]) -> _Reply:
+        # ComputerSet.getDynamic -> Jenkins.getComputer: "(built-in)" and "(master)" name the
+        # built-in node.
+        built_in = name in ("(built-in)", "(master)")
+        node = self._nodes.get(name)
+        if node is None and not built_in:
+            return self._not_found(request)
+        if rest == ["api", "json"]:
+            if node is None:
+                return self._api(request, self._built_in_computer_json(request))
+            return self._api(request, self._agent_json(request, node))
+        if rest in ([], [""]):
+            title = "Built-In Node" if node is None else node.name
+            return self._html_page(request, 200, f"{html.escape(title)} [Jenkins]", "")
+        if node is not None and rest in (["jenkins-agent.jnlp"], ["slave-agent.jnlp"]):
+            return self._agent_jnlp(request, node)
+        return self._not_found(request)
+
+    def _has_connect(self, request: _Request) -> bool:
+        user = self._users.get((request.user or "").lower())
+        return user is not None and user.admin
+
+    def _agent_jnlp(self, request: _Request, node: _Node) -> _Reply:
+        """SlaveComputer.doJenkinsAgentJnlp: EncryptedSlaveAgentJnlpFile with the
+        jenkins-agent.jnlp.jelly view."""
+        arguments = [self.agent_secret(node.name), node.name]
+        if node.web_socket:
+            arguments.append("-webSocket")
+        # RemotingWorkDirSettings.getEnabledDefaults(): the agent root, internal dir "remoting".
+        arguments += ["-workDir", node.remote_fs, "-internalDir", "remoting"]
+        arguments += ["-url", self._root_url_for(request)]
+        document = (
+            "<jnlp><application-desc>"
+            + "".join(f"<argument>{html.escape(a, quote=False)}</argument>" for a in arguments)
+            + "</application-desc></jnlp>"
+        ).encode("utf-8")
+        if request.param("encrypt") == "true":
+            # No permission check: AES/CFB8 under the first 128 bits of the agent's secret,
+            # after a random IV.
+            try:
+                from cryptography.hazmat.decrepit.ciphers.modes import CFB8
+            except ImportError:  # cryptography < 43
+                from cryptography.hazmat.primitives.ciphers.modes import CFB8
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+            key = bytes.fromhex(self.agent_secret(node.name))[:16]
+            iv = secrets.token_bytes(16)
+            encryptor = Cipher(algorithms.AES(key), CFB8(iv)).encryptor()
+            body = iv + encryptor.update(document) + encryptor.finalize()
+            return _Reply(200, body, "application/octet-stream")
+        if not self._has_connect(request):  # it.checkPermission(Computer.CONNECT)
+            if request.user is None:
+                return self._login_required(request, _CONNECT_PERMISSION)
+            return self._access_denied(request, _CONNECT_PERMISSION)
+        return _Reply(200, document, "application/x-java-jnlp-file")
+
+    def _root_url_for(self, request: _Request) -> str:
+        """``Jenkins.getRootUrl()``: the configured :attr:`root_url` (with a trailing slash),
+        else the request's own base URL."""
+        if self.root_url:
+            return self.root_url if self.root_url.endswith("/") else self.root_url + "/"
+        return request.base
 
     def _guarded(self, request: _Request, action: Any) -> _Reply:
         if request.user is None:
@@ -1545,48 +2440,89 @@ class JenkinsDouble:
             text = f"java.io.IOException: {job.name} is not buildable{suffix}\n"
             return _Reply(409, text.encode("utf-8"), "text/plain;charset=utf-8")
         definitions = job.config.parameters
+        parameters: dict[str, str] | None = None
         if endpoint == "buildWithParameters":
             if not definitions:
                 raise _ServerError(
                     "java.lang.IllegalStateException: This build is not parameterized!"
                 )
-            parameters = {
-                d.name: (request.param(d.name) if request.param(d.name) is not None else d.default)
-                or ""
-                for d in definitions
-            }
+            # SimpleParameterDefinition.createValue(req): the default when not given.
+            parameters = {}
+            for definition in definitions:
+                given = request.params.get(definition.name)
+                if given is None:
+                    if definition.has_default_value:
+                        parameters[definition.name] = definition.default_value()
+                    continue
+                if len(given) != 1:
+                    raise _ServerError(
+                        "java.lang.IllegalArgumentException: Illegal number of parameter "
+                        f"values for {definition.name}: {len(given)}"
+                    )
+                parameters[definition.name] = self._parameter_value(definition, given[0])
         elif definitions:
+            # ParametersDefinitionProperty._doBuild reads StaplerRequest.getSubmittedForm().
             submitted = request.param("json")
             if not submitted:
+                if request.params:
+                    return self._jetty_error(400, "This page expects a form submission", request)
                 return self._jetty_error(400, "Nothing is submitted", request)
             try:
                 form = json.loads(submitted)
             except ValueError:
                 raise _ServerError(
-                    "net.sf.json.JSONException: A JSONObject text must begin with '{'"
+                    f"jakarta.servlet.ServletException: Failed to parse JSON:{submitted}"
                 ) from None
-            values = form.get("parameter", []) if isinstance(form, dict) else []
-            values = [values] if isinstance(values, dict) else values
-            known = {d.name for d in definitions}
-            parameters = {}
+            if not isinstance(form, dict):
+                raise _ServerError(
+                    f"jakarta.servlet.ServletException: Failed to parse JSON:{submitted}"
+                )
+            values = form.get("parameter")
+            values = [] if values is None else values if isinstance(values, list) else [values]
+            known = {d.name: d for d in definitions}
+            parameters = {}  # only what was submitted: no defaults here
             for value in values:
-                pname = value.get("name")
+                pname = value.get("name") if isinstance(value, dict) else None
+                if not isinstance(pname, str):
+                    raise _ServerError('net.sf.json.JSONException: JSONObject["name"] not found.')
                 if pname not in known:
                     raise _ServerError(
                         f"java.lang.IllegalArgumentException: No such parameter definition: {pname}"
                     )
-                parameters[pname] = str(value.get("value", ""))
-        else:
-            parameters = {}
+                parameters[pname] = self._parameter_value(known[pname], value.get("value"))
         cause = {
             "_class": "hudson.model.Cause$UserIdCause",
             "shortDescription": f"Started by user {request.user}",
             "userId": request.user,
             "userName": request.user,
         }
-        item = self._schedule(job, parameters, [cause])
+        item, created = self._schedule(job, parameters, [cause])
         self._mutations[endpoint] += 1
-        return _Reply(201, headers=[("Location", f"{request.base}queue/item/{item.id}/")])
+        location = f"{request.base}queue/item/{item.id}/"
+        if endpoint == "buildWithParameters" and not created:
+            return _Reply(303, headers=[("Location", location)])  # JENKINS-66105
+        if endpoint == "build" and definitions and not created:
+            # Queue.schedule() gives null for a folded request: sendRedirect(".").
+            return _Reply(302, headers=[("Location", f"{request.base}job/{quote(job.name)}/")])
+        return _Reply(201, headers=[("Location", location)])
+
+    @staticmethod
+    def _parameter_value(definition: _ParamDef, value: Any) -> str:
+        """A submitted value as the definition's ParameterValue holds it (as text)."""
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+        if definition.kind == "BooleanParameterDefinition":
+            return "true" if text.lower() == "true" else "false"  # Boolean.parseBoolean
+        if definition.kind == "ChoiceParameterDefinition" and text not in definition.choices:
+            raise _ServerError(
+                "java.lang.IllegalArgumentException: Illegal choice for parameter "
+                f"{definition.name}: {text}"
+            )
+        return text.strip() if definition.trim else text
 
     def _delete_job(self, request: _Request, job: _Job) -> _Reply:
         if request.user is None:
@@ -1631,7 +2567,7 @@ class JenkinsDouble:
         if request.method == "OPTIONS":
             return _Reply(200)
         header_lists: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
+        for name, value in request.header_pairs or list(request.headers.items()):
             header_lists.setdefault(name.lower(), []).append(value)
         content_type = request.headers.get("content-type") or ""
         if "application/x-www-form-urlencoded" in content_type:
@@ -1639,6 +2575,16 @@ class JenkinsDouble:
             post_content = json.dumps(data, indent=2)
         else:
             post_content = request.body.decode("utf-8", "replace")
+        try:
+            self._verify_whitelist(request.remote_addr, header_lists, post_content)
+        except _WhitelistError as error:
+            message = (
+                f"Sender, {request.remote_addr}, with headers {_java_map_string(header_lists)}"
+                f" did not pass whitelist.\n{error}"
+            )
+            return self._gwt_reply(403, message, None)
+        except _ServerError as error:
+            return self._oops(500, str(error))
         token = request.param("token")
         if token is None and "token" in header_lists:
             token = header_lists["token"][0]
@@ -1684,6 +2630,34 @@ class JenkinsDouble:
             return self._gwt_reply(500, "There were errors when triggering jobs.", results)
         return self._gwt_reply(200, "Triggered jobs.", results)
 
+    def _verify_whitelist(
+        self, remote: str, headers: dict[str, list[str]], post_content: str
+    ) -> None:
+        """WhitelistVerifier.verifyWhitelist: the first item that passes lets the request in."""
+        with self._lock:
+            enabled, items = self._whitelist_enabled, list(self._whitelist)
+            secrets_by_id = dict(self._secret_texts)
+        if not items or not enabled:
+            return
+        messages = []
+        for number, item in enumerate(items, 1):
+            try:
+                _whitelist_host_verified(remote, item.host)
+                if item.hmac_enabled:
+                    secret = secrets_by_id.get(item.hmac_credential_id or "")
+                    if secret is None:
+                        raise _WhitelistError(
+                            "Was unable to find secret text credential "
+                            f"{_java_str(item.hmac_credential_id)}"
+                        )
+                    _hmac_verify(
+                        headers, post_content, item.hmac_header, secret, item.hmac_algorithm
+                    )
+                return
+            except _WhitelistError as error:
+                messages.append(f"{number}) {error}\n")
+        raise _WhitelistError("Did not find a matching whitelisted host:\n" + "".join(messages))
+
     def _gwt_matches(self, job: _Job, given: str | None, request: _Request) -> bool:
         trigger = job.config.trigger
         if trigger is None:
@@ -1714,13 +2688,24 @@ class JenkinsDouble:
         matching = _is_matching(text, expression)
         item = None
         if matching and job.config.run_class is not None and not job.config.disabled:
-            parameters = {d.name: d.default or "" for d in job.config.parameters}
-            parameters.update(variables)
+            # ParameterActionUtil: each defined parameter that has a default takes the variable
+            # of its name when that is not empty, else its default; other variables reach the
+            # build only through the GenericCause (GenericWebhookEnvironmentContributor).
+            parameters: dict[str, str] = {}
+            for definition in job.config.parameters:
+                if not definition.has_default_value:
+                    continue
+                value = variables.get(definition.name) or definition.default_value()
+                if definition.kind == "BooleanParameterDefinition":
+                    value = "true" if value.lower() == "true" else "false"
+                parameters[definition.name] = value
+            if not trigger.allow_several_triggers_per_build:
+                parameters[_GWT_UUID_PARAMETER] = str(uuid.uuid4())
             cause = {
                 "_class": "org.jenkinsci.plugins.gwt.GenericCause",
                 "shortDescription": _render(trigger.cause_string, variables) or "Generic Cause",
             }
-            item = self._schedule(job, parameters, [cause], variables)
+            item, _ = self._schedule(job, parameters, [cause], variables)
         return {
             "id": item.id if item else 0,
             "regexpFilterExpression": expression if expression is not None else "",
@@ -1868,7 +2853,7 @@ class JenkinsDouble:
                 "nextBuildNumber": job.next_build_number,
                 "property": properties,
                 "queueItem": self._queue_item_json(request, waiting[0]) if waiting else None,
-                "concurrentBuild": job.config.root == "flow-definition",
+                "concurrentBuild": self._concurrent_build(job),
                 "disabled": job.config.disabled,
                 "resumeBlocked": False,
             }
@@ -1882,6 +2867,16 @@ class JenkinsDouble:
                 self._build_ref(request, job, b, True) for b in reversed(job.builds)
             ]
         return payload
+
+    @staticmethod
+    def _concurrent_build(job: _Job) -> bool:
+        # WorkflowJob.isConcurrentBuild: no DisableConcurrentBuildsJobProperty, or one that
+        # aborts previous builds. (Other job types: their <concurrentBuild> flag.)
+        if job.config.root != "flow-definition":
+            return _flag(ET.fromstring(job.xml.encode("utf-8")), "concurrentBuild")
+        root = ET.fromstring(job.xml.encode("utf-8"))
+        prop = root.find(f"properties/{_DISABLE_CONCURRENT}")
+        return prop is None or _flag(prop, "abortPrevious")
 
     @staticmethod
     def _parameter_json(definition: _ParamDef) -> dict[str, Any]:
@@ -1905,15 +2900,10 @@ class JenkinsDouble:
     def _build_json(self, request: _Request, job: _Job, build: _Build) -> dict[str, Any]:
         building = build.result is None
         actions: list[dict[str, Any]] = []
-        if build.parameters:
+        if build.has_parameters_action:
+            # ParametersAction.getParameters(): filtered to the parameters the job defined.
             actions.append(
-                {
-                    "_class": "hudson.model.ParametersAction",
-                    "parameters": [
-                        {"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
-                        for k, v in build.parameters.items()
-                    ],
-                }
+                self._parameters_action(build.visible_parameters(), job.config.parameters)
             )
         actions.append({"_class": "hudson.model.CauseAction", "causes": list(build.causes)})
         numbers = [b.number for b in job.builds]
@@ -1945,6 +2935,25 @@ class JenkinsDouble:
             "previousBuild": self._build_ref(request, job, previous, False),
         }
 
+    @staticmethod
+    def _parameters_action(values: dict[str, str], definitions: list[_ParamDef]) -> dict[str, Any]:
+        kinds = {d.name: d.kind for d in definitions}
+        parameters: list[dict[str, Any]] = []
+        for name, value in values.items():
+            if kinds.get(name) == "BooleanParameterDefinition":
+                parameters.append(
+                    {
+                        "_class": "hudson.model.BooleanParameterValue",
+                        "name": name,
+                        "value": value == "true",
+                    }
+                )
+            else:
+                parameters.append(
+                    {"_class": "hudson.model.StringParameterValue", "name": name, "value": value}
+                )
+        return {"_class": "hudson.model.ParametersAction", "parameters": parameters}
+
     def _queue_item_json(self, request: _Request, item: _QueueItem) -> dict[str, Any]:
         job = self._jobs.get(item.job)
         task: dict[str, Any] = {
@@ -1954,16 +2963,9 @@ class JenkinsDouble:
             "color": self._color(job) if job else "notbuilt",
         }
         actions: list[dict[str, Any]] = []
-        if item.parameters:
-            actions.append(
-                {
-                    "_class": "hudson.model.ParametersAction",
-                    "parameters": [
-                        {"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
-                        for k, v in item.parameters.items()
-                    ],
-                }
-            )
+        if item.has_parameters_action:  # not attached to a run yet: not filtered
+            definitions = job.config.parameters if job else []
+            actions.append(self._parameters_action(item.parameters, definitions))
         actions.append({"_class": "hudson.model.CauseAction", "causes": list(item.causes)})
         payload: dict[str, Any] = {
             "actions": actions,
@@ -1999,9 +3001,9 @@ class JenkinsDouble:
         payload["executable"] = executable
         return payload
 
-    def _computers_json(self, request: _Request) -> dict[str, Any]:
-        # The built-in node only: Pipeline runs sit on one-off (flyweight) executors, other
-        # runs on its two regular executors.
+    def _built_in_computer_json(self, request: _Request) -> dict[str, Any]:
+        # The built-in node: Pipeline runs sit on one-off (flyweight) executors, other runs on
+        # its two regular executors.
         running = [
             (job, build)
             for job in self._jobs.values()
@@ -2023,26 +3025,77 @@ class JenkinsDouble:
             for _ in range(2 - len(executors))
         ]
         return {
-            "_class": "hudson.model.ComputerSet",
-            "busyExecutors": len(regular),
-            "computer": [
-                {
-                    "_class": "hudson.model.Hudson$MasterComputer",
-                    "displayName": "Built-In Node",
-                    "executors": executors,
-                    "idle": not running,
-                    "numExecutors": 2,
-                    "offline": False,
-                    "oneOffExecutors": [
-                        {
-                            "_class": "hudson.model.OneOffExecutor",
-                            "currentExecutable": executable(j, b),
-                        }
-                        for j, b in flyweight
-                    ],
-                    "temporarilyOffline": False,
-                }
+            "_class": "hudson.model.Hudson$MasterComputer",
+            "actions": [],
+            "assignedLabels": [{"name": "built-in"}],
+            "description": "the Jenkins controller's built-in node",
+            "displayName": "Built-In Node",
+            "executors": executors,
+            "icon": "symbol-computer",
+            "iconClassName": "symbol-computer",
+            "idle": not running,
+            "jnlpAgent": False,
+            "launchSupported": True,
+            "loadStatistics": {"_class": "hudson.model.Label$1"},
+            "manualLaunchAllowed": True,
+            "monitorData": {},
+            "numExecutors": 2,
+            "offline": False,
+            "offlineCause": None,
+            "offlineCauseReason": "",
+            "oneOffExecutors": [
+                {"_class": "hudson.model.OneOffExecutor", "currentExecutable": executable(j, b)}
+                for j, b in flyweight
             ],
+            "temporarilyOffline": False,
+        }
+
+    def _agent_json(self, request: _Request, node: _Node) -> dict[str, Any]:
+        # A SlaveComputer whose inbound agent never connected: offline without an offline
+        # cause, its executors idle. Node.getAssignedLabels is a HashSet of the label string's
+        # atoms plus the node's own name.
+        atoms = sorted(set(node.labels.split()))  # Label.parse: a TreeSet
+        initial = max(int(len(atoms) / 0.75) + 1, 16)  # new HashSet<>(collection)
+        labels = _java_hash_order([*atoms, node.name], 1 << (initial - 1).bit_length())
+        return {
+            "_class": "hudson.slaves.SlaveComputer",
+            "actions": [],
+            "assignedLabels": [{"name": label} for label in labels],
+            "description": "",
+            "displayName": node.name,
+            "executors": [
+                {"_class": "hudson.model.Executor", "currentExecutable": None}
+                for _ in range(node.executors)
+            ],
+            "icon": "symbol-computer-offline",
+            "iconClassName": "symbol-computer-offline",
+            "idle": True,
+            "jnlpAgent": True,
+            "launchSupported": False,
+            "loadStatistics": {"_class": "hudson.model.Label$1"},
+            "manualLaunchAllowed": True,
+            "monitorData": {},
+            "numExecutors": node.executors,
+            "offline": True,
+            "offlineCause": None,
+            "offlineCauseReason": "",
+            "oneOffExecutors": [],
+            "temporarilyOffline": False,
+            "absoluteRemotePath": None,
+        }
+
+    def _computers_json(self, request: _Request) -> dict[str, Any]:
+        # ComputerSet: computers sorted by name (the built-in node's is ""); the executor
+        # counts only cover computers that are online.
+        built_in = self._built_in_computer_json(request)
+        busy = sum(1 for e in built_in["executors"] if e["currentExecutable"] is not None)
+        computers = [built_in] + [
+            self._agent_json(request, self._nodes[name]) for name in sorted(self._nodes)
+        ]
+        return {
+            "_class": "hudson.model.ComputerSet",
+            "busyExecutors": busy,
+            "computer": computers,
             "displayName": "Nodes",
             "totalExecutors": 2,
         }
@@ -2101,19 +3154,54 @@ class JenkinsDouble:
         )
         return reply
 
-    def _login_required(self, request: _Request) -> _Reply:
+    @staticmethod
+    def _denied_headers(
+        user: str, permission: tuple[str, str, tuple[str, ...]]
+    ) -> list[tuple[str, str]]:
+        # AccessDeniedException3.reportAsHeaders
+        headers = [
+            ("X-You-Are-Authenticated-As", user),
+            ("X-You-Are-In-Group-Disabled", _GROUP_HEADERS_DISABLED),
+            ("X-Required-Permission", permission[0]),
+        ]
+        headers += [("X-Permission-Implied-By", implied) for implied in permission[2]]
+        return headers
+
+    def _login_required(
+        self,
+        request: _Request,
+        permission: tuple[str, str, tuple[str, ...]] = _READ_PERMISSION,
+    ) -> _Reply:
+        # HudsonAuthenticationEntryPoint: anonymous lacks a permission.
         target = "/" + request.path + ("?" + request.query if request.query else "")
-        login = f"/login?from={quote(target, safe='')}"
+        login = html.escape(f"/login?from={quote(target, safe='')}", quote=True)
+        implied = "".join(f" ... which is implied by: {p}\n" for p in permission[2])
         body = (
             f"<html><head><meta http-equiv='refresh' content='1;url={login}'/>"
             f"<script id='redirect' data-redirect-url='{login}' "
-            "src='/static/redirect.js'></script></head>"
+            f"src='/static/{self.session_hash}/scripts/redirect.js'></script></head>"
             "<body style='background-color:white; color:white;'>\n"
             "Authentication required\n<!--\n"
-            f"anonymous is missing the Overall/Read permission\n-->\n\n</body></html>"
+            "You are authenticated as: anonymous\nGroups that you are in:\n  anonymous\n"
+            f"Permission you need to have (but didn't): {permission[0]}\n{implied}"
+            "-->\n\n</body></html>" + " " * 300
         ).encode()
-        headers = self._advertise_headers() + list(_ACCESS_DENIED_HEADERS)
+        headers = self._advertise_headers() + self._denied_headers("anonymous", permission)
         return _Reply(403, body, "text/html;charset=utf-8", headers=headers)
+
+    def _access_denied(
+        self, request: _Request, permission: tuple[str, str, tuple[str, ...]]
+    ) -> _Reply:
+        # AccessDeniedHandlerImpl: an authenticated user lacks a permission (accessDenied.jelly).
+        message = f"{request.user} is missing the {permission[1]} permission"
+        reply = self._html_page(
+            request,
+            403,
+            "Access Denied [Jenkins]",
+            f'<h1>Access Denied</h1><p class="error">{html.escape(message)}</p>',
+        )
+        reply.headers.extend(self._denied_headers(request.user or "anonymous", permission))
+        return reply
 
     def _jetty_error(self, status: int, message: str, request: _Request) -> _Reply:
         body = (

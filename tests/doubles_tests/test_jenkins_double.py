@@ -11,18 +11,27 @@ answers them.
 
 from __future__ import annotations
 
+import copy
+import hmac
+import http.client
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
 
 import jenkins as python_jenkins
 from tests.doubles.fixtures_jenkins import jenkins  # noqa: F401  (registers the fixture)
-from tests.doubles.jenkins import JenkinsDouble, identity_transform
+from tests.doubles.jenkins import (
+    DECLARED_OPTIONS_PROPERTIES,
+    JenkinsDouble,
+    identity_transform,
+)
 
 pytestmark = pytest.mark.contract
 
@@ -803,8 +812,6 @@ def test_webhook_needs_no_crumb_but_bad_basic_credentials_still_fail(double: Jen
 
 
 def test_form_encoded_push_does_not_resolve_json_paths(double: JenkinsDouble):
-    import json
-
     double.add_job("mlci", pipeline_xml())
     response = invoke(
         double, params={"token": GWT_TOKEN}, data={"payload": json.dumps(push_payload())}
@@ -879,3 +886,550 @@ def test_a_hanging_jenkins_trips_the_client_timeout(double: JenkinsDouble):
         server.get_whoami()
     assert time.monotonic() - started < 1.5
     assert client(double).get_whoami()["id"] == "admin"
+
+
+# ----------------------------------------------------------------------------------------------
+# Declarative Pipelines re-save their job (pipeline-model-definition's Utils.updateJobProperties).
+
+TRACKER = (
+    "org.jenkinsci.plugins.pipeline.modeldefinition.actions.DeclarativeJobPropertyTrackerAction"
+)
+DECLARATIVE_ACTION = "org.jenkinsci.plugins.pipeline.modeldefinition.actions.DeclarativeJobAction"
+DISCARDER = "jenkins.model.BuildDiscarderProperty"
+NO_CONCURRENT = "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
+DURABILITY = (
+    "<org.jenkinsci.plugins.workflow.job.properties.DurabilityHintJobProperty>"
+    "<hint>PERFORMANCE_OPTIMIZED</hint>"
+    "</org.jenkinsci.plugins.workflow.job.properties.DurabilityHintJobProperty>"
+)
+
+
+def discarder(num_to_keep: int) -> str:
+    return (
+        f'<{DISCARDER}><strategy class="hudson.tasks.LogRotator"><daysToKeep>-1</daysToKeep>'
+        f"<numToKeep>{num_to_keep}</numToKeep><artifactDaysToKeep>-1</artifactDaysToKeep>"
+        "<artifactNumToKeep>-1</artifactNumToKeep><removeLastBuild>false</removeLastBuild>"
+        f"</strategy></{DISCARDER}>"
+    )
+
+
+def run_one_build(double: JenkinsDouble, server: python_jenkins.Jenkins, name: str) -> int:
+    server.build_job(name)
+    [(job, number)] = double.start_queued_builds()
+    double.finish_build(job, number, "SUCCESS")
+    return number
+
+
+def property_tags(config: str) -> list[str]:
+    return [p.tag for p in ET.fromstring(config.encode()).find("properties")]
+
+
+def tracked(config: str) -> dict[str, list[str]]:
+    tracker = ET.fromstring(config.encode()).find(f"actions/{TRACKER}")
+    assert tracker is not None
+    return {part.tag: [s.text for s in part.findall("string")] for part in tracker}
+
+
+def without_plugin_attributes(element: ET.Element) -> ET.Element:
+    element = copy.deepcopy(element)
+    for node in element.iter():
+        node.attrib.pop("plugin", None)
+    return element
+
+
+def test_declarative_options_resave_the_job_config_when_a_build_starts(double: JenkinsDouble):
+    server = client(double)
+    server.create_job("mlci", pipeline_xml())
+    double.set_declared_job_properties("mlci", list(DECLARED_OPTIONS_PROPERTIES))
+    before = server.get_job_config("mlci")
+    assert before.startswith('<?xml version="1.0" encoding="UTF-8"?><flow-definition')
+    assert server.get_job_info("mlci")["concurrentBuild"] is True
+
+    run_one_build(double, server, "mlci")
+    after = server.get_job_config("mlci")
+    # XStream wrote it: its declaration, two-space indentation, the installed plugin versions.
+    assert after.startswith(
+        "<?xml version='1.1' encoding='UTF-8'?>\n"
+        f'<flow-definition plugin="workflow-job@{double.plugin_versions["workflow-job"]}">\n'
+        "  <actions>\n"
+        f'    <{DECLARATIVE_ACTION} plugin="pipeline-model-definition@'
+    )
+    root = ET.fromstring(after.encode())
+    assert [child.tag for child in root] == [
+        "actions", "description", "keepDependencies", "properties", "definition", "triggers",
+        "disabled",
+    ]  # fmt: skip
+    assert [a.tag for a in root.find("actions")] == [DECLARATIVE_ACTION, TRACKER]
+    # The properties the Jenkinsfile declared, appended in descriptor-id order ...
+    assert property_tags(after) == [
+        "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty",
+        DISCARDER,
+        NO_CONCURRENT,
+    ]
+    strategy = root.find(f"properties/{DISCARDER}/strategy")
+    assert strategy.get("class") == "hudson.tasks.LogRotator"
+    assert [(c.tag, c.text) for c in strategy] == [
+        ("daysToKeep", "-1"), ("numToKeep", "30"), ("artifactDaysToKeep", "-1"),
+        ("artifactNumToKeep", "-1"), ("removeLastBuild", "false"),
+    ]  # fmt: skip
+    assert root.find(f"properties/{NO_CONCURRENT}/abortPrevious").text == "false"
+    # ... and recorded in the tracker action (a HashSet: Java's bucket order, not sorted).
+    assert tracked(after) == {
+        "jobProperties": [NO_CONCURRENT, DISCARDER],
+        "triggers": [],
+        "parameters": [],
+        "options": [],
+    }
+    # The job's own trigger and definition are the ones posted (XStream adds the trigger's
+    # missing boolean field and rewrites plugin versions).
+    posted = ET.fromstring(pipeline_xml().encode())
+    trigger_path = "properties/*/triggers/org.jenkinsci.plugins.gwt.GenericTrigger"
+    trigger = root.find(trigger_path)
+    assert trigger.get("plugin") == "generic-webhook-trigger@2.3.1"
+    assert trigger.find("allowSeveralTriggersPerBuild").text == "false"
+    trigger.remove(trigger.find("allowSeveralTriggersPerBuild"))
+    assert same_xml(
+        ET.tostring(without_plugin_attributes(trigger), encoding="unicode"),
+        ET.tostring(without_plugin_attributes(posted.find(trigger_path)), encoding="unicode"),
+    )
+    assert same_xml(
+        ET.tostring(without_plugin_attributes(root.find("definition")), encoding="unicode"),
+        ET.tostring(without_plugin_attributes(posted.find("definition")), encoding="unicode"),
+    )
+    assert "<spec></spec>" in after and "<triggers/>" in after
+    info = server.get_job_info("mlci")
+    assert info["concurrentBuild"] is False
+    assert {p["_class"] for p in info["property"]} >= {DISCARDER, NO_CONCURRENT}
+    # The webhook still finds the job by its token.
+    assert invoke(double, params={"token": GWT_TOKEN}, json=push_payload()).status_code == 200
+    assert double.mutation_counts == {"createItem": 1, "build": 1, "generic-webhook-trigger": 1}
+
+
+def test_declarative_options_replace_what_they_set_and_leave_the_rest(double: JenkinsDouble):
+    server = client(double)
+    server.create_job("mlci", pipeline_xml(extra_properties=discarder(5) + DURABILITY))
+    double.set_declared_job_properties("mlci", list(DECLARED_OPTIONS_PROPERTIES))
+    run_one_build(double, server, "mlci")
+    first = server.get_job_config("mlci")
+    # The job's own discarder was not set by the Jenkinsfile: it stays (TreeSet keeps the
+    # existing instance); the durability hint is not touched; disableConcurrentBuilds is new.
+    root = ET.fromstring(first.encode())
+    assert root.find(f"properties/{DISCARDER}/strategy/numToKeep").text == "5"
+    assert property_tags(first)[-3:] == [
+        DISCARDER,
+        "org.jenkinsci.plugins.workflow.job.properties.DurabilityHintJobProperty",
+        NO_CONCURRENT,
+    ]
+    assert sorted(tracked(first)["jobProperties"]) == [DISCARDER, NO_CONCURRENT]
+
+    # The Jenkinsfile now declares only the discarder: what it set before gives way.
+    double.set_declared_job_properties("mlci", [discarder(30)])
+    run_one_build(double, server, "mlci")
+    second = server.get_job_config("mlci")
+    root = ET.fromstring(second.encode())
+    assert root.find(f"properties/{DISCARDER}/strategy/numToKeep").text == "30"
+    assert NO_CONCURRENT not in property_tags(second)
+    assert "org.jenkinsci.plugins.workflow.job.properties.DurabilityHintJobProperty" in (
+        property_tags(second)
+    )
+    assert tracked(second)["jobProperties"] == [DISCARDER]
+
+    # Nothing changes any more: the job is not saved again.
+    run_one_build(double, server, "mlci")
+    assert server.get_job_config("mlci") == second
+
+    # A client posting its own config drops the actions; the next build applies and saves again.
+    server.reconfig_job("mlci", pipeline_xml())
+    assert TRACKER not in server.get_job_config("mlci")
+    run_one_build(double, server, "mlci")
+    assert tracked(server.get_job_config("mlci"))["jobProperties"] == [DISCARDER]
+
+
+def test_a_declarative_jenkinsfile_without_options_saves_the_job_once(double: JenkinsDouble):
+    server = client(double)
+    server.create_job("mlci", pipeline_xml())
+    server.create_job("scripted", pipeline_xml(token="other"))
+    double.set_declared_job_properties("mlci", [])
+    run_one_build(double, server, "mlci")
+    run_one_build(double, server, "scripted")
+    saved = server.get_job_config("mlci")
+    assert tracked(saved) == {"jobProperties": [], "triggers": [], "parameters": [], "options": []}
+    assert "      <jobProperties/>\n" in saved
+    run_one_build(double, server, "mlci")
+    assert server.get_job_config("mlci") == saved
+    # Not declarative (the default): never re-saved.
+    assert server.get_job_config("scripted") == identity_transform(
+        pipeline_xml(token="other").encode()
+    )
+    with pytest.raises(ValueError, match="not a job property element"):
+        double.set_declared_job_properties("mlci", ["<unclosed>"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The Generic Webhook Trigger's global whitelist (WhitelistVerifier, HMACVerifier).
+
+HMAC_SECRET = "hook-secret"
+
+
+def hmac_whitelist(double: JenkinsDouble, **item: Any) -> None:
+    double.add_secret_text("gwt-hmac", HMAC_SECRET)
+    settings = {
+        "host": "",
+        "hmac_enabled": True,
+        "hmac_header": "X-Hub-Signature-256",
+        "hmac_algorithm": "HmacSHA256",
+        "hmac_credential_id": "gwt-hmac",
+    }
+    settings.update(item)
+    double.set_gwt_whitelist(True, [settings])
+
+
+def signed(body: bytes, algorithm: str = "sha256", secret: str = HMAC_SECRET) -> str:
+    return hmac.new(secret.encode(), body, algorithm).hexdigest()
+
+
+def test_whitelist_lets_a_correctly_signed_body_through(double: JenkinsDouble):
+    double.add_job("mlci", pipeline_xml())
+    hmac_whitelist(double)
+    body = json.dumps(push_payload()).encode()
+    headers = {"Content-Type": "application/json"}
+    for signature in (f"sha256={signed(body)}", signed(body).upper()):
+        response = invoke(
+            double,
+            params={"token": GWT_TOKEN},
+            data=body,
+            headers={**headers, "X-Hub-Signature-256": signature},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["jobs"]["mlci"]["triggered"] is True
+    # GitBucket's sha1 header against an HmacSHA1 item.
+    hmac_whitelist(double, hmac_header="X-Hub-Signature", hmac_algorithm="HmacSHA1")
+    response = invoke(
+        double,
+        params={"token": GWT_TOKEN},
+        data=body,
+        headers={**headers, "X-Hub-Signature": f"sha1={signed(body, 'sha1')}"},
+    )
+    assert response.status_code == 200
+    assert len(double.queue) == 3  # each invocation is its own build (the trigger's uuid)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("wrong signature", 'HMAC verification failed with "X-Hub-Signature-256" as "'),
+        ("missing header", 'Was unable to find header with name "X-Hub-Signature-256" among {'),
+        ("sha1 signature", "and algorithm HmacSHA256"),
+        ("header twice", 'Was unable to find header with name "X-Hub-Signature-256"'),
+        ("unknown token", 'HMAC verification failed with "X-Hub-Signature-256"'),
+        ("form body", 'HMAC verification failed with "X-Hub-Signature-256"'),
+    ],
+)
+def test_whitelist_refuses_what_does_not_verify(double: JenkinsDouble, case: str, reason: str):
+    double.add_job("mlci", pipeline_xml())
+    hmac_whitelist(double)
+    body = json.dumps(push_payload()).encode()
+    good = f"sha256={signed(body)}"
+    headers = [("Content-Type", "application/json")]
+    token = GWT_TOKEN
+    if case == "wrong signature":
+        headers.append(("X-Hub-Signature-256", f"sha256={signed(body, secret='other')}"))
+    elif case == "sha1 signature":
+        headers.append(("X-Hub-Signature-256", f"sha1={signed(body, 'sha1')}"))
+    elif case == "header twice":
+        headers += [("X-Hub-Signature-256", good), ("X-Hub-Signature-256", good)]
+    elif case == "unknown token":  # the whitelist comes before the token lookup (404)
+        headers.append(("X-Hub-Signature-256", "sha256=" + "0" * 64))
+        token = "no-such-token"
+    elif case == "form body":  # the plugin hashes its JSON rendering of the form, never the body
+        body = urlencode({"payload": json.dumps(push_payload())}).encode()
+        headers = [
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Hub-Signature-256", f"sha256={signed(body)}"),
+        ]
+    status, text = raw_post(double, f"/generic-webhook-trigger/invoke?token={token}", body, headers)
+    assert status == 403
+    answer = json.loads(text)
+    assert answer["jobs"] is None
+    message = answer["message"]
+    assert message.startswith("Sender, 127.0.0.1, with headers {")
+    assert "content-type=[" in message  # the request's headers, lower-cased, as a Java map
+    assert " did not pass whitelist.\nDid not find a matching whitelisted host:\n1) " in message
+    assert reason in message
+    assert message.endswith("\n")
+    assert double.queue == [] and double.mutation_count() == 0
+
+
+def raw_post(
+    double: JenkinsDouble, target: str, body: bytes, headers: list[tuple[str, str]]
+) -> tuple[int, str]:
+    """A POST that may repeat a header (requests cannot)."""
+    connection = http.client.HTTPConnection(urlsplit(double.url).netloc, timeout=5)
+    try:
+        connection.putrequest("POST", target)
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_whitelist_hosts_and_the_switch(double: JenkinsDouble):
+    double.add_job("mlci", pipeline_xml())
+    payload = push_payload()
+
+    def status(*hosts: str, enabled: bool = True) -> tuple[int, str]:
+        double.set_gwt_whitelist(enabled, [{"host": host} for host in hosts])
+        response = invoke(double, params={"token": GWT_TOKEN}, json=payload)
+        return response.status_code, response.json()["message"] if response.content else ""
+
+    assert status("127.0.0.1")[0] == 200
+    assert status("127.0.0.0/8")[0] == 200
+    assert status("127.0.0.1-127.0.0.9")[0] == 200
+    assert status("  ")[0] == 200  # an empty host means any host
+    code, message = status("10.0.0.0/8", "*", "gitbucket", "10.0.0.1", "::1")
+    assert code == 403
+    assert message.endswith(
+        "Did not find a matching whitelisted host:\n"
+        "1) 127.0.0.1 did not match Ipv4 range.\n"
+        "2) * is not a valid IP string literal.\n"
+        "3) gitbucket is not a valid IP string literal.\n"
+        "4) 127.0.0.1 did not match statically defined Ipv4.\n"
+        "5) 127.0.0.1 is not of same IP version as statically defined IP.\n"
+    )
+    assert status("10.0.0.1", "127.0.0.1")[0] == 200  # the first item that passes wins
+    assert status("10.0.0.1", enabled=False)[0] == 200  # switched off: everything passes
+    assert status(enabled=True)[0] == 200  # on, but no items: everything passes
+    assert len(double.queue) == 7
+
+
+def test_whitelist_with_an_unknown_algorithm_or_credential(double: JenkinsDouble):
+    double.add_job("mlci", pipeline_xml())
+    body = json.dumps(push_payload()).encode()
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=00"}
+    hmac_whitelist(double, hmac_algorithm="HmacSHA3")  # Mac.getInstance fails: no 403 but 500
+    response = invoke(double, params={"token": GWT_TOKEN}, data=body, headers=headers)
+    assert response.status_code == 500
+    hmac_whitelist(double, hmac_credential_id="missing")
+    response = invoke(double, params={"token": GWT_TOKEN}, data=body, headers=headers)
+    assert response.status_code == 403
+    assert "1) Was unable to find secret text credential missing\n" in response.json()["message"]
+    assert double.queue == []
+    with pytest.raises(ValueError, match="unknown whitelist item keys"):
+        double.set_gwt_whitelist(True, [{"hostname": "x"}])
+
+
+# ----------------------------------------------------------------------------------------------
+# Permanent inbound agents.
+
+
+def test_agents_are_listed_offline_until_they_connect(double: JenkinsDouble):
+    double.add_node("gpu-1", "gpu linux", executors=2, mode="EXCLUSIVE")
+    double.add_node("cpu-1", "linux")
+    server = client(double)
+    assert server.get_nodes() == [
+        {"name": "Built-In Node", "offline": False},
+        {"name": "cpu-1", "offline": True},
+        {"name": "gpu-1", "offline": True},
+    ]
+    assert [n["icon"] for n in server.get_nodes_with_info()] == [
+        "symbol-computer",
+        "symbol-computer-offline",
+        "symbol-computer-offline",
+    ]
+    info = server.get_node_info("gpu-1")
+    assert info["_class"] == "hudson.slaves.SlaveComputer"
+    assert (info["displayName"], info["numExecutors"], info["offline"]) == ("gpu-1", 2, True)
+    assert (info["jnlpAgent"], info["launchSupported"], info["offlineCause"]) == (True, False, None)
+    assert info["assignedLabels"] == [{"name": "gpu-1"}, {"name": "linux"}, {"name": "gpu"}]
+    assert len(info["executors"]) == 2 and info["idle"] is True
+    assert server.get_node_info("Built-In Node")["_class"] == "hudson.model.Hudson$MasterComputer"
+    assert server.node_exists("cpu-1") and not server.node_exists("nope")
+    computers = requests.get(
+        double.url + "/computer/api/json", auth=("admin", double.api_token), timeout=5
+    ).json()
+    assert computers["totalExecutors"] == 2  # offline agents' executors do not count
+    assert double.nodes["gpu-1"]["mode"] == "EXCLUSIVE"
+    with pytest.raises(ValueError, match="already exists"):
+        double.add_node("gpu-1", "gpu")
+
+
+def jnlp_arguments(text: str) -> list[str]:
+    root = ET.fromstring(text)
+    assert root.tag == "jnlp"
+    return [a.text for a in root.findall("application-desc/argument")]
+
+
+def test_the_agent_jnlp_file_carries_the_secret_first(double: JenkinsDouble):
+    double.add_node("gpu-1", "gpu")
+    double.add_node("ws-1", "gpu", remote_fs="/agent", web_socket=True)
+    auth = ("admin", double.api_token)
+    response = requests.get(double.url + "/computer/gpu-1/jenkins-agent.jnlp", auth=auth, timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/x-java-jnlp-file"
+    secret = double.agent_secret("gpu-1")
+    assert re.fullmatch(r"[0-9a-f]{64}", secret)
+    assert response.text == (
+        f"<jnlp><application-desc><argument>{secret}</argument><argument>gpu-1</argument>"
+        "<argument>-workDir</argument><argument>/home/jenkins/agent</argument>"
+        "<argument>-internalDir</argument><argument>remoting</argument>"
+        f"<argument>-url</argument><argument>{double.url}/</argument></application-desc></jnlp>"
+    )
+    double.root_url = "http://jenkins:8080"
+    legacy = requests.get(double.url + "/computer/ws-1/slave-agent.jnlp", auth=auth, timeout=5)
+    assert jnlp_arguments(legacy.text) == [
+        double.agent_secret("ws-1"), "ws-1", "-webSocket", "-workDir", "/agent",
+        "-internalDir", "remoting", "-url", "http://jenkins:8080/",
+    ]  # fmt: skip
+    assert double.agent_secret("ws-1") != secret
+    missing = requests.get(double.url + "/computer/nope/jenkins-agent.jnlp", auth=auth, timeout=5)
+    assert missing.status_code == 404
+    with pytest.raises(KeyError):
+        double.agent_secret("nope")
+
+
+def test_the_agent_jnlp_file_needs_agent_connect(double: JenkinsDouble):
+    double.add_node("gpu-1", "gpu")
+    url = double.url + "/computer/gpu-1/jenkins-agent.jnlp"
+    anonymous = requests.get(url, timeout=5)
+    assert anonymous.status_code == 403
+    assert anonymous.headers["X-Required-Permission"] == "hudson.model.Hudson.Read"
+    double.anonymous_read = True
+    anonymous = requests.get(url, timeout=5)
+    assert anonymous.status_code == 403
+    assert anonymous.headers["X-Required-Permission"] == "hudson.model.Computer.Connect"
+    assert "Authentication required" in anonymous.text
+    assert double.agent_secret("gpu-1") not in anonymous.text
+    token = double.add_user("bob", "bob-password", admin=False)
+    bob = requests.get(url, auth=("bob", token), timeout=5)
+    assert bob.status_code == 403
+    assert bob.headers["X-You-Are-Authenticated-As"] == "bob"
+    assert "bob is missing the Agent/Connect permission" in bob.text
+    assert requests.get(url, auth=("bob", token), timeout=5).status_code == 403
+    # ?encrypt=true needs no permission at all: only the agent's secret decrypts the answer.
+    double.anonymous_read = False
+    encrypted = requests.get(url, params={"encrypt": "true"}, timeout=5)
+    assert encrypted.status_code == 200
+    assert encrypted.headers["Content-Type"] == "application/octet-stream"
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB8
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    key = bytes.fromhex(double.agent_secret("gpu-1"))[:16]
+    iv, data = encrypted.content[:16], encrypted.content[16:]
+    decryptor = Cipher(algorithms.AES(key), CFB8(iv)).decryptor()
+    plain = (decryptor.update(data) + decryptor.finalize()).decode()
+    assert jnlp_arguments(plain)[:2] == [double.agent_secret("gpu-1"), "gpu-1"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Builds for a runner outside the double.
+
+PARAMETERS_REF = """
+    <hudson.model.ParametersDefinitionProperty>
+      <parameterDefinitions>
+        <hudson.model.StringParameterDefinition>
+          <name>ref</name>
+          <defaultValue>refs/heads/none</defaultValue>
+          <trim>false</trim>
+        </hudson.model.StringParameterDefinition>
+        <hudson.model.StringParameterDefinition>
+          <name>MODEL</name>
+          <defaultValue> wine </defaultValue>
+          <trim>true</trim>
+        </hudson.model.StringParameterDefinition>
+        <hudson.model.BooleanParameterDefinition>
+          <name>PUBLISH</name>
+          <defaultValue>false</defaultValue>
+        </hudson.model.BooleanParameterDefinition>
+      </parameterDefinitions>
+    </hudson.model.ParametersDefinitionProperty>"""
+
+
+def test_take_started_builds_hands_each_started_build_over_once(double: JenkinsDouble):
+    double.add_job("mlci", pipeline_xml(extra_properties=PARAMETERS_REF))
+    server = client(double)
+    server.build_job("mlci", {"MODEL": "iris", "PUBLISH": "true"})
+    invoke(double, params={"token": GWT_TOKEN}, json=push_payload())
+    assert double.take_started_builds() == []  # nothing left the queue yet
+    double.start_queued_builds()
+    manual, pushed = double.take_started_builds()
+    assert double.take_started_builds() == []
+    assert (manual.job, manual.number, manual.building) == ("mlci", 1, True)
+    assert manual.parameters == {"ref": "refs/heads/none", "MODEL": "iris", "PUBLISH": "true"}
+    assert manual.cause_classes == ("hudson.model.Cause$UserIdCause",)
+    assert manual.variables == {}
+    # The trigger: parameters named like its variables take their values; others keep their
+    # defaults; the variables themselves reach the build through its cause.
+    assert pushed.number == 2
+    assert pushed.parameters == {"ref": "refs/heads/main", "MODEL": "wine", "PUBLISH": "false"}
+    assert pushed.variables["commit"] == SHA
+    assert pushed.causes == ("Push of refs/heads/main",)
+    assert pushed.cause_classes == ("org.jenkinsci.plugins.gwt.GenericCause",)
+    # The queue item carried the trigger's uuid parameter too; a Pipeline's params still see it.
+    assert set(double.queue[1].parameters) == {
+        "ref", "MODEL", "PUBLISH", "jenkins-generic-webhook-trigger-plugin_uuid"
+    }  # fmt: skip
+    assert double.queue[1].variables["ref"] == "refs/heads/main"
+    assert "jenkins-generic-webhook-trigger-plugin_uuid" in pushed.params
+    build = server.get_build_info("mlci", 2)
+    [action] = [a for a in build["actions"] if a.get("_class") == "hudson.model.ParametersAction"]
+    assert {p["name"]: p["value"] for p in action["parameters"]} == {
+        "ref": "refs/heads/main", "MODEL": "wine", "PUBLISH": False
+    }  # fmt: skip
+    double.finish_build("mlci", 2, "UNSTABLE")
+    assert double.builds["mlci"][1].result == "UNSTABLE"
+
+
+def test_the_trigger_queues_one_build_per_invocation_unless_told_otherwise(double: JenkinsDouble):
+    double.add_job("mlci", pipeline_xml())
+    several = "\n          <allowSeveralTriggersPerBuild>true</allowSeveralTriggersPerBuild>"
+    double.add_job("folding", pipeline_xml(token="fold", extra_trigger=several))
+    for token in (GWT_TOKEN, GWT_TOKEN, "fold", "fold"):
+        invoke(double, params={"token": token}, json=push_payload())
+    assert [q.job for q in double.queue] == ["mlci", "mlci", "folding"]
+    assert double.queue[0].parameters.keys() == {"jenkins-generic-webhook-trigger-plugin_uuid"}
+    assert double.queue[2].parameters == {}
+    double.start_queued_builds()
+    assert [b.parameters for b in double.take_started_builds()] == [{}, {}, {}]
+
+
+def test_build_and_build_with_parameters_on_a_parameterized_job(double: JenkinsDouble):
+    double.add_job("mlci", pipeline_xml(extra_properties=PARAMETERS_REF))
+    auth = ("admin", double.api_token)
+    url = double.url + "/job/mlci/"
+    # build without a json form never builds with defaults (Stapler's getSubmittedForm).
+    bare = requests.post(url + "build", auth=auth, timeout=5)
+    assert (bare.status_code, "Nothing is submitted" in bare.text) == (400, True)
+    other = requests.post(url + "build", params={"delay": "0sec"}, auth=auth, timeout=5)
+    assert (other.status_code, "This page expects a form submission" in other.text) == (400, True)
+    with pytest.raises(requests.HTTPError, match="400"):
+        client(double).build_job("mlci")
+    # With a form: only the submitted values (no defaults) ...
+    form = {"json": json.dumps({"parameter": {"name": "MODEL", "value": " iris "}})}
+    posted = requests.post(url + "build", data=form, auth=auth, timeout=5, allow_redirects=False)
+    assert posted.status_code == 201
+    assert double.queue[-1].parameters == {"MODEL": "iris"}
+    # ... and the same form while that item waits folds into it: Queue.schedule gives null.
+    again = requests.post(url + "build", data=form, auth=auth, timeout=5, allow_redirects=False)
+    assert (again.status_code, again.headers["Location"]) == (302, url)
+    # buildWithParameters fills in the defaults (trimmed where the definition says so).
+    defaults = requests.post(url + "buildWithParameters", auth=auth, timeout=5)
+    assert defaults.status_code == 201
+    assert double.queue[-1].parameters == {
+        "ref": "refs/heads/none", "MODEL": "wine", "PUBLISH": "false"
+    }  # fmt: skip
+    folded = requests.post(url + "buildWithParameters", auth=auth, timeout=5, allow_redirects=False)
+    assert folded.status_code == 303  # JENKINS-66105: the waiting item, "See Other"
+    assert folded.headers["Location"] == defaults.headers["Location"]
+    twice = requests.post(
+        url + "buildWithParameters", params=[("MODEL", "a"), ("MODEL", "b")], auth=auth, timeout=5
+    )
+    assert twice.status_code == 500
+    double.start_queued_builds()
+    first, second = double.take_started_builds()
+    assert first.parameters == {"MODEL": "iris"}
+    assert first.params == {"ref": "refs/heads/none", "MODEL": "iris", "PUBLISH": "false"}
+    assert second.parameters == second.params
+    assert double.mutation_count("build") == 2 and double.mutation_count("buildWithParameters") == 2

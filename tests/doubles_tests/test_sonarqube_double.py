@@ -1,9 +1,11 @@
 """Contract tests of the SonarQube double, driven by a client we did not write.
 
-The ``python-sonarqube-api`` library (import name ``sonarqube``) covers users, user tokens,
+The ``python-sonarqube-api`` library (import name ``sonarqube``) covers user search, user tokens,
 projects, part of the quality-gate API and ``api/ce/activity``; plain ``requests`` covers what it
-lacks (system status, webhooks, gate creation and conditions, ``ce/task``, ``project_status``).
-If the library works against the double, the double answers the way SonarQube does for it.
+lacks (system status, webhooks, gate creation and conditions, ``ce/task``, ``project_status``,
+``users/create``, ``permissions/*``, ``ce/submit``, ``api/v2/analysis/version``). If the library
+works against the double, the double answers the way SonarQube does for it. SonarSource's own
+scanner runs against the double in ``test_pysonar_against_double.py``.
 """
 
 from __future__ import annotations
@@ -273,7 +275,9 @@ def test_library_drops_the_token_type_so_analysis_tokens_need_plain_requests(son
 
 
 def test_project_analysis_token_is_bound_to_its_project(sonarqube):
-    library(sonarqube).projects.create_project(project="demo", name="Demo")
+    projects = library(sonarqube).projects
+    projects.create_project(project="demo", name="Demo")
+    projects.create_project(project="other", name="Other")
     made = call(
         sonarqube,
         "POST",
@@ -283,11 +287,14 @@ def test_project_analysis_token_is_bound_to_its_project(sonarqube):
     assert made.status_code == 200
     assert made.json()["token"].startswith("sqp_")
     assert made.json()["projectKey"] == "demo"
-    task_id = sonarqube.submit_analysis("demo")
+    task_id = sonarqube.submit_analysis("demo", gate_status="OK")
+    other_task = sonarqube.submit_analysis("other")
 
     headers = bearer(made.json()["token"])
     task = call(sonarqube, "GET", "api/ce/task", auth=None, headers=headers, params={"id": task_id})
     assert task.status_code == 200
+    sonarqube.finish_task(task_id)
+    # Since 9.5 Execute Analysis on the project is enough to read its quality-gate status.
     status = call(
         sonarqube,
         "GET",
@@ -296,7 +303,16 @@ def test_project_analysis_token_is_bound_to_its_project(sonarqube):
         headers=headers,
         params={"projectKey": "demo"},
     )
-    assert_error(status, 403, "Insufficient privileges")
+    assert status.status_code == 200, status.text
+    assert status.json()["projectStatus"]["status"] == "OK"
+    # ... but the token scans nothing else and administers nothing.
+    for path, params in (
+        ("api/qualitygates/project_status", {"projectKey": "other"}),
+        ("api/ce/task", {"id": other_task}),
+        ("api/qualitygates/get_by_project", {"project": "demo"}),
+    ):
+        refused = call(sonarqube, "GET", path, auth=None, headers=headers, params=params)
+        assert_error(refused, 403, "Insufficient privileges")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -981,3 +997,624 @@ def test_concurrent_clients_see_consistent_state(sonarqube):
     assert sonarqube.mutation_count("api/qualitygates/create") == 8 * 5 + 1
     assert len(call(sonarqube, "GET", "api/qualitygates/list").json()["qualitygates"]) == 42
     assert sonarqube.internal_errors == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Users, groups and permissions.
+
+CI_PASSWORD = "Ci-Bot-passw0rd!"
+
+
+def create_user(sq: SonarQubeDouble, login: str = "ci-bot", **fields: str) -> requests.Response:
+    data = {"login": login, "name": "CI bot", "password": CI_PASSWORD, **fields}
+    return call(sq, "POST", "api/users/create", data=data)
+
+
+def grant(sq: SonarQubeDouble, login: str, permission: str, **scope: str) -> requests.Response:
+    data = {"login": login, "permission": permission, **scope}
+    return call(sq, "POST", "api/permissions/add_user", data=data)
+
+
+def revoke_from_users_group(sq: SonarQubeDouble, *permissions: str) -> None:
+    for permission in permissions:
+        response = call(
+            sq,
+            "POST",
+            "api/permissions/remove_group",
+            data={"groupName": "sonar-users", "permission": permission},
+        )
+        assert (response.status_code, response.content) == (204, b"")
+
+
+def test_users_create_makes_a_local_user_in_sonar_users(sonarqube):
+    created = create_user(sonarqube, email="ci@example.com")
+
+    assert created.status_code == 200
+    assert created.json() == {
+        "user": {
+            "login": "ci-bot",
+            "name": "CI bot",
+            "email": "ci@example.com",
+            "scmAccounts": [],
+            "active": True,
+            "local": True,
+        }
+    }
+    # The second client sees the user, and the user logs in with the password.
+    found = library(sonarqube).users.get_user("ci-bot")
+    assert (found["login"], found["name"], found["local"]) == ("ci-bot", "CI bot", True)
+    own = library(sonarqube, username="ci-bot", password=CI_PASSWORD)
+    assert own.auth.check_credentials() == {"valid": True}
+    # Like every new user it joins sonar-users, which a fresh SonarQube lets scan and create
+    # projects; it administers nothing.
+    assert sonarqube.effective_permissions("ci-bot") == {"scan", "provisioning"}
+    gate = call(
+        sonarqube,
+        "POST",
+        "api/qualitygates/create",
+        auth=("ci-bot", CI_PASSWORD),
+        data={"name": "nope"},
+    )
+    assert_error(gate, 403, "Insufficient privileges")
+
+    again = create_user(sonarqube)
+    assert_error(again, 400, "An active user with login 'ci-bot' already exists")
+    assert sonarqube.mutation_count("api/users/create") == 1
+
+
+@pytest.mark.parametrize(
+    ("login", "message"),
+    [
+        ("a", "'login' length (1) is shorter than the minimum authorized (2)"),
+        ("x" * 256, "'login' length (256) is longer than the maximum authorized (255)"),
+        (".dot", "Login should start with _ or alphanumeric."),
+        ("-dash", "Login should start with _ or alphanumeric."),
+        ("ci bot", "Login should contain only letters, numbers, and .-_@"),
+        ("ci#bot", "Login should contain only letters, numbers, and .-_@"),
+    ],
+)
+def test_users_create_applies_the_login_rules(sonarqube, login, message):
+    assert_error(create_user(sonarqube, login), 400, message)
+
+
+def test_users_create_accepts_the_allowed_login_characters(sonarqube):
+    for login in ("_svc", "ci.bot-2@corp", "x1"):
+        assert create_user(sonarqube, login).json()["user"]["login"] == login
+
+
+def test_users_create_parameter_errors(sonarqube):
+    missing_password = call(
+        sonarqube, "POST", "api/users/create", data={"login": "ci-bot", "name": "CI"}
+    )
+    assert_error(missing_password, 400, "Password is mandatory and must not be empty")
+    external_with_password = create_user(sonarqube, local="false")
+    assert_error(external_with_password, 400, "Password should only be set on local user")
+    bad_boolean = create_user(sonarqube, local="maybe")
+    assert_error(
+        bad_boolean,
+        400,
+        "Value of parameter 'local' (maybe) must be one of: [true, false, yes, no]",
+    )
+    bad_email = create_user(sonarqube, email="not-an-email")
+    assert_error(bad_email, 400, "Email 'not-an-email' is not valid")
+    weak = create_user(sonarqube, password="short")
+    assert_error(weak, 400, "Password must be at least 12 characters long")
+    no_name = call(sonarqube, "POST", "api/users/create", data={"login": "ci", "password": "x"})
+    assert_error(no_name, 400, "The 'name' parameter is missing")
+    by_get = call(sonarqube, "GET", "api/users/create", params={"login": "x", "name": "x"})
+    assert_error(by_get, 405, "HTTP method POST is required")
+    assert sonarqube.mutation_count("api/users/create") == 0
+
+    external = call(
+        sonarqube,
+        "POST",
+        "api/users/create",
+        data={"login": "ldap-user", "name": "LDAP", "local": "false"},
+    )
+    assert external.json()["user"]["local"] is False
+    # No password is stored for an external user: basic authentication cannot succeed.
+    denied = call(sonarqube, "GET", "api/authentication/validate", auth=("ldap-user", ""))
+    assert denied.json() == {"valid": False}
+
+
+def test_users_create_needs_administer_system(sonarqube):
+    sonarqube.add_user("dev", "Dev-passw0rd!x", permissions={"gateadmin", "provisioning"})
+
+    refused = call(
+        sonarqube,
+        "POST",
+        "api/users/create",
+        auth=("dev", "Dev-passw0rd!x"),
+        data={"login": "x1", "name": "X", "password": CI_PASSWORD},
+    )
+
+    assert_error(refused, 403, "Insufficient privileges")
+    assert library(sonarqube).users.get_user("x1") is None
+
+
+def test_permissions_add_user_grants_global_and_project_permissions(sonarqube):
+    revoke_from_users_group(sonarqube, "scan", "provisioning")
+    create_user(sonarqube)
+    library(sonarqube).projects.create_project(project="wine", name="Wine", visibility="private")
+    assert sonarqube.effective_permissions("ci-bot") == set()
+    # The default template lets sonar-users browse the new project.
+    assert sonarqube.effective_permissions("ci-bot", "wine") == {"user", "codeviewer"}
+
+    for permission, scope in (("gateadmin", {}), ("scan", {"projectKey": "wine"})):
+        granted = grant(sonarqube, "ci-bot", permission, **scope)
+        assert (granted.status_code, granted.content) == (204, b"")
+        assert "Content-Type" not in granted.headers
+
+    assert sonarqube.effective_permissions("ci-bot") == {"gateadmin"}
+    assert sonarqube.effective_permissions("ci-bot", "wine") == {"user", "codeviewer", "scan"}
+    gate = call(
+        sonarqube,
+        "POST",
+        "api/qualitygates/create",
+        auth=("ci-bot", CI_PASSWORD),
+        data={"name": "by-ci"},
+    )
+    assert gate.status_code == 200
+
+    removed = call(
+        sonarqube,
+        "POST",
+        "api/permissions/remove_user",
+        data={"login": "ci-bot", "permission": "gateadmin"},
+    )
+    assert removed.status_code == 204
+    again = call(
+        sonarqube,
+        "POST",
+        "api/qualitygates/create",
+        auth=("ci-bot", CI_PASSWORD),
+        data={"name": "by-ci-2"},
+    )
+    assert_error(again, 403, "Insufficient privileges")
+    assert sonarqube.mutation_count("api/permissions/add_user") == 2
+
+
+def test_permissions_add_user_errors(sonarqube):
+    create_user(sonarqube)
+    library(sonarqube).projects.create_project(project="wine", name="Wine", visibility="private")
+    unknown_login = grant(sonarqube, "ghost", "scan")
+    assert_error(unknown_login, 404, "User with login 'ghost' is not found'")
+    # remove_user looks the user up before the project.
+    removal = call(
+        sonarqube,
+        "POST",
+        "api/permissions/remove_user",
+        data={"login": "ghost", "permission": "scan", "projectKey": "absent"},
+    )
+    assert_error(removal, 404, "User with login 'ghost' is not found'")
+    unknown_global = grant(sonarqube, "ci-bot", "browse")
+    assert_error(
+        unknown_global,
+        400,
+        "Invalid global permission 'browse'. Valid values are "
+        "[admin, gateadmin, profileadmin, provisioning, scan]",
+    )
+    unknown_project_permission = grant(sonarqube, "ci-bot", "provisioning", projectKey="wine")
+    assert_error(
+        unknown_project_permission,
+        400,
+        "Invalid project permission 'provisioning'. Valid values are "
+        "[admin, codeviewer, issueadmin, securityhotspotadmin, scan, user]",
+    )
+    unknown_project = grant(sonarqube, "ci-bot", "scan", projectKey="absent")
+    assert_error(unknown_project, 404, "Entity not found")
+    both = grant(sonarqube, "ci-bot", "scan", projectKey="wine", projectId="AXwhatever")
+    assert_error(both, 400, "Project id or project key can be provided, not both.")
+    no_login = call(sonarqube, "POST", "api/permissions/add_user", data={"permission": "scan"})
+    assert_error(no_login, 400, "The 'login' parameter is missing")
+    no_permission = call(sonarqube, "POST", "api/permissions/add_user", data={"login": "ci-bot"})
+    assert_error(no_permission, 400, "The 'permission' parameter is missing")
+    assert sonarqube.mutation_count() == 2  # users/create and projects/create only
+    assert sonarqube.effective_permissions("ci-bot", "wine") == {"user", "codeviewer"}
+
+
+def test_project_administrators_manage_project_permissions_only(sonarqube):
+    library(sonarqube).projects.create_project(project="wine", name="Wine", visibility="private")
+    sonarqube.add_user("lead", "Lead-passw0rd!x", project_permissions={"wine": {"admin"}})
+    sonarqube.add_user("dev", "Dev-passw0rd!x")
+    lead = ("lead", "Lead-passw0rd!x")
+
+    on_project = call(
+        sonarqube,
+        "POST",
+        "api/permissions/add_user",
+        auth=lead,
+        data={"login": "dev", "permission": "scan", "projectKey": "wine"},
+    )
+    assert on_project.status_code == 204
+    assert sonarqube.effective_permissions("dev", "wine") == {"scan"}
+    global_grant = call(
+        sonarqube,
+        "POST",
+        "api/permissions/add_user",
+        auth=lead,
+        data={"login": "dev", "permission": "scan"},
+    )
+    assert_error(global_grant, 403, "Insufficient privileges")
+    by_dev = call(
+        sonarqube,
+        "POST",
+        "api/permissions/add_user",
+        auth=("dev", "Dev-passw0rd!x"),
+        data={"login": "dev", "permission": "admin", "projectKey": "wine"},
+    )
+    assert_error(by_dev, 403, "Insufficient privileges")
+
+    def remove_own(permission: str) -> requests.Response:
+        data = {"login": "lead", "permission": permission, "projectKey": "wine"}
+        return call(sonarqube, "POST", "api/permissions/remove_user", auth=lead, data=data)
+
+    assert_error(
+        remove_own("user"),
+        400,
+        "Permission 'Browse' cannot be removed from a private project for a project administrator.",
+    )
+    assert_error(remove_own("admin"), 400, "As an admin, you can't remove your own admin right")
+    assert sonarqube.effective_permissions("lead", "wine") == {"admin"}
+
+
+def test_public_projects_browse_implicitly_and_keep_it(sonarqube):
+    library(sonarqube).projects.create_project(project="demo", name="Demo")
+    create_user(sonarqube)
+
+    added = grant(sonarqube, "ci-bot", "user", projectKey="demo")
+    assert added.status_code == 204  # implicitly done: nothing is stored
+    assert sonarqube.effective_permissions("ci-bot", "demo") == set()
+    assert sonarqube.group_permissions("sonar-administrators", "demo") == {
+        "admin",
+        "issueadmin",
+        "securityhotspotadmin",
+    }
+    assert grant(sonarqube, "ci-bot", "issueadmin", projectKey="demo").status_code == 204
+    assert sonarqube.effective_permissions("ci-bot", "demo") == {"issueadmin"}
+    removed = call(
+        sonarqube,
+        "POST",
+        "api/permissions/remove_user",
+        data={"login": "ci-bot", "permission": "user", "projectKey": "demo"},
+    )
+    assert_error(removed, 400, "Permission user can't be removed from a public component")
+
+
+def test_an_administrator_cannot_remove_their_own_admin_right(sonarqube):
+    response = call(
+        sonarqube,
+        "POST",
+        "api/permissions/remove_user",
+        data={"login": "admin", "permission": "admin"},
+    )
+    assert_error(response, 400, "As an admin, you can't remove your own admin right")
+    assert "admin" in sonarqube.effective_permissions("admin")
+
+
+def test_groups_give_permissions_until_removed(sonarqube):
+    assert sonarqube.group_permissions("sonar-users") == {"scan", "provisioning"}
+    create_user(sonarqube)
+
+    revoke_from_users_group(sonarqube, "scan")
+
+    assert sonarqube.group_permissions("sonar-users") == {"provisioning"}
+    assert sonarqube.effective_permissions("ci-bot") == {"provisioning"}
+    readded = call(
+        sonarqube,
+        "POST",
+        "api/permissions/add_group",
+        data={"groupName": "sonar-users", "permission": "scan"},
+    )
+    assert readded.status_code == 204
+    assert sonarqube.effective_permissions("ci-bot") == {"scan", "provisioning"}
+    unknown = call(
+        sonarqube,
+        "POST",
+        "api/permissions/add_group",
+        data={"groupName": "devs", "permission": "scan"},
+    )
+    assert_error(unknown, 404, "No group with name 'devs'")
+    to_anyone = call(
+        sonarqube,
+        "POST",
+        "api/permissions/add_group",
+        data={"groupName": "anyone", "permission": "gateadmin"},
+    )
+    assert to_anyone.status_code == 204
+    assert "gateadmin" in sonarqube.effective_permissions("ci-bot")
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis tokens: who generates which, and what they read.
+
+
+def ci_user_with_project_scan(sq: SonarQubeDouble, project: str = "wine") -> None:
+    revoke_from_users_group(sq, "scan", "provisioning")
+    create_user(sq)
+    library(sq).projects.create_project(project=project, name=project, visibility="private")
+    assert grant(sq, "ci-bot", "scan", projectKey=project).status_code == 204
+
+
+def generate(sq: SonarQubeDouble, auth: Any, **data: str) -> requests.Response:
+    return call(sq, "POST", "api/user_tokens/generate", auth=auth, data=data)
+
+
+def test_only_the_owner_generates_a_project_analysis_token(sonarqube):
+    ci_user_with_project_scan(sonarqube)
+
+    for_other = generate(
+        sonarqube,
+        ADMIN,
+        name="ci",
+        login="ci-bot",
+        type="PROJECT_ANALYSIS_TOKEN",
+        projectKey="wine",
+    )
+    assert_error(for_other, 400, "A Project Analysis Token cannot be generated for another user.")
+    global_for_other = generate(
+        sonarqube, ADMIN, name="ci", login="ci-bot", type="GLOBAL_ANALYSIS_TOKEN"
+    )
+    assert_error(
+        global_for_other, 400, "A Global Analysis Token cannot be generated for another user."
+    )
+    own = generate(
+        sonarqube,
+        ("ci-bot", CI_PASSWORD),
+        name="ci",
+        type="PROJECT_ANALYSIS_TOKEN",
+        projectKey="wine",
+    )
+    assert own.status_code == 200
+    assert (own.json()["login"], own.json()["projectKey"]) == ("ci-bot", "wine")
+    # An administrator may still make a plain user token for somebody else (second client).
+    user_token = library(sonarqube).user_tokens.generate_user_token(name="plain", login="ci-bot")
+    assert (user_token["login"], user_token["type"]) == ("ci-bot", "USER_TOKEN")
+    listed = library(sonarqube).user_tokens.search_user_tokens(login="ci-bot")["userTokens"]
+    assert [(t["name"], t["type"], t.get("project")) for t in listed] == [
+        ("ci", "PROJECT_ANALYSIS_TOKEN", {"key": "wine", "name": "wine"}),
+        ("plain", "USER_TOKEN", None),
+    ]
+
+
+def test_a_project_analysis_token_needs_scan_on_the_project_or_globally(sonarqube):
+    revoke_from_users_group(sonarqube, "scan", "provisioning")
+    create_user(sonarqube)
+    library(sonarqube).projects.create_project(project="wine", name="Wine")
+    ci = ("ci-bot", CI_PASSWORD)
+
+    without = generate(sonarqube, ci, name="t1", type="PROJECT_ANALYSIS_TOKEN", projectKey="wine")
+    assert_error(without, 403, "Insufficient privileges")
+    unknown = generate(sonarqube, ci, name="t1", type="PROJECT_ANALYSIS_TOKEN", projectKey="nope")
+    assert_error(unknown, 404, "Project key 'nope' not found")
+    assert grant(sonarqube, "ci-bot", "scan").status_code == 204  # global Execute Analysis
+    with_global = generate(
+        sonarqube, ci, name="t1", type="PROJECT_ANALYSIS_TOKEN", projectKey="wine"
+    )
+    assert with_global.status_code == 200
+    ghost = generate(sonarqube, ADMIN, name="t", login="ghost")
+    assert_error(ghost, 404, "User with login 'ghost' doesn't exist")
+    with pytest.raises(NotFoundError, match="User with login 'ghost' doesn't exist"):
+        library(sonarqube).user_tokens.search_user_tokens(login="ghost")
+
+
+def test_project_status_accepts_browse_or_execute_analysis(sonarqube):
+    ci_user_with_project_scan(sonarqube)
+    library(sonarqube).projects.create_project(project="other", name="Other", visibility="private")
+    task_id = sonarqube.submit_analysis("wine", gate_status="ERROR")
+    sonarqube.finish_task(task_id)
+    project_token = generate(
+        sonarqube,
+        ("ci-bot", CI_PASSWORD),
+        name="p",
+        type="PROJECT_ANALYSIS_TOKEN",
+        projectKey="wine",
+    ).json()["token"]
+    sonarqube.add_user("scanner", "Scan-passw0rd!x", permissions={"scan"})
+    global_token = generate(
+        sonarqube, ("scanner", "Scan-passw0rd!x"), name="g", type="GLOBAL_ANALYSIS_TOKEN"
+    ).json()["token"]
+    sonarqube.add_user("stranger", "Stranger-passw0rd!x")
+
+    def status(project: str, **auth: Any) -> requests.Response:
+        return call(
+            sonarqube,
+            "GET",
+            "api/qualitygates/project_status",
+            params={"projectKey": project},
+            **auth,
+        )
+
+    for allowed in (
+        {"auth": ("ci-bot", CI_PASSWORD)},  # Browse (sonar-users, by the template) and scan
+        {"auth": None, "headers": bearer(project_token)},  # scan on its project
+        {"auth": None, "headers": bearer(global_token)},  # global Execute Analysis
+        {"auth": ("scanner", "Scan-passw0rd!x")},
+    ):
+        answer = status("wine", **allowed)
+        assert answer.status_code == 200, (allowed, answer.text)
+        assert answer.json()["projectStatus"]["status"] == "ERROR"
+    assert status("other", auth=None, headers=bearer(global_token)).status_code == 200
+    assert_error(
+        status("other", auth=None, headers=bearer(project_token)), 403, "Insufficient privileges"
+    )
+    assert_error(
+        status("wine", auth=("stranger", "Stranger-passw0rd!x")), 403, "Insufficient privileges"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# What pysonar and the scanner engine call.
+
+
+def test_v2_analysis_version_needs_authentication_only(sonarqube):
+    sonarqube.add_user("nobody", "Nobody-passw0rd!x")
+    token = library(sonarqube).user_tokens.generate_user_token(name="t", login="nobody")["token"]
+
+    answer = call(sonarqube, "GET", "api/v2/analysis/version", auth=None, headers=bearer(token))
+
+    assert answer.status_code == 200
+    assert answer.text == sonarqube.version
+    assert answer.headers["Content-Type"] == "text/plain;charset=UTF-8"
+    anonymous = call(sonarqube, "GET", "api/v2/analysis/version", auth=None)
+    assert (anonymous.status_code, anonymous.content) == (401, b"")
+    bad = call(sonarqube, "GET", "api/v2/analysis/version", auth=None, headers=bearer("sqp_x"))
+    assert (bad.status_code, bad.content) == (401, b"")
+    posted = call(sonarqube, "POST", "api/v2/analysis/version")
+    assert posted.status_code == 405
+
+
+def submit(
+    sq: SonarQubeDouble,
+    project_key: str | None = "wine",
+    *,
+    report: bytes | None = b"PK\x03\x04 not really a zip",
+    params: Any = None,
+    **kwargs: Any,
+) -> requests.Response:
+    query = [] if project_key is None else [("projectKey", project_key)]
+    query += list(params or [])
+    files = {"report": (None, report, "application/zip")} if report is not None else None
+    return call(sq, "POST", "api/ce/submit", params=query, files=files, **kwargs)
+
+
+def test_ce_submit_queues_a_task_that_follows_the_queued_scenario(sonarqube):
+    ci_user_with_project_scan(sonarqube)
+    token = generate(
+        sonarqube,
+        ("ci-bot", CI_PASSWORD),
+        name="p",
+        type="PROJECT_ANALYSIS_TOKEN",
+        projectKey="wine",
+    ).json()["token"]
+    sonarqube.queue_submission_scenario(AnalysisScenario.failing("Unsupported report"))
+    sonarqube.queue_submission_scenario(["SUCCESS"], gate_status="OK")
+    basic_token = (token, "")  # how the scanner engine sends a token
+
+    first = submit(
+        sonarqube,
+        auth=basic_token,
+        params=[("characteristic", "branch=main"), ("characteristic", "branchType=BRANCH")],
+    )
+    second = submit(sonarqube, auth=None, headers=bearer(token))
+    third = submit(sonarqube, auth=basic_token)
+
+    assert [r.status_code for r in (first, second, third)] == [200, 200, 200]
+    assert first.headers["Content-Type"] == "application/json"
+    assert set(first.json()) == {"taskId", "projectId"}
+    project = next(p for p in library(sonarqube).projects.search_projects()["components"])
+    assert project["key"] == "wine"
+    records = sonarqube.submissions
+    assert [s.task_id for s in records] == [r.json()["taskId"] for r in (first, second, third)]
+    assert records[0].project_key == "wine" and records[0].login == "ci-bot"
+    assert records[0].token_type == "PROJECT_ANALYSIS_TOKEN"
+    assert records[0].fields == ("report",)
+    assert records[0].characteristics == {"branch": "main", "branchType": "BRANCH"}
+    assert records[0].report == b"PK\x03\x04 not really a zip"
+    assert records[0].project_created is False
+
+    failed = poll(sonarqube, first.json()["taskId"], 2)
+    assert [t["status"] for t in failed] == ["IN_PROGRESS", "FAILED"]
+    assert failed[-1]["errorMessage"] == "Unsupported report"
+    assert failed[-1]["submitterLogin"] == "ci-bot"
+    (succeeded,) = poll(sonarqube, second.json()["taskId"], 1)
+    assert succeeded["status"] == "SUCCESS" and succeeded["componentKey"] == "wine"
+    # An empty queue means the default scenario.
+    assert [t["status"] for t in poll(sonarqube, third.json()["taskId"], 3)] == [
+        "PENDING",
+        "IN_PROGRESS",
+        "SUCCESS",
+    ]
+    activity = library(sonarqube).ce.search_tasks(component="wine")
+    assert len(activity["tasks"]) == 3
+    assert sonarqube.mutation_count("api/ce/submit") == 3
+
+
+def test_ce_submit_permissions(sonarqube):
+    revoke_from_users_group(sonarqube, "scan", "provisioning")
+    create_user(sonarqube)
+    library(sonarqube).projects.create_project(project="wine", name="Wine")
+    ci = ("ci-bot", CI_PASSWORD)
+
+    assert_error(submit(sonarqube, auth=ci), 403, "Insufficient privileges")
+    assert_error(submit(sonarqube, "new-one", auth=ci), 403, "Insufficient privileges")
+    assert grant(sonarqube, "ci-bot", "scan", projectKey="wine").status_code == 204
+    assert submit(sonarqube, auth=ci).status_code == 200
+    # A new project needs Create Projects and global Execute Analysis.
+    assert grant(sonarqube, "ci-bot", "provisioning").status_code == 204
+    assert_error(submit(sonarqube, "new-one", auth=ci), 403, "Insufficient privileges")
+    assert grant(sonarqube, "ci-bot", "scan").status_code == 204
+    created = submit(sonarqube, "new-one", auth=ci, params=[("projectName", "New One")])
+    assert created.status_code == 200
+    assert sonarqube.submissions[-1].project_created is True
+    found = library(sonarqube).projects.search_projects(projects="new-one")["components"]
+    assert [(p["key"], p["name"], p["visibility"]) for p in found] == [
+        ("new-one", "New One", "public")
+    ]
+    assert created.json()["projectId"] != ""
+    malformed = submit(sonarqube, "123", auth=ci)
+    assert_error(
+        malformed,
+        400,
+        "Malformed key for Project: '123'. Allowed characters are alphanumeric, '-', '_', '.' "
+        "and ':', with at least one non-digit.",
+    )
+    assert len(sonarqube.submissions) == 2
+
+
+def test_ce_submit_default_instance_lets_any_new_user_scan_and_provision(sonarqube):
+    create_user(sonarqube)
+
+    created = submit(sonarqube, "fresh", auth=("ci-bot", CI_PASSWORD))
+
+    assert created.status_code == 200
+    assert sonarqube.submissions[0].project_created is True
+
+
+def test_ce_submit_parameter_errors(sonarqube):
+    no_key = submit(sonarqube, None)
+    assert_error(no_key, 400, "The 'projectKey' parameter is missing")
+    no_report = submit(sonarqube, report=None)
+    assert_error(no_report, 400, "The 'report' parameter is missing")
+    form_only = call(
+        sonarqube, "POST", "api/ce/submit", data={"projectKey": "wine", "report": "inline"}
+    )
+    assert_error(form_only, 400, "The 'report' parameter is missing")
+    malformed = submit(sonarqube, params=[("characteristic", "branch")])
+    assert_error(
+        malformed,
+        400,
+        "Parameter 'characteristic' must be a key-value pair with the format 'key=value'.",
+    )
+    twice = submit(
+        sonarqube, params=[("characteristic", "branch=a"), ("characteristic", "branch=b")]
+    )
+    assert_error(twice, 400, "Key 'branch' was provided twice with parameters 'characteristic'")
+    too_long = submit(sonarqube, "k" * 401)
+    assert_error(
+        too_long, 400, "'projectKey' length (401) is longer than the maximum authorized (400)"
+    )
+    by_get = call(sonarqube, "GET", "api/ce/submit", params={"projectKey": "wine"})
+    assert_error(by_get, 405, "HTTP method POST is required")
+    anonymous = submit(sonarqube, auth=None)
+    assert (anonymous.status_code, anonymous.content) == (401, b"")
+    assert sonarqube.submissions == []
+    assert sonarqube.internal_errors == []
+
+
+def test_ce_submit_reads_multipart_form_fields_as_parameters(sonarqube):
+    body = {
+        "projectKey": (None, "from-form"),
+        "projectName": (None, "From form"),
+        "characteristic": (None, "pullRequest=7"),
+        "report": ("report.zip", b"\x00\x01binary\r\n--x", "application/zip"),
+    }
+
+    answer = call(sonarqube, "POST", "api/ce/submit", files=body)
+
+    assert answer.status_code == 200, answer.text
+    (record,) = sonarqube.submissions
+    assert (record.project_key, record.project_name) == ("from-form", "From form")
+    assert record.fields == ("projectKey", "projectName", "characteristic", "report")
+    assert record.characteristics == {"pullRequest": "7"}
+    assert record.report == b"\x00\x01binary\r\n--x"
