@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlci.platform.wire import filter_expression
 from mlci.settings import SPECS
 
 pytestmark = pytest.mark.contract
@@ -54,7 +55,6 @@ REQUIRED_PLUGINS = frozenset(
         "generic-webhook-trigger",
         "junit",
         "coverage",
-        "docker-workflow",
         "lockable-resources",
         "timestamper",
         "matrix-auth",
@@ -64,7 +64,11 @@ REQUIRED_PLUGINS = frozenset(
 # Compose-only variables with mlci's prefix; mlci rejects them, so never export them into a
 # shell or a build that runs mlci.
 PLATFORM_ONLY = frozenset({"MLCI_BIND_ADDRESS"})
-TEMPLATE_FIELDS = frozenset({"clone_url", "branch_spec", "ref_filter", "webhook_token"})
+TEMPLATE_FIELDS = frozenset({"clone_url", "branch_spec", "filter_expression", "webhook_token"})
+# The one bind mount that is not a read-only file: the build agent drives the host's Docker
+# engine (services/README.md, "Build agent and Docker engine", says why and what it grants).
+DOCKER_SOCKET = "/var/run/docker.sock"
+SOCKET_USERS = frozenset({"agent"})
 GWT = "org.jenkinsci.plugins.gwt"
 TRIGGER_PATH = (
     "properties/org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
@@ -176,6 +180,8 @@ def volume_problems(document: dict[str, Any], compose_dir: Path) -> Problems:
                 elif source not in declared:
                     problems.append(f"{name}: volume {source!r} is not declared at the top level")
                 continue
+            if source == DOCKER_SOCKET and name in SOCKET_USERS:
+                continue
             host = (compose_dir / source).resolve()
             inside_repo = host.is_relative_to(REPO_ROOT)
             if not (read_only and inside_repo and host.is_file()):
@@ -232,6 +238,17 @@ def casc_labels(casc: dict[str, Any]) -> set[str]:
     return labels
 
 
+def casc_global_env(casc: dict[str, Any]) -> dict[str, str]:
+    """The global environment, with JCasC's ${NAME:-default} read as its default."""
+    env = {}
+    for prop in casc.get("jenkins", {}).get("globalNodeProperties") or []:
+        for item in prop["envVars"]["env"]:
+            value = str(item["value"])
+            default = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", value)
+            env[item["key"]] = default.group(1) if default else value
+    return env
+
+
 def casc_secret_problems(casc: dict[str, Any], provided: set[str]) -> Problems:
     """Secrets in casc.yaml are `${VAR}` that Compose passes to the jenkins service."""
     problems = []
@@ -260,11 +277,20 @@ def jenkinsfile_problems(jenkinsfile: str, casc: dict[str, Any]) -> Problems:
     """Every credential, label and SonarQube server the Jenkinsfile names is configured."""
     problems = []
     ids = casc_credential_ids(casc)
-    for credential in re.findall(r"credentials\(\s*'([^']+)'\s*\)", jenkinsfile):
+    named = re.findall(r"credentials\(\s*'([^']+)'\s*\)", jenkinsfile)
+    named += re.findall(r"credentialsId:\s*'([^']+)'", jenkinsfile)
+    for credential in named:
         if credential not in ids:
             problems.append(f"credential {credential!r} is not defined in casc.yaml")
     labels = casc_labels(casc)
-    for label in re.findall(r"\blabel\s+'([^']+)'", jenkinsfile):
+    wanted = re.findall(r"\blabel\s+'([^']+)'", jenkinsfile)
+    # A label from the environment: what casc.yaml's global environment gives it.
+    globals_ = casc_global_env(casc)
+    for variable, default in re.findall(
+        r"\blabel\s+\"\$\{env\.([A-Za-z_]+)\s*\?:\s*'([^']+)'\}\"", jenkinsfile
+    ):
+        wanted += [default, str(globals_.get(variable, default))]
+    for label in wanted:
         if label not in labels:
             problems.append(f"no node in casc.yaml has the label {label!r}")
     sonar = casc.get("unclassified", {}).get("sonarGlobalConfiguration", {})
@@ -433,8 +459,12 @@ def test_casc_holds_no_literal_secret(compose: dict[str, Any], casc: dict[str, A
 def test_casc_configures_what_the_jenkinsfile_uses(casc: dict[str, Any]) -> None:
     jenkinsfile = JENKINSFILE.read_text()
     assert jenkinsfile_problems(jenkinsfile, casc) == []
-    assert {"package-index-username", "package-index-password"} <= casc_credential_ids(casc)
-    assert "gpu" in casc_labels(casc)
+    assert {"package-index", "mlflow-ci", "image-registry", "sonarqube-token"} <= (
+        casc_credential_ids(casc)
+    )
+    assert {"docker", "gpu"} <= casc_labels(casc)
+    # Train asks for TRAIN_AGENT_LABEL; by default an agent that exists without a GPU.
+    assert casc_global_env(casc)["TRAIN_AGENT_LABEL"] == "docker"
     installations = casc["unclassified"]["sonarGlobalConfiguration"]["installations"]
     servers = {item["name"]: item["serverUrl"] for item in installations}
     assert servers["sonarqube"] == "http://sonarqube:9000"
@@ -452,6 +482,17 @@ def test_casc_secures_the_controller(casc: dict[str, Any]) -> None:
     assert "Overall/Administer" in grants[("user", "admin")]
     assert grants[("group", "authenticated")] == {"Overall/Read", "Job/Read"}
     assert "standard" in jenkins["crumbIssuer"]
+    # The controller runs no build: its executors could read JENKINS_HOME and the secrets.
+    assert jenkins["numExecutors"] == 0
+    modes = {n["permanent"]["name"]: n["permanent"]["mode"] for n in jenkins["nodes"]}
+    assert modes == {"docker-agent": "NORMAL", "gpu-agent": "EXCLUSIVE"}
+    # Webhook calls must carry GitBucket's signature.
+    (item,) = casc["unclassified"]["whitelist"]["whitelistItems"]
+    assert casc["unclassified"]["whitelist"]["enabled"] is True
+    assert (item["hmacEnabled"], item["hmacHeader"], item["hmacAlgorithm"]) == (
+        True, "X-Hub-Signature-256", "HmacSHA256"
+    )  # fmt: skip
+    assert item["hmacCredentialId"] in casc_credential_ids(casc)
 
 
 def test_plugins_list_holds_every_required_plugin() -> None:
@@ -467,7 +508,7 @@ def render_job(**overrides: str) -> tuple[dict[str, str], ET.Element]:
     values = {
         "clone_url": "http://gitbucket:8080/git/root/mlci.git",
         "branch_spec": "${commit}",
-        "ref_filter": "^refs/(heads/main|tags/v.+)$",
+        "filter_expression": filter_expression("^refs/(heads/main|tags/v.+)$"),
         "webhook_token": secrets.token_hex(16),
         **overrides,
     }
@@ -497,8 +538,15 @@ def test_job_template_renders_a_pipeline_from_scm() -> None:
     assert scm.findtext("branches/hudson.plugins.git.BranchSpec/name") == values["branch_spec"]
     assert definition.findtext("scriptPath") == "Jenkinsfile"
     assert definition.findtext("lightweight") == "false"
-    concurrency = "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
-    assert job.find(f"properties/{concurrency}") is not None
+    # Without a push (Build Now, Replay) the parameters name main's head.
+    parameters = {
+        p.findtext("name"): p.findtext("defaultValue")
+        for p in job.findall(
+            "properties/hudson.model.ParametersDefinitionProperty/parameterDefinitions/"
+            "hudson.model.StringParameterDefinition"
+        )
+    }
+    assert parameters == {"ref": "refs/heads/main", "commit": "refs/heads/main"}
 
 
 def test_job_template_triggers_on_matching_pushes(casc: dict[str, Any]) -> None:
@@ -514,8 +562,18 @@ def test_job_template_triggers_on_matching_pushes(casc: dict[str, Any]) -> None:
         "commit": ("$.after", "JSONPath"),
         "clone_url": ("$.repository.clone_url", "JSONPath"),
     }
-    assert trigger.findtext("regexpFilterText") == "$ref"
-    assert trigger.findtext("regexpFilterExpression") == values["ref_filter"]
+    assert trigger.findtext("regexpFilterText") == "$ref $commit"
+    expression = trigger.findtext("regexpFilterExpression")
+    assert expression == values["filter_expression"]
+    # The plugin matches with find(); Python's re.search is the same here.
+    sha = "a" * 40
+    assert re.search(expression, f"refs/heads/main {sha}")
+    assert re.search(expression, f"refs/tags/v1.2.0 {sha}")
+    assert not re.search(expression, f"refs/tags/v1.2.0 {'0' * 40}")  # a deleted tag
+    assert not re.search(expression, f"refs/heads/main {'0' * 40}")  # a deleted branch
+    assert not re.search(expression, f"refs/heads/feature {sha}")
+    assert not re.search(expression, f"refs/heads/main-old {sha}")
+    assert not re.search(expression, "refs/heads/main ")  # no commit at all
     assert trigger.findtext("token") == values["webhook_token"]
     assert trigger.findtext("causeString") == "Push to $ref"
     assert trigger.findtext("printPostContent") == "false"
@@ -570,8 +628,9 @@ def test_checks_reject_a_casc_without_what_the_jenkinsfile_uses() -> None:
         "unclassified": {"sonarGlobalConfiguration": {"installations": []}},
     }
     problems = jenkinsfile_problems(JENKINSFILE.read_text(), casc)
-    assert any("package-index-password" in p for p in problems)
-    assert any("'gpu'" in p for p in problems)
+    assert any("'package-index'" in p for p in problems)
+    assert any("'mlflow-ci'" in p for p in problems)
+    assert any("'docker'" in p for p in problems)
     assert any("'sonarqube'" in p for p in problems)
     literal = {"credentials": [{"string": {"id": "t", "secret": "s3cret"}}]}
     assert casc_secret_problems(literal, set()) == [

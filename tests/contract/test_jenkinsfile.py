@@ -51,6 +51,7 @@ BOOKKEEPING_STEPS = frozenset(
         "recordCoverage",
         "archiveArtifacts",
         "withSonarQubeEnv",
+        "withCredentials",
         "timeout",
     }
 )
@@ -266,9 +267,26 @@ def test_stages_do_nothing_else_of_substance(jenkinsfile: Recorded) -> None:
     assert substance_problems(jenkinsfile) == []
 
 
-def test_train_runs_on_a_gpu_agent(jenkinsfile: Recorded) -> None:
-    train = stage(jenkinsfile, "Train")
-    assert (train["agent"], train["agent_label"]) == ("label", "gpu")
+def test_no_stage_runs_on_the_controller_and_train_asks_for_its_own_label(
+    jenkinsfile: Recorded,
+) -> None:
+    # `agent none`: each stage names its agent; the controller has no executors at all.
+    assert jenkinsfile["agent"] == "none"
+    labels = {s["name"]: (s["agent"], s["agent_label"]) for s in jenkinsfile["stages"]}
+    assert set(labels.values()) == {("label", "docker")}, labels
+    # Train's label comes from the build's environment (casc.yaml: TRAIN_AGENT_LABEL, `gpu`
+    # once a GPU agent is connected); recorded without it, it falls back to `docker`.
+    assert re.search(
+        r"stage\('Train'\) \{\s+agent \{ label \"\$\{env\.TRAIN_AGENT_LABEL \?: 'docker'\}\" \}",
+        JENKINSFILE.read_text(),
+    )
+
+
+def test_every_stage_has_a_timeout_of_its_own(jenkinsfile: Recorded) -> None:
+    assert "timeout" in jenkinsfile["options"]
+    assert all("timeout" in s["options"] for s in jenkinsfile["stages"]), [
+        s["name"] for s in jenkinsfile["stages"] if "timeout" not in s["options"]
+    ]
 
 
 def test_release_runs_only_for_tags(jenkinsfile: Recorded) -> None:
@@ -279,7 +297,15 @@ def test_release_runs_only_for_tags(jenkinsfile: Recorded) -> None:
 
 def test_test_stage_always_publishes_its_reports(jenkinsfile: Recorded) -> None:
     published = stage(jenkinsfile, "Test")["post"].get("always", [])
-    assert {"junit", "recordCoverage"} <= set(published)
+    assert {"junit", "recordCoverage", "archiveArtifacts"} <= set(published)
+
+
+def test_reports_are_archived_where_they_are_written(jenkinsfile: Recorded) -> None:
+    # With agents per stage there is no workspace after the last stage: each stage that
+    # writes reports archives them itself, also when it fails.
+    for name in ("Lint", "Test", "Gate", "Image", "Train", "Promote", "Release"):
+        assert "archiveArtifacts" in stage(jenkinsfile, name)["post"].get("always", []), name
+    assert jenkinsfile["post"] == {}
 
 
 # ---- the Jenkinsfile's flow, in simulated builds ----------------------------------------------
@@ -298,7 +324,7 @@ def test_a_failing_quality_gate_stops_the_flow(gate_failing_build: Recorded) -> 
     assert [s["name"] for s in after] == ["Image", "Train", "Promote", "Release"]
     assert_skipped_without_running(after)
     assert build["result"] == "FAILURE"
-    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    assert gate["ran_post"] == {"always": ["archiveArtifacts"]}
     # Nothing in the way (catchError, warnError, ...) that the stub cannot simulate.
     assert build["not_simulated"] == []
     # The failure changes what runs, not what the Jenkinsfile declares.
@@ -319,7 +345,7 @@ def test_a_green_branch_build_runs_every_stage_but_release(jenkinsfile: Recorded
     assert (release["skip_reason"], release["when_result"]) == ("when", False)
     assert release["ran_sh"] == []
     assert ran_tasks(jenkinsfile) == [task for task in PIPELINE_STAGES if task != "release"]
-    assert jenkinsfile["ran_post"] == {"always": ["archiveArtifacts"]}
+    assert jenkinsfile["ran_post"] == {}
 
 
 def test_a_tag_build_releases(tag_build: Recorded) -> None:
@@ -364,7 +390,7 @@ def test_a_failing_training_run_still_archives_its_reports(groovy: str) -> None:
     assert [s["name"] for s in after] == ["Promote", "Release"]
     assert_skipped_without_running(after)
     assert build["result"] == "FAILURE"
-    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    assert build["ran_post"] == {}
     assert build["not_simulated"] == []
 
 
@@ -374,12 +400,12 @@ def test_failing_tests_still_publish_their_reports(tests_failing_build: Recorded
     assert {s["status"] for s in before} == {"passed"}
     assert ran_tasks(build) == tasks_through("test")
     assert test["status"] == "failed"
-    assert test["ran_post"] == {"always": ["junit", "recordCoverage"]}
-    assert test["ran_steps"] == ["junit", "recordCoverage"]
+    assert test["ran_post"] == {"always": ["junit", "recordCoverage", "archiveArtifacts"]}
+    assert test["ran_steps"] == ["junit", "recordCoverage", "archiveArtifacts"]
     assert after[0]["name"] == "Scan"
     assert_skipped_without_running(after)
     assert build["result"] == "FAILURE"
-    assert build["ran_post"] == {"always": ["archiveArtifacts"]}
+    assert build["ran_post"] == {}
     # Nothing in the way (catchError, warnError, ...) that the stub cannot simulate.
     assert build["not_simulated"] == []
 

@@ -103,12 +103,15 @@ def test_status_shows_versions_health_and_wiring(
     assert by["SonarQube"].version == platform.sonarqube.version
     assert by["MLflow"].version == "3.1.0"
     assert all(r.health == "up" for r in rows), rows
-    assert by["Jenkins"].wiring == ["job mlci: present"]
+    assert by["Jenkins"].wiring == [
+        "job mlci: present",
+        "agent docker-agent: offline (not connected)",
+    ]
     assert by["GitBucket"].wiring == ["root/root: refused", "push hook: present"]
     assert by["SonarQube"].wiring == [
         "admin/admin: refused",
         "gate mlci for mlci: selected",
-        "webhook to Jenkins: present",
+        "webhook to Jenkins: none",
         "SONARQUBE_TOKEN: valid",
     ]
     assert platform.mutations() == {"jenkins": 0, "sonarqube": 0, "gitbucket": 0}

@@ -7,6 +7,9 @@ goes through a recording runner, so the tests can prove no secret reached an arg
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import stat
 import subprocess
 import time
@@ -24,8 +27,10 @@ from mlci.platform.secrets import ensure_for_compose, read_env_file
 from mlci.platform.wire import CREATED, UNCHANGED, UPDATED, WiringFailed, wire
 from mlci.settings import load_settings
 from tests.doubles.gitbucket import GitBucketDouble
-from tests.doubles.jenkins import JenkinsDouble
+from tests.doubles.jenkins import DECLARED_OPTIONS_PROPERTIES, JenkinsDouble
 from tests.doubles.sonarqube import SonarQubeDouble
+
+from .jenkins_runner import Controller, configure_jenkins_double
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +60,9 @@ class Platform:
     runner: Recorder
     log: list[str]
     recreated: list[int]
+    mlflow_url: str
+    names: str  # this test's experiment and registered model, on the shared mlflow server
+    agent_recreated: list[int] = field(default_factory=list)
     timeout: float = 10.0
 
     def settings(self, **overrides: Any) -> Any:
@@ -66,6 +74,9 @@ class Platform:
             # The doubles reach each other on 127.0.0.1, as the services do by name.
             "platform.jenkins_internal_url": self.jenkins.url + "/",
             "platform.gitbucket_internal_url": "http://gitbucket:8080",
+            "platform.mlflow_url": self.mlflow_url,
+            "mlflow.experiment": self.names,
+            "mlflow.registered_model": self.names,
             "platform.timeout": self.timeout,
             "platform.ready_timeout": 20,
             **overrides,
@@ -80,6 +91,7 @@ class Platform:
             runner=self.runner,
             log=self.log.append,
             recreate_jenkins=lambda: self.recreated.append(1),
+            recreate_agent=lambda: self.agent_recreated.append(1),
             **kwargs,
         )
 
@@ -97,6 +109,21 @@ class Platform:
             "sonarqube": self.sonarqube.mutation_count(),
             "gitbucket": sum(self.gitbucket.calls.values()),
         }
+
+
+def git_push_env(password: str) -> dict[str, str]:
+    """git over HTTP as root, the password through an askpass helper (never in argv)."""
+    import tempfile
+
+    helper = Path(tempfile.mkdtemp()) / "askpass.sh"
+    helper.write_text(
+        '#!/bin/sh\ncase "$1" in Username*) echo root ;; *) echo "$PUSH_PW" ;; esac\n'
+    )
+    helper.chmod(0o700)
+    return {
+        "GIT_ASKPASS": str(helper), "PUSH_PW": password, "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+    }  # fmt: skip
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -118,22 +145,39 @@ def commit(repo: Path, name: str, text: str) -> str:
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
+def platform(tmp_path: Path, mlflow_auth_server: Any) -> Iterator[Platform]:
+    import secrets
+
     env_path = tmp_path / "platform.env"
-    env = ensure_for_compose(env_path, COMPOSE)
+    ensure_for_compose(env_path, COMPOSE)
+    # MLflow is the real server this session shares: its admin, and users of this test only.
+    suffix = secrets.token_hex(4)
+    for name, value in {
+        "MLFLOW_ADMIN_PASSWORD": mlflow_auth_server.admin_password,
+        "MLFLOW_CI_USERNAME": f"mlci-ci-{suffix}",
+        "MLFLOW_SERVING_USERNAME": f"mlci-serving-{suffix}",
+    }.items():
+        platform_secrets.set_value(env_path, name, value)
+    env = read_env_file(env_path)
     source = tmp_path / "project"
     source.mkdir()
     git(source, "init", "-q", "-b", "main")
     commit(source, "README.md", "project\n")
     jenkins = JenkinsDouble(admin_password=env["JENKINS_ADMIN_PASSWORD"])
-    gitbucket = GitBucketDouble()
-    # The doubles run on loopback; SonarQube refuses loopback webhook URLs unless told not to.
+    # Nodes, the webhook secret and the trigger's whitelist, as casc.yaml configures Jenkins.
+    configure_jenkins_double(jenkins, Controller.from_casc(env.values))
+    # Anonymous access off, as services/compose.yaml runs GitBucket.
+    gitbucket = GitBucketDouble(allow_anonymous_access=False)
+    # The doubles run on loopback; SonarQube refuses loopback webhook URLs unless told not to
+    # (a test adds the webhook an older mlci created, to see it removed).
     sonarqube = SonarQubeDouble(validate_webhook_urls=False)
     for double in (jenkins, gitbucket, sonarqube):
         double.start()
     try:
-        yield Platform(tmp_path, env_path, jenkins, gitbucket, sonarqube, source, Recorder(),
-                       [], [])  # fmt: skip
+        yield Platform(
+            tmp_path, env_path, jenkins, gitbucket, sonarqube, source, Recorder(), [], [],
+            mlflow_auth_server.url, f"wire-{suffix}",
+        )  # fmt: skip
     finally:
         for double in (jenkins, gitbucket, sonarqube):
             double.stop()
@@ -165,37 +209,66 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
         ("GitBucket", "organisation"): CREATED,
         ("GitBucket", "repository"): CREATED,
         ("GitBucket", "push"): CREATED,
+        ("GitBucket", "Jenkins' user"): CREATED,
+        ("GitBucket", "Jenkins' read access"): CREATED,
         ("SonarQube", "admin password"): UPDATED,
         ("SonarQube", "project"): CREATED,
+        ("SonarQube", "CI user"): CREATED,
+        ("SonarQube", "CI permissions"): UPDATED,
         ("SonarQube", "token for Jenkins"): CREATED,
         ("Jenkins", "recreate"): UPDATED,
         ("SonarQube", "quality gate"): CREATED,
-        ("SonarQube", "webhook"): CREATED,
+        ("SonarQube", "webhook"): UNCHANGED,
+        ("MLflow", "CI user"): CREATED,
+        ("MLflow", "serving user"): CREATED,
+        ("MLflow", "CI permissions"): UPDATED,
         ("Jenkins", "credentials"): UNCHANGED,
+        ("Jenkins", "agent secret"): CREATED,
+        ("Jenkins", "agent"): UPDATED,
         ("Jenkins", "job"): CREATED,
         ("GitBucket", "push webhook"): CREATED,
         ("Jenkins", "first build"): CREATED,
     }
-    assert platform.recreated == [1]
+    assert platform.recreated == [1] and platform.agent_recreated == [1]
+    # A build of the declarative Jenkinsfile re-saves the job with what its options declare
+    # (Build Now here: the parameters' defaults build main's head). That is not drift.
+    jk = platform.jenkins
+    jk.set_declared_job_properties("mlci", DECLARED_OPTIONS_PROPERTIES)
+    import requests
+
+    requests.post(
+        f"{jk.url}/job/mlci/buildWithParameters", auth=("admin", jk.api_token), timeout=10
+    ).raise_for_status()
+    assert len(jk.start_queued_builds()) == 1
+    assert "jenkins.model.BuildDiscarderProperty" in jk.jobs["mlci"]
+    assert jk.builds["mlci"][-1].parameters == {
+        "ref": "refs/heads/main", "commit": "refs/heads/main"
+    }  # fmt: skip
     state = snapshot(platform)
 
     for _ in range(2):
         platform.reset_counters()
         again = platform.wire()
-        assert {c.outcome for c in again} == {UNCHANGED}, again
+        assert {c.outcome for c in again} == {UNCHANGED}, [
+            c for c in again if c.outcome != UNCHANGED
+        ]
         assert platform.mutations() == {"jenkins": 0, "sonarqube": 0, "gitbucket": 0}
         assert snapshot(platform) == state
-    assert platform.recreated == [1]
+    assert platform.recreated == [1] and platform.agent_recreated == [1]
 
     env = read_env_file(platform.env_path)
     assert env.values == env_after_first
     assert stat.S_IMODE(platform.env_path.stat().st_mode) == 0o600
     assert not env.is_placeholder("SONARQUBE_TOKEN")
+    assert env["JENKINS_AGENT_SECRET"] == platform.jenkins.agent_secret("docker-agent")
 
     # One of each, and the default passwords are gone.
     gb, sq, jk = platform.gitbucket, platform.sonarqube, platform.jenkins
     assert not gb.default_password_in_use()
     assert gb.users["root"] == env["GITBUCKET_ROOT_PASSWORD"]
+    # Jenkins clones as a plain user that may read, not push.
+    assert gb.users["mlci-jenkins"] == env["GITBUCKET_JENKINS_PASSWORD"]
+    assert gb.collaborators["mlci/mlci"] == {"mlci-jenkins": "GUEST"}
     assert not sq.default_admin_password_in_use
     assert sq.check_password("admin", env["SONARQUBE_ADMIN_PASSWORD"])
     assert list(jk.jobs) == ["mlci"]
@@ -205,20 +278,25 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
     assert hook.secret == env["GITBUCKET_WEBHOOK_SECRET"]
     token = env["JENKINS_WEBHOOK_TOKEN"]
     assert hook.url == f"{jk.url}/generic-webhook-trigger/invoke?token={token}"
+    # Jenkins' SonarQube token: the CI user's, for this project, made by the CI user; no
+    # admin token, no webhook (invoke gate polls).
     snap = sq.snapshot()
-    assert snap["tokens"] == [("admin", "mlci-jenkins", "USER_TOKEN", None)]
-    assert snap["webhooks"] == [
-        (snap["webhooks"][0][0], "jenkins", f"{jk.url}/sonarqube-webhook/",
-         env["SONARQUBE_WEBHOOK_SECRET"], "")
-    ]  # fmt: skip
+    assert snap["tokens"] == [("mlci-ci", "mlci-jenkins", "PROJECT_ANALYSIS_TOKEN", "mlci")]
+    assert snap["webhooks"] == []
+    # Execute Analysis on the project (Browse: every user has it on a public project); the
+    # token reads the gate's status with it.
+    assert "scan" in sq.effective_permissions("mlci-ci", "mlci")
+    assert "admin" not in sq.effective_permissions("mlci-ci", "mlci")
+    assert "admin" not in sq.effective_permissions("mlci-ci")
     assert sq.project_gate("mlci") == ("mlci", False)
     assert sorted(c[1] for c in snap["quality_gates"]["mlci"]) == sorted(
         ["coverage", "test_failures", "test_errors", "violations"]
     )
-    # The first build ran for the pushed commit, through the trigger.
-    (build,) = jk.builds["mlci"]
+    # The first build ran for the pushed commit, through the signed trigger.
+    (build, *_) = jk.builds["mlci"]
     head = git(platform.source, "rev-parse", "HEAD")
     assert build.variables["commit"] == head and build.variables["ref"] == "refs/heads/main"
+    assert build.parameters == {"ref": "refs/heads/main", "commit": head}
     assert gb.repos["mlci/mlci"].private
 
     captured = capsys.readouterr()
@@ -226,6 +304,42 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
     # Credentials reached git only through GIT_ASKPASS: no URL carries them.
     assert any("push" in call for call in platform.runner.calls)
     assert all("@" not in arg for call in platform.runner.calls for arg in call)
+
+
+def test_mlflow_users_can_do_what_their_role_needs_and_no_more(platform: Platform) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    platform.wire()
+    env = read_env_file(platform.env_path)
+    name = platform.names
+
+    def client_as(user: str, password: str) -> MlflowClient:
+        import os
+
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+            user, password
+        )  # fmt: skip
+        return MlflowClient(platform.mlflow_url, registry_uri=platform.mlflow_url)
+
+    try:
+        ci = client_as(env["MLFLOW_CI_USERNAME"], env["MLFLOW_CI_PASSWORD"])
+        experiment = ci.get_experiment_by_name(name)
+        run = ci.create_run(experiment.experiment_id)
+        source = f"runs:/{run.info.run_id}/model"
+        version = ci.create_model_version(name, source, run_id=run.info.run_id)
+        ci.set_registered_model_alias(name, "champion", version.version)  # promote
+        ci.create_registered_model(f"{name}.mlci-lock")  # the promotion lease
+        ci.delete_registered_model(f"{name}.mlci-lock")
+        serving = client_as(env["MLFLOW_SERVING_USERNAME"], env["MLFLOW_SERVING_PASSWORD"])
+        assert serving.get_model_version_by_alias(name, "champion").version == version.version
+        with pytest.raises(MlflowException, match=r"403|PERMISSION_DENIED|Permission denied"):
+            serving.set_registered_model_alias(name, "champion", version.version)
+    finally:
+        import os
+
+        os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
 
 
 def snapshot(platform: Platform) -> dict[str, Any]:
@@ -255,10 +369,10 @@ def test_drift_is_repaired_and_reported(platform: Platform) -> None:
         f"{jk.url}/job/mlci/config.xml", data=edited.encode(), timeout=10,
         auth=("admin", jk.api_token), headers={"Content-Type": "text/xml; charset=utf-8"},
     ).raise_for_status()  # fmt: skip
-    (webhook,) = sq.snapshot()["webhooks"]
+    # ... and someone (or an older mlci) adds the webhook to Jenkins that nothing listens to.
     requests.post(
-        f"{sq.url}/api/webhooks/update", auth=("admin", env["SONARQUBE_ADMIN_PASSWORD"]),
-        data={"webhook": webhook[0], "name": "jenkins", "url": webhook[2]}, timeout=10,
+        f"{sq.url}/api/webhooks/create", auth=("admin", env["SONARQUBE_ADMIN_PASSWORD"]),
+        data={"name": "jenkins", "url": f"{jk.url}/sonarqube-webhook/"}, timeout=10,
     ).raise_for_status()  # fmt: skip
 
     platform.reset_counters()
@@ -269,12 +383,30 @@ def test_drift_is_repaired_and_reported(platform: Platform) -> None:
     assert gb.hooks[0].content_type == "json" and gb.hooks[0].events == ["push"]
     assert gb.hooks[0].secret == env["GITBUCKET_WEBHOOK_SECRET"]
     assert "<scriptPath>Jenkinsfile</scriptPath>" in jk.jobs["mlci"]
-    assert sq.snapshot()["webhooks"][0][3] == env["SONARQUBE_WEBHOOK_SECRET"]
+    assert sq.snapshot()["webhooks"] == []
     assert jk.mutation_count("createItem") == 0 and len(jk.builds["mlci"]) == 1
 
     platform.reset_counters()
     assert {c.outcome for c in platform.wire()} == {UNCHANGED}
     assert platform.mutations() == {"jenkins": 0, "sonarqube": 0, "gitbucket": 0}
+
+
+def test_an_admin_token_from_older_wiring_is_revoked(platform: Platform) -> None:
+    import requests
+
+    platform.wire()
+    env = read_env_file(platform.env_path)
+    sq = platform.sonarqube
+    # What earlier mlci gave Jenkins: a USER_TOKEN of admin, named like Jenkins' token.
+    requests.post(
+        f"{sq.url}/api/user_tokens/generate", auth=("admin", env["SONARQUBE_ADMIN_PASSWORD"]),
+        data={"name": "mlci-jenkins", "type": "USER_TOKEN"}, timeout=10,
+    ).raise_for_status()  # fmt: skip
+    changes = outcomes(platform.wire())
+    assert changes[("SonarQube", "admin's token")] == UPDATED
+    assert sq.snapshot()["tokens"] == [
+        ("mlci-ci", "mlci-jenkins", "PROJECT_ANALYSIS_TOKEN", "mlci")
+    ]
 
 
 def test_an_invalid_token_in_the_env_file_is_revoked_and_replaced(platform: Platform) -> None:
@@ -285,8 +417,9 @@ def test_an_invalid_token_in_the_env_file_is_revoked_and_replaced(platform: Plat
     assert changes[("SonarQube", "token for Jenkins")] == UPDATED
     assert platform.recreated == [1, 1]
     assert platform.sonarqube.mutation_count("api/user_tokens/revoke") == 1
-    assert platform.sonarqube.snapshot()["tokens"] == [("admin", "mlci-jenkins", "USER_TOKEN",
-                                                         None)]  # fmt: skip
+    assert platform.sonarqube.snapshot()["tokens"] == [
+        ("mlci-ci", "mlci-jenkins", "PROJECT_ANALYSIS_TOKEN", "mlci")
+    ]
     assert not read_env_file(platform.env_path).values["SONARQUBE_TOKEN"].endswith("0" * 40)
 
 
@@ -298,7 +431,10 @@ FAULTS = [
     ("GitBucket", "repository", "gitbucket", "hang", "/api/v3/orgs/mlci/repos"),
     ("SonarQube", "project", "sonarqube", "fail", "api/projects/search"),
     ("SonarQube", "quality gate", "sonarqube", "hang", "api/qualitygates/create"),
-    ("SonarQube", "webhook", "sonarqube", "fail", "api/webhooks/create"),
+    ("GitBucket", "Jenkins' user", "gitbucket", "fail", "/api/v3/users/mlci-jenkins"),
+    ("SonarQube", "CI user", "sonarqube", "fail", "api/users/search"),
+    ("SonarQube", "webhook", "sonarqube", "fail", "api/webhooks/list"),
+    ("Jenkins", "agent secret", "jenkins", "fail", "computer/docker-agent/jenkins-agent.jnlp"),
     ("Jenkins", "job", "jenkins", "fail", "createItem"),
     ("Jenkins", "credentials", "jenkins", "hang", "me/api/json"),
     ("GitBucket", "push webhook", "gitbucket", "fail", "/api/v3/repos/mlci/mlci/hooks"),
@@ -403,9 +539,10 @@ def test_a_push_triggers_the_job_and_other_branches_and_wrong_tokens_do_not(
     item = jk.queue[-1]
     assert len(jk.queue) == builds_before + 1
     assert item.job == "mlci"
-    assert item.parameters["ref"] == "refs/heads/main"
-    assert item.parameters["commit"] == head
-    assert item.parameters["clone_url"] == f"{gb.url}/git/mlci/mlci.git"
+    # The trigger's variables, and the job parameters of the same name.
+    assert item.variables["ref"] == item.parameters["ref"] == "refs/heads/main"
+    assert item.variables["commit"] == item.parameters["commit"] == head
+    assert item.variables["clone_url"] == f"{gb.url}/git/mlci/mlci.git"
 
     # Another branch: delivered, filtered out by the job's ref filter, nothing queued.
     git(platform.source, "checkout", "-q", "-b", "feature")
@@ -417,20 +554,51 @@ def test_a_push_triggers_the_job_and_other_branches_and_wrong_tokens_do_not(
     assert jk.mutation_count("generic-webhook-trigger") == triggered_before
     assert len(jk.queue) == builds_before + 1
 
-    # A hook with a wrong token: the trigger answers 404 and queues nothing.
+    # A release tag builds; deleting it sends a push too (after = 40 zeros): nothing queued.
+    git(platform.source, "checkout", "-q", "main")
+    git(platform.source, "tag", "-a", "v9.0.0", "-m", "release 9")
+    pushing = {**git_push_env(password), "PATH": "/usr/bin:/bin"}
+    for refspec in ("refs/tags/v9.0.0", ":refs/tags/v9.0.0"):
+        done = subprocess.run(["git", "push", remote, refspec], cwd=platform.source, env=pushing,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        if not refspec.startswith(":"):
+            pushed = [d for d in gb.settle_deliveries() if d.payload.get("ref") == refspec]
+            assert pushed and pushed[0].status == 200
+            assert len(jk.queue) == builds_before + 2
+            assert jk.queue[-1].variables["ref"] == "refs/tags/v9.0.0"
+    deleted = [d for d in gb.settle_deliveries() if d.payload.get("after") == "0" * 40]
+    assert len(deleted) == 1 and deleted[0].status == 200
+    assert deleted[0].payload["ref"] == "refs/tags/v9.0.0"
+    assert len(jk.queue) == builds_before + 2  # filtered: no build of a deleted tag
+
+    # Unsigned, or signed with another secret: the trigger's whitelist refuses it (403).
+    body = json.dumps({"ref": "refs/heads/main", "after": head}).encode()
+    token = env["JENKINS_WEBHOOK_TOKEN"]
+    for signature in (None, hmac.new(b"another-secret", body, hashlib.sha256).hexdigest()):
+        headers = {"Content-Type": "application/json", "token": token}
+        if signature:
+            headers["X-Hub-Signature-256"] = f"sha256={signature}"
+        answer = requests.post(f"{jk.url}/generic-webhook-trigger/invoke", data=body,
+                               headers=headers, timeout=10)  # fmt: skip
+        assert answer.status_code == 403, answer.text
+    assert len(jk.queue) == builds_before + 2
+
+    # A hook with a wrong token (signed as GitBucket signs): 404, nothing queued.
     wrong = f"{jk.url}/generic-webhook-trigger/invoke?token=wrong-token"
+    secret = env["GITBUCKET_WEBHOOK_SECRET"]
     requests.post(
         f"{gb.url}/api/v3/repos/mlci/mlci/hooks", auth=("root", password), timeout=10,
-        json={"config": {"url": wrong, "content_type": "json"}, "events": ["push"]},
+        json={"config": {"url": wrong, "content_type": "json", "secret": secret},
+              "events": ["push"]},
     ).raise_for_status()  # fmt: skip
     requests.delete(
         f"{gb.url}/api/v3/repos/mlci/mlci/hooks/{gb.hooks[0].id}", auth=("root", password),
         timeout=10,
     ).raise_for_status()  # fmt: skip
-    git(platform.source, "checkout", "-q", "main")
     commit(platform.source, "more.py", "z = 3\n")
     push_head(platform.source, remote, "main", "root", password, platform.runner, 60)
-    deliveries = gb.wait_for_deliveries(3)
-    assert deliveries[2].url == wrong and deliveries[2].status == 404
-    assert len(jk.queue) == builds_before + 1
+    last = gb.settle_deliveries()[-1]
+    assert last.url == wrong and last.status == 404
+    assert len(jk.queue) == builds_before + 2
     assert_no_secret_leaked(platform)

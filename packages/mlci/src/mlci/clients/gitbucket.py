@@ -55,10 +55,14 @@ class GitBucket:
         step: str,
         *,
         missing_ok: bool = False,
+        expect_empty: bool = False,
         session: Any = None,
         **kwargs: Any,
     ) -> Any:
-        """One call; the parsed JSON (None for 204, or for 404 when ``missing_ok``)."""
+        """One call; the parsed JSON (None for 204, or for 404 when ``missing_ok``).
+
+        With ``expect_empty`` a 2xx without a body answers True (a yes/no endpoint).
+        """
         import requests
 
         url = f"{self.url}/{path.lstrip('/')}"
@@ -95,7 +99,7 @@ class GitBucket:
                 "GitBucket's log (docker-compose logs gitbucket) has the details",
             )
         if resp.status_code == 204 or not resp.content:
-            return None
+            return True if expect_empty else None
         try:
             return resp.json()
         except ValueError:
@@ -196,6 +200,44 @@ class GitBucket:
 
     def me(self, step: str) -> dict[str, Any]:
         return self.request("GET", "api/v3/user", step)
+
+    def get_user(self, name: str, step: str) -> dict[str, Any] | None:
+        return self.request("GET", f"api/v3/users/{quote(name)}", step, missing_ok=True)
+
+    def create_user(self, name: str, password: str, email: str, step: str) -> dict[str, Any]:
+        """POST api/v3/admin/users (admin only): a plain, non-admin account."""
+        return self.request(
+            "POST", "api/v3/admin/users", step,
+            json={"login": name, "password": password, "email": email, "fullName": name,
+                  "isAdmin": False},
+        )  # fmt: skip
+
+    # -- collaborators -----------------------------------------------------------------------
+
+    def _collaborator_path(self, owner: str, repo: str, name: str) -> str:
+        return f"api/v3/repos/{quote(owner)}/{quote(repo)}/collaborators/{quote(name)}"
+
+    def collaborator_role(self, owner: str, repo: str, name: str, step: str) -> str | None:
+        """GitBucket's role of a direct collaborator (GUEST = pull), None when it is none.
+
+        The collaborator listing carries no permissions; ``.../collaborators/:user`` answers
+        204 or 404, and ``.../permission`` names the role.
+        """
+        path = self._collaborator_path(owner, repo, name)
+        if self.request("GET", path, step, missing_ok=True, expect_empty=True) is None:
+            return None
+        body = self.request("GET", f"{path}/permission", step) or {}
+        return str(body.get("permission", "")) or None
+
+    def add_collaborator(
+        self, owner: str, repo: str, name: str, permission: str, step: str
+    ) -> None:
+        """PUT is an insert in GitBucket (a second one is a 500): remove a changed role first."""
+        self.request("PUT", self._collaborator_path(owner, repo, name), step,
+                     json={"permission": permission})  # fmt: skip
+
+    def remove_collaborator(self, owner: str, repo: str, name: str, step: str) -> None:
+        self.request("DELETE", self._collaborator_path(owner, repo, name), step)
 
     # -- organisations and repositories ------------------------------------------------------
 

@@ -92,6 +92,37 @@ class JenkinsClient:
     def whoami(self, step: str = "checking the credentials") -> dict[str, Any]:
         return self.call(step, self.lib.get_whoami)
 
+    def agent_secret(self, node: str, step: str = "reading the agent's secret") -> str:
+        """The secret an inbound agent connects with: the first argument of its JNLP file.
+
+        Jenkins derives it from the node name and its own key, so it cannot be known outside
+        the controller; reading it needs Computer/Connect (the admin has it).
+        """
+        import xml.etree.ElementTree as ET
+        from urllib.parse import quote
+
+        import requests
+
+        if not self.call(step, self.lib.node_exists, node):
+            raise JenkinsError(
+                f"Jenkins: {step}: there is no node {node!r}",
+                "jenkins/casc.yaml defines it; the controller has not loaded that configuration",
+                "rebuild and recreate Jenkins (invoke platform.up), then wire again",
+            )
+        url = f"{self.url}/computer/{quote(node)}/jenkins-agent.jnlp"
+        text = self.call(step, self.lib.jenkins_open, requests.Request("GET", url))
+        try:
+            argument = ET.fromstring(text.encode("utf-8")).find(".//application-desc/argument")
+        except ET.ParseError:
+            argument = None
+        if argument is None or not (argument.text or "").strip():
+            raise JenkinsError(
+                f"Jenkins: {step}: the JNLP file of node {node!r} names no secret",
+                "GET computer/NODE/jenkins-agent.jnlp answered without an <argument>",
+                f"check that {node!r} is an inbound (WebSocket) agent in jenkins/casc.yaml",
+            )
+        return argument.text.strip()
+
     def version(self, step: str = "reading the version") -> str:
         """X-Jenkins of ``/``: call after :meth:`whoami` so the request carries credentials."""
         return self.call(step, self.lib.get_version)

@@ -7,7 +7,8 @@ the next step depends on:
   the admin account exists only once JCasC has run), then ``crumbIssuer/api/json`` answers 200
   (CSRF on) or 404 (CSRF off). Wrong credentials stop the wait at once: waiting cannot fix them.
 * SonarQube: ``api/system/status`` says UP (STARTING and DB_MIGRATION_* mean keep waiting).
-* GitBucket: ``GET /api/v3`` answers 200 JSON.
+* GitBucket: ``GET /signin`` answers 200 (the one page that stays open with anonymous access
+  off, as the platform runs it; the API answers 401 to anyone not signed in).
 * MLflow: ``/health`` answers 200.
 
 Progress goes to ``log`` whenever a service's state changes.
@@ -142,7 +143,7 @@ def platform_probes(
         Probe(
             "GitBucket",
             gitbucket_url,
-            http_ok_check(f"{gitbucket_url.rstrip('/')}/api/v3", timeout, json_body=True),
+            http_ok_check(f"{gitbucket_url.rstrip('/')}/signin", timeout),
         ),
         Probe("SonarQube", sonarqube_url, sonarqube_check(sonarqube_url, timeout)),
         Probe("MLflow", mlflow_url, http_ok_check(f"{mlflow_url.rstrip('/')}/health", timeout)),

@@ -7,8 +7,9 @@ secrets only the wiring uses, so a secret added to the Compose file is generated
 GitBucket's sign-in form accepts at most 20 characters, SonarQube wants at least 12 with upper
 and lower case, a digit and a special character, MinIO's keys go into URLs (URL-safe only).
 
-``SONARQUBE_TOKEN`` can only be made by SonarQube: it starts as a placeholder and
-``invoke platform.wire`` replaces it (Jenkins must then be recreated to read it).
+``SONARQUBE_TOKEN`` can only be made by SonarQube, ``JENKINS_AGENT_SECRET`` only by Jenkins:
+they start as placeholders and ``invoke platform.wire`` replaces them (and recreates the
+container that reads them). ``DOCKER_GID`` is no secret: the group of the Docker socket.
 """
 
 from __future__ import annotations
@@ -30,15 +31,21 @@ REQUIRED_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):\?[^}]*\}"
 ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 
 SONARQUBE_TOKEN = "SONARQUBE_TOKEN"
+JENKINS_AGENT_SECRET = "JENKINS_AGENT_SECRET"
+DOCKER_GID = "DOCKER_GID"
 # A value Compose accepts (it is not empty) that says where the real one comes from.
 PLACEHOLDER = "created-by-invoke-platform-wire"
+# The file also carries values that are not secrets (user names, DOCKER_GID): a secret is
+# what its name says is one.
+SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 
 # Secrets no container reads: the wiring uses them to configure the services.
 WIRING_SECRETS = (
+    "GITBUCKET_ROOT_PASSWORD",
     "SONARQUBE_ADMIN_PASSWORD",
+    "SONARQUBE_CI_PASSWORD",
     "GITBUCKET_WEBHOOK_SECRET",
     "JENKINS_WEBHOOK_TOKEN",
-    "SONARQUBE_WEBHOOK_SECRET",
 )
 GITBUCKET_MAX_PASSWORD = 20
 SONARQUBE_SPECIAL = "-_"
@@ -88,10 +95,24 @@ def _placeholder() -> str:
     return PLACEHOLDER
 
 
+def docker_gid() -> str:
+    """The group that owns the Docker engine's socket here: the agent container joins it."""
+    host = os.environ.get("DOCKER_HOST", "")
+    path = host.removeprefix("unix://") if host.startswith("unix://") else "/var/run/docker.sock"
+    try:
+        return str(os.stat(path).st_gid)
+    except OSError:
+        return "0"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "GITBUCKET_ROOT_PASSWORD": gitbucket_password,
+    "GITBUCKET_JENKINS_PASSWORD": gitbucket_password,
     "SONARQUBE_ADMIN_PASSWORD": sonarqube_password,
+    "SONARQUBE_CI_PASSWORD": sonarqube_password,
     SONARQUBE_TOKEN: _placeholder,
+    JENKINS_AGENT_SECRET: _placeholder,
+    DOCKER_GID: docker_gid,
     "MLFLOW_FLASK_SERVER_SECRET_KEY": lambda: url_safe(48),
 }
 
@@ -129,8 +150,13 @@ class EnvFile:
         return self.values.get(name, PLACEHOLDER) == PLACEHOLDER
 
     def secrets(self) -> list[str]:
-        """Every value that is a secret (for masking checks), placeholders left out."""
-        return [v for v in self.values.values() if v and v != PLACEHOLDER]
+        """Every value that is a secret (for masking checks): names with PASSWORD, TOKEN,
+        SECRET or KEY; placeholders left out."""
+        return [
+            v
+            for name, v in self.values.items()
+            if v and v != PLACEHOLDER and any(word in name for word in SECRET_WORDS)
+        ]
 
 
 def _parse(text: str) -> dict[str, str]:

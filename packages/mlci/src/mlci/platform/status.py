@@ -80,6 +80,14 @@ def jenkins_status(settings: Settings, env: EnvFile | None) -> ServiceStatus:
         row.health = "up"
         exists = client.call("looking up the job", client.lib.job_exists, platform.job)
         row.wiring.append(f"job {platform.job}: {'present' if exists else 'missing'}")
+        from mlci.platform.wire import AGENT_NODE
+
+        if client.call("looking up the agent", client.lib.node_exists, AGENT_NODE):
+            info = client.call("reading the agent", client.lib.get_node_info, AGENT_NODE)
+            state = "offline (not connected)" if info.get("offline") else "online"
+        else:
+            state = "missing (casc.yaml defines it)"
+        row.wiring.append(f"agent {AGENT_NODE}: {state}")
 
     _guard(row, check)
     return row
@@ -94,7 +102,8 @@ def gitbucket_status(settings: Settings, env: EnvFile | None) -> ServiceStatus:
     password = _secret(env, "GITBUCKET_ROOT_PASSWORD")
 
     def check() -> None:
-        resp = _http("GET", f"{platform.gitbucket_url.rstrip('/')}/api/v3", platform.timeout)
+        # /signin stays open when anonymous access is off (the API then answers 401).
+        resp = _http("GET", f"{platform.gitbucket_url.rstrip('/')}/signin", platform.timeout)
         row.health = "up" if resp.status_code == 200 else f"HTTP {resp.status_code}"
         client = GitBucket(platform.gitbucket_url, "root", password or "", platform.timeout)
         default = client.credentials_work("root", "root", "trying root/root")
@@ -157,7 +166,9 @@ def sonarqube_status(settings: Settings, env: EnvFile | None) -> ServiceStatus:
         hooks = client.get("api/webhooks/list", "listing the webhooks") or {}
         url = f"{platform.jenkins_internal_url.rstrip('/')}/sonarqube-webhook/"
         present = any(h.get("url") == url for h in hooks.get("webhooks", []))
-        row.wiring.append(f"webhook to Jenkins: {'present' if present else 'missing'}")
+        # invoke gate polls the API: a webhook to Jenkins is unused (wiring removes it).
+        shown = "present (unused: invoke platform.wire removes it)" if present else "none"
+        row.wiring.append(f"webhook to Jenkins: {shown}")
         token = _secret(env, "SONARQUBE_TOKEN")
         valid = False
         if token:

@@ -4,15 +4,23 @@ Order (each step reads first and changes only what differs):
 
 1. GitBucket: replace root's default password, the organisation, the repository, and push
    the local project's HEAD to ``main`` (skipped when GitBucket has that commit). The push
-   comes before the hook exists, so the first push starts no build by itself.
-2. SonarQube: wait for UP, replace admin's default password, the project, the token Jenkins
-   uses (a USER_TOKEN of admin named ``mlci-jenkins``: analysis tokens cannot read the gate's
-   status), the quality gate of sonarqube/quality-gate.toml, and the webhook to Jenkins.
-3. Jenkins: prove the credentials (``get_whoami``), create the job from
-   jenkins/job.xml.template or update it when its parsed XML differs.
-4. GitBucket: the push hook to the Generic Webhook Trigger.
-5. Jenkins: a first build when the job was just created (or when asked), through the same
-   trigger endpoint GitBucket calls, so the build has ``ref`` and ``commit``.
+   comes before the hook exists, so the first push starts no build by itself. Then the
+   account Jenkins clones with: a plain user with read access (a ``pull`` collaborator).
+2. SonarQube: wait for UP, replace admin's default password, the project, a CI user with
+   Execute Analysis and Browse on it, the token Jenkins uses (a PROJECT_ANALYSIS_TOKEN the CI
+   user makes for itself: since 9.5 it can read the gate's status), the quality gate of
+   sonarqube/quality-gate.toml. No webhook: ``invoke gate`` polls the API (an old one is
+   removed).
+3. MLflow (when its basic auth is on): the CI user with MANAGE on the experiment and the
+   registered model, and model serving's read-only user.
+4. Jenkins: prove the credentials (``get_whoami``), read the agent container's secret into
+   the env file (and recreate the agent), create the job from jenkins/job.xml.template or
+   update it when the part mlci owns differs (a build adds what the Jenkinsfile's options
+   declare: that is not drift).
+5. GitBucket: the push hook to the Generic Webhook Trigger (JSON, signed).
+6. Jenkins: a first build when the job was just created (or when asked), through the same
+   trigger endpoint GitBucket calls, signed as GitBucket signs, so the build has ``ref`` and
+   ``commit``.
 
 Every step returns a :class:`Change` (created, updated or unchanged). A failing step raises
 :class:`WiringFailed`, which names the service and the step and carries the changes made
@@ -23,6 +31,9 @@ line: hook URLs are shown with the token masked.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import string
 import time
 import xml.etree.ElementTree as ET
@@ -50,8 +61,16 @@ SONARQUBE_DEFAULT_PASSWORD = "admin"
 JENKINS_ADMIN = "admin"
 SONAR_TOKEN_NAME = "mlci-jenkins"
 SONAR_WEBHOOK_NAME = "jenkins"
+SONAR_CI_USER = "mlci-ci"
+SONAR_CI_PERMISSIONS = ("scan", "user")  # Execute Analysis, Browse
+GITBUCKET_JENKINS_USER = "mlci-jenkins"
+GITBUCKET_READ_ROLE = "GUEST"  # GitBucket's name for a `pull` collaborator
+MLFLOW_CI_USER = "mlci-ci"
+MLFLOW_SERVING_USER = "mlci-serving"
+AGENT_NODE = "docker-agent"
 BRANCH = "main"
-# The job builds the commit the trigger resolved ($commit, from the push payload's `after`).
+# The job builds the commit the trigger resolved ($commit, from the push payload's `after`);
+# without a push (Build Now, Replay) the job parameter `commit` defaults to main's head.
 BRANCH_SPEC = "${commit}"
 JOB_TEMPLATE = "jenkins/job.xml.template"
 
@@ -114,15 +133,58 @@ def without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", ""))
 
 
+def filter_expression(ref_filter: str) -> str:
+    """The trigger's filter over "$ref $commit": an accepted ref, then a commit that exists.
+
+    A deleted branch or tag still sends a push, with 40 zeros as ``after``; it must not start
+    a build that can only fail at checkout. The ref filter must be anchored at both ends,
+    since the plugin matches with ``find()``.
+    """
+    anchored = ref_filter.startswith("^") and ref_filter.endswith("$")
+    if not anchored or ref_filter.endswith("\\$"):
+        from mlci.errors import ConfigError
+
+        raise ConfigError(
+            f"platform.ref_filter {ref_filter!r} is not anchored (^...$)",
+            "the Generic Webhook Trigger matches with find(): an unanchored filter accepts "
+            "any ref that merely contains a match",
+            'write it as ^...$, e.g. "^refs/(heads/main|tags/v.+)$"',
+        )
+    return f"^(?:{ref_filter[1:-1]}) (?!0{{40}}$)[0-9a-f]{{40}}$"
+
+
 def render_job(template: str, clone_url: str, ref_filter: str, webhook_token: str) -> str:
     """jenkins/job.xml.template with XML-escaped values (string.Template.substitute)."""
     values = {
         "clone_url": clone_url,
         "branch_spec": BRANCH_SPEC,
-        "ref_filter": ref_filter,
+        "filter_expression": filter_expression(ref_filter),
         "webhook_token": webhook_token,
     }
     return string.Template(template).substitute({k: escape(v) for k, v in values.items()})
+
+
+def owned_part(stored: str, wanted: str) -> str:
+    """``stored`` reduced to the elements ``wanted`` has: what mlci owns in the job.
+
+    A build re-saves the job with what the Jenkinsfile's ``options`` declare (job properties
+    and the declarative plugin's bookkeeping in ``<actions>``); those are Jenkins', not
+    drift. Top-level elements and job properties that the template lacks are left out.
+    """
+    mine = ET.fromstring(wanted.encode("utf-8"))
+    root = ET.fromstring(stored.encode("utf-8") if isinstance(stored, str) else stored)
+    keep = {child.tag for child in mine}
+    for child in list(root):
+        if child.tag not in keep:
+            root.remove(child)
+    my_properties = mine.find("properties")
+    properties = root.find("properties")
+    if my_properties is not None and properties is not None:
+        owned = {child.tag for child in my_properties}
+        for child in list(properties):
+            if child.tag not in owned:
+                properties.remove(child)
+    return ET.tostring(root, encoding="unicode")
 
 
 def canonical_xml(text: str) -> str:
@@ -156,6 +218,7 @@ class Wiring:
     runner: Callable[..., Any] = tools.run
     log: Callable[[str], None] = print
     recreate_jenkins: Callable[[], None] | None = None
+    recreate_agent: Callable[[], None] | None = None
     build: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -186,7 +249,10 @@ class Wiring:
     def run(self) -> list[Change]:
         try:
             self.gitbucket_account_and_repository()
+            self.gitbucket_jenkins_user()
             self.sonarqube()
+            self.mlflow()
+            self.jenkins_agent()
             self.jenkins_job()
             self.gitbucket_hook()
             self.jenkins_first_build()
@@ -279,6 +345,42 @@ class Wiring:
                 "GitBucket kept the old password",
                 "change root's password in GitBucket's UI (Account settings)",
             )
+
+    def gitbucket_jenkins_user(self) -> None:
+        """The account Jenkins clones with: no admin, read access to the one repository."""
+        from mlci.clients.gitbucket import GitBucketError
+
+        service, step = "GitBucket", "Jenkins' user"
+        org, repo = self.platform.organisation, self.platform.repository
+        name = self.env.values.get("GITBUCKET_JENKINS_USERNAME") or GITBUCKET_JENKINS_USER
+        password = self.env["GITBUCKET_JENKINS_PASSWORD"]
+        with self.step(service, step):
+            client = self._gitbucket()
+            if client.get_user(name, "looking up Jenkins' user") is None:
+                client.create_user(name, password, f"{name}@localhost", "creating Jenkins' user")
+                self.record(service, step, CREATED, f"{name} (no admin)")
+            elif client.credentials_work(name, password, "checking Jenkins' user"):
+                self.record(service, step, UNCHANGED, f"{name} logs in")
+            else:
+                raise GitBucketError(
+                    f"GitBucket: {name} exists but does not log in with GITBUCKET_JENKINS_PASSWORD",
+                    "its password was changed outside mlci, or the env file was replaced",
+                    f"set {name}'s password in GitBucket (Administration > User management) "
+                    "to the env file's value, or delete the user and wire again",
+                )
+        step = "Jenkins' read access"
+        with self.step(service, step):
+            role = client.collaborator_role(org, repo, name, "reading Jenkins' access")
+            if role == GITBUCKET_READ_ROLE:
+                self.record(service, step, UNCHANGED, f"{name} may read {org}/{repo}")
+            else:
+                if role is not None:  # a wider role: GitBucket's PUT cannot change it
+                    client.remove_collaborator(org, repo, name, f"removing {name}'s {role} role")
+                client.add_collaborator(org, repo, name, "pull", "adding Jenkins' user")
+                outcome = CREATED if role is None else UPDATED
+                was = "" if role is None else f" (was {role})"
+                self.record(service, step, outcome, f"{name}: pull on {org}/{repo}{was}")
+        client.close()
 
     def _repo_http_url(self, base: str) -> str:
         return f"{base.rstrip('/')}/git/{self.platform.organisation}/{self.platform.repository}.git"
@@ -400,12 +502,16 @@ class Wiring:
             else:
                 client.post("api/projects/create", "creating the project", project=key, name=name)
                 self.record(service, "project", CREATED, key)
+        with self.step(service, "CI user"):
+            self._sonar_ci_user(client)
+        with self.step(service, "CI permissions"):
+            self._sonar_ci_permissions(client, key)
         with self.step(service, "token for Jenkins"):
-            self._sonar_token(client)
+            self._sonar_token(client, key)
         with self.step(service, "quality gate"):
             self._sonar_gate(client, key, name)
         with self.step(service, "webhook"):
-            self._sonar_webhook(client)
+            self._sonar_no_webhook(client)
 
     def _sonar_password(self, client: Any, password: str) -> None:
         from mlci.errors import SonarQubeError
@@ -474,42 +580,102 @@ class Wiring:
                 type(exc).__name__, "check MLCI_PLATFORM_SONARQUBE_URL",
             ) from None  # fmt: skip
 
-    def _sonar_token(self, client: Any) -> None:
+    def _sonar_ci_user(self, client: Any) -> None:
+        service, step = "SonarQube", "CI user"
+        password = self.env["SONARQUBE_CI_PASSWORD"]
+        found = client.get("api/users/search", "looking up the CI user", q=SONAR_CI_USER)
+        if not any(u.get("login") == SONAR_CI_USER for u in (found or {}).get("users", [])):
+            client.post("api/users/create", "creating the CI user", login=SONAR_CI_USER,
+                        name="mlci CI", password=password, local="true")  # fmt: skip
+            self.record(service, step, CREATED, f"{SONAR_CI_USER} (no global permission)")
+        elif self._sonar_valid(client, (SONAR_CI_USER, password), "checking the CI user"):
+            self.record(service, step, UNCHANGED, f"{SONAR_CI_USER} logs in")
+        else:
+            client.post("api/users/change_password", "resetting the CI user's password",
+                        login=SONAR_CI_USER, password=password)  # fmt: skip
+            self.record(service, step, UPDATED, f"{SONAR_CI_USER}: password from the env file")
+
+    def _sonar_ci_permissions(self, client: Any, key: str) -> None:
+        """Execute Analysis and Browse on the project: what a scan and the gate need."""
+        service, step = "SonarQube", "CI permissions"
+        listed = client.get("api/permissions/users", "reading the project's permissions",
+                            projectKey=key, q=SONAR_CI_USER)  # fmt: skip
+        user = next(
+            (u for u in (listed or {}).get("users", []) if u.get("login") == SONAR_CI_USER), {}
+        )
+        found = client.get("api/projects/search", "reading the project's visibility",
+                           projects=key)  # fmt: skip
+        project = next((c for c in (found or {}).get("components", []) if c.get("key") == key), {})
+        # On a public project every user has Browse already; SonarQube refuses to grant it.
+        needed = [
+            p for p in SONAR_CI_PERMISSIONS if p != "user" or project.get("visibility") == "private"
+        ]
+        missing = [p for p in needed if p not in user.get("permissions", [])]
+        for permission in missing:
+            client.post("api/permissions/add_user", f"granting {permission}",
+                        login=SONAR_CI_USER, permission=permission, projectKey=key)  # fmt: skip
+        shown = "Execute Analysis and Browse"
+        if missing:
+            self.record(service, step, UPDATED, f"{SONAR_CI_USER}: {shown} on {key}")
+        else:
+            self.record(service, step, UNCHANGED, f"{SONAR_CI_USER} has {shown} on {key}")
+
+    def _sonar_token(self, client: Any, key: str) -> None:
+        """A PROJECT_ANALYSIS_TOKEN of the CI user, made by the CI user (only it can)."""
         service, step = "SonarQube", "token for Jenkins"
         current = self.env.values.get(SONARQUBE_TOKEN, "")
-        if not self.env.is_placeholder(SONARQUBE_TOKEN) and self._sonar_valid(
-            client, (current, ""), "checking SONARQUBE_TOKEN"
+        listed = client.get("api/user_tokens/search", "listing the CI user's tokens",
+                            login=SONAR_CI_USER)  # fmt: skip
+        tokens = (listed or {}).get("userTokens", [])
+        ours = [t for t in tokens if t.get("name") == SONAR_TOKEN_NAME]
+        is_analysis_token = any(t.get("type") == "PROJECT_ANALYSIS_TOKEN" for t in ours)
+        if (
+            is_analysis_token
+            and not self.env.is_placeholder(SONARQUBE_TOKEN)
+            and self._sonar_valid(client, (current, ""), "checking SONARQUBE_TOKEN")
         ):
-            self.record(service, step, UNCHANGED, f"SONARQUBE_TOKEN is valid ({SONAR_TOKEN_NAME})")
-            return
+            detail = f"SONARQUBE_TOKEN is {SONAR_CI_USER}'s analysis token for {key}"
+            self.record(service, step, UNCHANGED, detail)
+        else:
+            ci = self._sonarqube(SONAR_CI_USER, self.env["SONARQUBE_CI_PASSWORD"])
+            if ours:
+                ci.post("api/user_tokens/revoke", "revoking the CI user's old token",
+                        name=SONAR_TOKEN_NAME)  # fmt: skip
+            made = ci.post(
+                "api/user_tokens/generate", "generating the analysis token",
+                name=SONAR_TOKEN_NAME, type="PROJECT_ANALYSIS_TOKEN", projectKey=key,
+            )  # fmt: skip
+            value = (made or {}).get("token", "")
+            if not value:
+                from mlci.errors import SonarQubeError
+
+                raise SonarQubeError(
+                    "SonarQube: generating the token: no token in the answer",
+                    "api/user_tokens/generate answered without a token value",
+                    f"as {SONAR_CI_USER}, generate a project analysis token for {key} in "
+                    "SonarQube's UI and put it into SONARQUBE_TOKEN",
+                )
+            set_value(self.env.path, SONARQUBE_TOKEN, value)
+            self.env.values[SONARQUBE_TOKEN] = value
+            self.record(
+                service, step, UPDATED if ours else CREATED,
+                f"PROJECT_ANALYSIS_TOKEN {SONAR_TOKEN_NAME} of {SONAR_CI_USER} for {key}; "
+                "stored as SONARQUBE_TOKEN",
+            )  # fmt: skip
+            self._recreate_jenkins_for_token()
+        self._revoke_admin_token(client)
+
+    def _revoke_admin_token(self, client: Any) -> None:
+        """Earlier wiring gave Jenkins a USER_TOKEN of admin: take it back."""
         listed = client.get("api/user_tokens/search", "listing admin's tokens",
                             login=SONARQUBE_ADMIN)  # fmt: skip
-        tokens = (listed or {}).get("userTokens", [])
-        existing = [t for t in tokens if t.get("name") == SONAR_TOKEN_NAME]
-        if existing:
-            client.post("api/user_tokens/revoke", "revoking the old token",
+        if any(t.get("name") == SONAR_TOKEN_NAME for t in (listed or {}).get("userTokens", [])):
+            client.post("api/user_tokens/revoke", "revoking admin's old token for Jenkins",
                         login=SONARQUBE_ADMIN, name=SONAR_TOKEN_NAME)  # fmt: skip
-        made = client.post(
-            "api/user_tokens/generate", "generating the token", login=SONARQUBE_ADMIN,
-            name=SONAR_TOKEN_NAME, type="USER_TOKEN",
-        )  # fmt: skip
-        value = (made or {}).get("token", "")
-        if not value:
-            from mlci.errors import SonarQubeError
+            detail = f"revoked {SONAR_TOKEN_NAME} of admin (Jenkins no longer needs admin)"
+            self.record("SonarQube", "admin's token", UPDATED, detail)
 
-            raise SonarQubeError(
-                "SonarQube: generating the token: no token in the answer",
-                "api/user_tokens/generate answered without a token value",
-                "generate a user token in SonarQube's UI and put it into SONARQUBE_TOKEN",
-            )
-        set_value(self.env.path, SONARQUBE_TOKEN, value)
-        self.env.values[SONARQUBE_TOKEN] = value
-        outcome = UPDATED if existing else CREATED
-        what = "replaced (the old one was revoked)" if existing else "generated"
-        self.record(
-            service, step, outcome,
-            f"USER_TOKEN {SONAR_TOKEN_NAME} of admin {what}; stored as SONARQUBE_TOKEN",
-        )  # fmt: skip
+    def _recreate_jenkins_for_token(self) -> None:
         if self.recreate_jenkins is not None:
             from mlci.clients.jenkins import forget_clients
 
@@ -543,35 +709,84 @@ class Wiring:
         )
         self.record("SonarQube", "quality gate", outcome, detail)
 
-    def _sonar_webhook(self, client: Any) -> None:
+    def _sonar_no_webhook(self, client: Any) -> None:
+        """No webhook to Jenkins: ``invoke gate`` polls SonarQube and never waits for one.
+
+        Earlier wiring created one (to JENKINS_URL/sonarqube-webhook/); unused, it only sends
+        analysis results to an endpoint nobody checks, so it is removed.
+        """
         service, step = "SonarQube", "webhook"
         url = f"{_slash(self.platform.jenkins_internal_url)}sonarqube-webhook/"
-        secret = self.env["SONARQUBE_WEBHOOK_SECRET"]
         hooks = (client.get("api/webhooks/list", "listing the webhooks") or {}).get("webhooks", [])
-        hook = next((h for h in hooks if h.get("url") == url), None) or next(
-            (h for h in hooks if h.get("name") == SONAR_WEBHOOK_NAME), None
-        )
-        if hook is None:
-            client.post("api/webhooks/create", "creating the webhook",
-                        name=SONAR_WEBHOOK_NAME, url=url, secret=secret)  # fmt: skip
-            self.record(service, step, CREATED, f"{url} (signed)")
-            return
-        drift = [
-            what
-            for what, bad in (
-                ("name", hook.get("name") != SONAR_WEBHOOK_NAME),
-                ("url", hook.get("url") != url),
-                ("secret", not hook.get("hasSecret")),
-            )
-            if bad
-        ]
-        if drift:
-            # webhooks/update sets what it gets: without `secret` it would remove the secret.
-            client.post("api/webhooks/update", "updating the webhook", webhook=hook["key"],
-                        name=SONAR_WEBHOOK_NAME, url=url, secret=secret)  # fmt: skip
-            self.record(service, step, UPDATED, f"fixed {', '.join(drift)}: {url}")
+        stale = [h for h in hooks if h.get("url") == url or h.get("name") == SONAR_WEBHOOK_NAME]
+        for hook in stale:
+            client.post("api/webhooks/delete", "removing the unused webhook",
+                        webhook=hook["key"])  # fmt: skip
+        if stale:
+            self.record(service, step, UPDATED, f"removed {url}: invoke gate polls the API")
         else:
-            self.record(service, step, UNCHANGED, f"{url} (signed)")
+            self.record(service, step, UNCHANGED, "none: invoke gate polls the API")
+
+    # -- MLflow ------------------------------------------------------------------------------
+
+    def mlflow(self) -> None:
+        from mlci.platform import mlflow_accounts as accounts
+
+        service, url, timeout = "MLflow", self.platform.mlflow_url, self.platform.timeout
+        with self.step(service, "authentication"):
+            enabled = accounts.auth_enabled(url, timeout)
+        if not enabled:
+            self.record(
+                service, "users", UNCHANGED,
+                "MLflow asks for no login (MLFLOW_AUTH=none): anyone who reaches it can move "
+                "the champion; set MLFLOW_AUTH=basic in the env file",
+            )  # fmt: skip
+            return
+        values = self.env.values
+        admin = accounts.Account(
+            values.get("MLFLOW_ADMIN_USERNAME") or "admin", self.env["MLFLOW_ADMIN_PASSWORD"]
+        )
+        ci = accounts.Account(
+            values.get("MLFLOW_CI_USERNAME") or MLFLOW_CI_USER, self.env["MLFLOW_CI_PASSWORD"]
+        )
+        serving = accounts.Account(
+            values.get("MLFLOW_SERVING_USERNAME") or MLFLOW_SERVING_USER,
+            self.env["MLFLOW_SERVING_PASSWORD"],
+        )
+        with self.step(service, "admin"):
+            if not accounts.credentials_work(url, admin, timeout):
+                from mlci.errors import TrackingServerError
+
+                raise TrackingServerError(
+                    f"MLflow: {admin.username} does not log in with MLFLOW_ADMIN_PASSWORD",
+                    "the server keeps the admin password it first started with in its "
+                    "user database",
+                    "put that password into the env file, or reset the mlflow-db volume",
+                )
+        for account, step in ((ci, "CI user"), (serving, "serving user")):
+            with self.step(service, step), self._mlflow_errors(url):
+                outcome, detail = accounts.ensure_user(url, admin, account, timeout)
+            if account is serving:
+                detail += " (read-only)"
+            self.record(service, step, outcome, detail)
+        with self.step(service, "CI permissions"), self._mlflow_errors(url):
+            done = accounts.ensure_manage(
+                url, admin, ci.username, self.settings.mlflow.experiment,
+                self.settings.mlflow.registered_model, timeout,
+            )  # fmt: skip
+        for outcome, detail in done:
+            self.record(service, "CI permissions", outcome, detail)
+
+    @contextlib.contextmanager
+    def _mlflow_errors(self, url: str) -> Iterator[None]:
+        from mlflow.exceptions import MlflowException
+
+        from mlci.platform.mlflow_accounts import client_error
+
+        try:
+            yield
+        except MlflowException as exc:
+            raise client_error(exc, url) from None
 
     # -- Jenkins -----------------------------------------------------------------------------
 
@@ -622,13 +837,13 @@ class Wiring:
                 stored = client.call(
                     "reading the job's config.xml", client.lib.get_job_config, name
                 )
-                if canonical_xml(stored) == canonical_xml(wanted):
+                if canonical_xml(owned_part(stored, wanted)) == canonical_xml(wanted):
                     self.record(service, "job", UNCHANGED, f"{name} matches {JOB_TEMPLATE}")
                     return
                 client.call("updating the job", client.lib.reconfig_job, name, wanted)
                 outcome, detail = UPDATED, f"{name}: config.xml differed from {JOB_TEMPLATE}"
             stored = client.call("reading the job back", client.lib.get_job_config, name)
-            if canonical_xml(stored) != canonical_xml(wanted):
+            if canonical_xml(owned_part(stored, wanted)) != canonical_xml(wanted):
                 raise JenkinsError(
                     f"Jenkins: the job {name} reads back different from what was sent",
                     "a plugin of the template is missing, so Jenkins dropped its elements",
@@ -636,6 +851,29 @@ class Wiring:
                     "invoke platform.up) and run `invoke platform.wire` again",
                 )
             self.record(service, "job", outcome, detail)
+
+    def jenkins_agent(self) -> None:
+        """The agent container connects with the secret Jenkins derives for its node."""
+        from mlci.platform.secrets import JENKINS_AGENT_SECRET
+
+        service, step = "Jenkins", "agent secret"
+        with self.step(service, step):
+            secret = self._jenkins().agent_secret(AGENT_NODE)
+            if self.env.values.get(JENKINS_AGENT_SECRET) == secret:
+                self.record(service, step, UNCHANGED, f"{AGENT_NODE}'s secret is in the env file")
+                return
+            created = self.env.is_placeholder(JENKINS_AGENT_SECRET)
+            set_value(self.env.path, JENKINS_AGENT_SECRET, secret)
+            self.env.values[JENKINS_AGENT_SECRET] = secret
+            self.record(service, step, CREATED if created else UPDATED,
+                        f"{AGENT_NODE}'s secret stored as JENKINS_AGENT_SECRET")  # fmt: skip
+        if self.recreate_agent is not None:
+            with self.step(service, "recreating the agent"):
+                self.recreate_agent()
+            self.record(service, "agent", UPDATED, f"recreated to connect as {AGENT_NODE}")
+        else:
+            detail = "recreate the agent to connect: docker-compose ... up -d agent"
+            self.record(service, "agent", UNCHANGED, detail)
 
     def jenkins_first_build(self) -> None:
         service, step = "Jenkins", "first build"
@@ -659,12 +897,22 @@ class Wiring:
             "after": commit,
             "repository": {"clone_url": self._repo_http_url(self.platform.gitbucket_internal_url)},
         }
+        # Signed as GitBucket signs its deliveries: the trigger's whitelist checks the HMAC.
+        body = json.dumps(payload).encode("utf-8")
+        signature = hmac.new(
+            self.env["GITBUCKET_WEBHOOK_SECRET"].encode("utf-8"), body, hashlib.sha256
+        ).hexdigest()
         try:
             resp = requests.post(
                 f"{base}/generic-webhook-trigger/invoke",
-                json=payload,
-                # The plugin reads the token from a `token` header too: kept out of the URL.
-                headers={"token": self.env["JENKINS_WEBHOOK_TOKEN"], "User-Agent": "mlci"},
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": f"sha256={signature}",
+                    # The plugin reads the token from a `token` header too: kept out of the URL.
+                    "token": self.env["JENKINS_WEBHOOK_TOKEN"],
+                    "User-Agent": "mlci",
+                },
                 timeout=self.platform.timeout,
             )
         except requests.Timeout:
@@ -729,10 +977,11 @@ def wire(
     runner: Callable[..., Any] = tools.run,
     log: Callable[[str], None] = print,
     recreate_jenkins: Callable[[], None] | None = None,
+    recreate_agent: Callable[[], None] | None = None,
     build: bool = False,
 ) -> list[Change]:
-    """Wire the three services; the changes (created / updated / unchanged), in order."""
+    """Wire the services; the changes (created / updated / unchanged), in order."""
     return Wiring(
         settings, env, source, runner=runner, log=log, recreate_jenkins=recreate_jenkins,
-        build=build,
+        recreate_agent=recreate_agent, build=build,
     ).run()  # fmt: skip

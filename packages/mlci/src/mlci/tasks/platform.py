@@ -91,12 +91,17 @@ def wire(c, source=None, build=False):
             _compose(settings).up("jenkins", build=False)
             _wait_for(settings, env, services=("Jenkins",))
 
+        def recreate_agent() -> None:
+            # ... or when the agent's secret was read for the first time (or changed).
+            _compose(settings).up("agent", build=False)
+
         changes = run_wiring(
             settings,
             env,
             source=Path(source).resolve() if source else settings.project_root,
             log=print_progress,
             recreate_jenkins=recreate_jenkins,
+            recreate_agent=recreate_agent,
             build=build,
         )
     except MlciError as exc:
