@@ -1,9 +1,12 @@
-"""The whole platform for real: up -> wire -> push -> Jenkins builds -> gate -> a new model.
+"""The whole platform for real: up -> wire -> push -> build on the agent -> gate -> image ->
+train inside it -> promote, as tests/integration/test_jenkins_run.py does with doubles.
 
 Opt-in (``pytest --live``): it starts services/compose.yaml with the real images, so it needs
-a Docker engine with access to Docker Hub, ghcr.io and quay.io, the SonarQube kernel settings
-(sonarqube/README.md), a free 8080/8081/9000/5000, and a GPU agent connected for the Train
-stage (jenkins/README.md). It leaves the platform running; `invoke platform.down` stops it.
+a Docker engine with access to Docker Hub, ghcr.io and quay.io (the CUDA base image among
+them), the SonarQube kernel settings (sonarqube/README.md), and free ports 8080, 8081, 9000,
+5000, 5001 and 8082. Train runs on the `docker` agent unless ``TRAIN_AGENT_LABEL=gpu`` is in
+the env file and a GPU machine is connected (jenkins/README.md). It leaves the platform
+running; `invoke platform.down` stops it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ def invoke(*args: str, timeout: float = 1800) -> str:
     return done.stdout
 
 
-def test_push_builds_passes_the_gate_and_registers_a_model(tmp_path: Path) -> None:
+def test_push_builds_on_the_agent_passes_the_gate_and_trains_in_the_image(
+    tmp_path: Path,
+) -> None:
+    import requests
     from mlflow.tracking import MlflowClient
 
     from mlci.clients.jenkins import jenkins_client
@@ -48,9 +54,22 @@ def test_push_builds_passes_the_gate_and_registers_a_model(tmp_path: Path) -> No
     settings = load_settings()
     platform = settings.platform
     env = read_env_file(settings.path(platform.env_file))
+    # The CI user's view of the registry: what Train and Promote see.
+    os.environ["MLFLOW_TRACKING_USERNAME"] = env.values.get("MLFLOW_CI_USERNAME") or "mlci-ci"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = env["MLFLOW_CI_PASSWORD"]
     mlflow = MlflowClient(platform.mlflow_url)
     model = settings.mlflow.registered_model
     versions_before = len(mlflow.search_model_versions(f"name='{model}'"))
+
+    client = jenkins_client(
+        platform.jenkins_url, "admin", env["JENKINS_ADMIN_PASSWORD"], platform.timeout
+    )
+    client.whoami()
+    # The agent container connected with the secret wiring gave it.
+    deadline = time.monotonic() + 300
+    while client.lib.get_node_info("docker-agent").get("offline"):
+        assert time.monotonic() < deadline, "docker-agent did not connect"
+        time.sleep(10)
 
     # A new commit on top of this checkout, pushed like a developer would.
     work = tmp_path / "work"
@@ -65,10 +84,6 @@ def test_push_builds_passes_the_gate_and_registers_a_model(tmp_path: Path) -> No
     pushed = push_head(work, remote, "main", "root", env["GITBUCKET_ROOT_PASSWORD"], run, 120)
     assert pushed.pushed
 
-    client = jenkins_client(
-        platform.jenkins_url, "admin", env["JENKINS_ADMIN_PASSWORD"], platform.timeout
-    )
-    client.whoami()
     deadline = time.monotonic() + BUILD_TIMEOUT
     build = None
     while time.monotonic() < deadline:
@@ -87,8 +102,7 @@ def test_push_builds_passes_the_gate_and_registers_a_model(tmp_path: Path) -> No
         time.sleep(15)
     assert build is not None, "no finished build of the pushed commit"
     assert build["result"] == "SUCCESS", build.get("url")
-
-    import requests
+    assert build.get("builtOn") != "", "the controller has no executors: builds run on agents"
 
     gate = requests.get(
         f"{platform.sonarqube_url}/api/qualitygates/project_status",
@@ -97,4 +111,9 @@ def test_push_builds_passes_the_gate_and_registers_a_model(tmp_path: Path) -> No
         timeout=30,
     ).json()
     assert gate["projectStatus"]["status"] == "OK"
-    assert len(mlflow.search_model_versions(f"name='{model}'")) > versions_before
+    versions = mlflow.search_model_versions(f"name='{model}'")
+    assert len(versions) > versions_before
+    newest = max(versions, key=lambda v: int(v.version))
+    # Trained inside the image the build pushed, by digest, at the pushed commit.
+    assert "@sha256:" in newest.tags["mlci.image_digest"]
+    assert newest.tags["mlci.git_sha"] == pushed.local
