@@ -182,6 +182,12 @@ class PromotionSettings:
     lease_wait: float = option(
         300.0, "seconds to wait for another promotion of the same model", minimum=1
     )
+    lease_ttl: float = option(
+        120.0,
+        "seconds a promotion lease lives without renewal (renewed every third of it while "
+        "held); a lease past it may be broken by another promotion",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)
