@@ -300,3 +300,62 @@ def test_operators_table_matches_conditions():
     assert qualitygate.OPERATORS == {"LT": "<", "GT": ">"}
     assert Condition("x", "LT", 1).fails(0.5)
     assert not Condition("x", "GT", 1).fails(0.5)
+
+
+# ---- the definition is validated: nothing is dropped silently --------------------------------
+
+
+def _gate_file(tmp_path: Path, condition: str, extra: str = "") -> Path:
+    path = tmp_path / "gate.toml"
+    path.write_text(f'name = "g"\n{extra}\n[[conditions]]\n{condition}\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("condition", "what", "fix"),
+    [
+        ('metric = "coverge"\nop = "LT"\nerror = 80', "'coverge' is not a metric", "'coverage'"),
+        ('metric = "coverage"\nop = "LT"\nerror = 80\nthreshold = 2', "unknown key(s): threshold",
+         "metric ="),
+        ('metric = "coverage"\nop = "GT"\nerror = 80', "coverage GT 80 cannot fail", 'op = "LT"'),
+        ('metric = "violations"\nop = "LT"\nerror = 1', "violations LT 1 cannot fail", 'op = "GT"'),
+    ],
+)  # fmt: skip
+def test_a_wrong_condition_is_refused_not_dropped(tmp_path, condition, what, fix):
+    with pytest.raises(ConfigError) as info:
+        load_definition(_gate_file(tmp_path, condition))
+    assert what in info.value.what
+    assert fix in info.value.fix
+
+
+def test_unknown_top_level_keys_and_twice_the_same_metric_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\): condition"):
+        load_definition(_gate_file(tmp_path, 'metric = "coverage"\nop = "LT"\nerror = 1',
+                                   extra='[condition]\nmetric = "x"'))  # fmt: skip
+    twice = 'metric = "coverage"\nop = "LT"\nerror = 1\n[[conditions]]\nmetric = "coverage"\n'
+    twice += 'op = "LT"\nerror = 2'
+    with pytest.raises(ConfigError, match="more than one condition on coverage"):
+        load_definition(_gate_file(tmp_path, twice))
+
+
+def test_sonarqube_only_metrics_are_accepted_and_named_as_such(tmp_path):
+    from mlci.context import StageContext
+    from mlci.settings import load_settings
+    from mlci.stages import gate
+
+    path = _gate_file(
+        tmp_path, 'metric = "duplicated_lines_density"\nop = "GT"\nerror = 3',
+        extra="",
+    )  # fmt: skip
+    definition = load_definition(path)
+    assert [c.metric for c in definition.conditions] == ["duplicated_lines_density"]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "junit.xml").write_text(JUNIT_BARE)
+    lines: list[str] = []
+    settings = load_settings(
+        {"gate.file": str(path), "reports_dir": str(reports)}, root=tmp_path, environ={}
+    )
+    result = gate.run_local(StageContext(settings, log=lines.append))
+    assert result.status == "passed"
+    assert any("computed only by SonarQube" in line for line in lines)

@@ -115,7 +115,7 @@ def test_passing_gate_prints_every_condition_with_value_and_threshold(gate_proje
     assert table["test_failures"] == ["0", "GT", "(>)", "0", "OK"]
     assert table["violations"] == ["0", "GT", "(>)", "0", "OK"]
     assert table["duplicated_lines_density"] == [
-        "-", "GT", "(>)", "3", "not", "evaluated", "locally"
+        "-", "GT", "(>)", "3", "computed", "only", "by", "SonarQube"
     ]  # fmt: skip
 
 
@@ -187,3 +187,46 @@ def test_failing_value_is_not_rounded_onto_the_threshold(gate_project, tmp_path)
         gate_stage.run(ctx)
     shown, threshold = re.fullmatch(r"coverage is ([\d.]+) \(< ([\d.]+)\)", info.value.why).groups()
     assert float(shown) < float(threshold)
+
+
+def test_findings_pass_lint_and_fail_the_gate_that_decides(write_project, load, tmp_path):
+    """One place decides each limit: lint reports, the test stage passes (its tests pass),
+    and the local gate fails the build on the findings and the coverage."""
+    from mlci.context import StageContext
+    from mlci.stages import lint, test
+
+    write_project(
+        """
+        [tool.mlci.lint]
+        paths = ["src"]
+        [tool.mlci.test]
+        paths = ["tests"]
+        cov = ["src"]
+        [tool.mlci.gate]
+        file = "gate.toml"
+        """,
+        extra='[tool.ruff.lint]\nselect = ["F"]\n',
+    )
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "calc.py").write_text(
+        "import os\n\n\ndef add(a, b):\n    return a + b\n\n\ndef unused(x):\n"
+        "    if x:\n        return 1\n    return 2\n"
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_text(
+        "import sys\nsys.path.insert(0, 'src')\nfrom calc import add\n\n\n"
+        "def test_add():\n    assert add(1, 2) == 3\n"
+    )
+    (tmp_path / "gate.toml").write_text(
+        'name = "g"\n[[conditions]]\nmetric = "violations"\nop = "GT"\nerror = 0\n'
+        '[[conditions]]\nmetric = "coverage"\nop = "LT"\nerror = 90\n'
+    )
+    lines: list[str] = []
+    ctx = StageContext(load(), log=lines.append)
+    assert lint.run(ctx).summary == "1 finding(s) (the gate decides)"
+    assert test.run(ctx).status == "passed"  # its one test passes; coverage is the gate's
+    with pytest.raises(QualityGateFailed) as info:
+        gate_stage.run(ctx)
+    assert info.value.what.startswith("quality gate 'g' failed: 2 of 2 conditions in ERROR")
+    assert "violations is 1 (> 0)" in info.value.why
+    assert "coverage is" in info.value.why

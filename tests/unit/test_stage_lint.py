@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mlci.context import StageContext
-from mlci.errors import ConfigError, LintFailed
+from mlci.errors import ConfigError
 from mlci.stages import PASSED
 from mlci.stages import lint as lint_stage
 
@@ -38,24 +38,23 @@ def test_clean_code_passes(lint_project, tmp_path):
     ctx, lines = lint_project()
     result = lint_stage.run(ctx)
     assert result.status == PASSED
-    assert result.summary == "0 findings"
+    assert result.summary == "0 finding(s)"
     assert lines == ["lint: ruff check src"]
     report = json.loads((tmp_path / "reports" / "lint.json").read_text())
     assert report["findings"] == 0
     assert json.loads((tmp_path / "reports" / "ruff.json").read_text()) == []
 
 
-def test_unused_import_fails_with_the_count(lint_project, tmp_path):
+def test_findings_are_reported_and_the_gate_decides(lint_project, tmp_path):
     (tmp_path / "src" / "dirty.py").write_text("import os\nimport sys\n")
     ctx, lines = lint_project()
-    with pytest.raises(LintFailed) as info:
-        lint_stage.run(ctx)
-    err = info.value
-    assert err.what == "ruff found 2 problem(s)"
-    assert str(tmp_path / "reports" / "ruff.json") in err.why
-    assert "2 can be fixed with `ruff check --fix`" in err.fix
+    result = lint_stage.run(ctx)
+    # One place decides how many findings a build may have: the gate's violations condition.
+    assert result.status == PASSED
+    assert result.summary == "2 finding(s) (the gate decides)"
     assert "  src/dirty.py:1:8: F401 `os` imported but unused" in lines
     assert "  src/dirty.py:2:8: F401 `sys` imported but unused" in lines
+    assert any("2 can be fixed with `ruff check --fix`" in line for line in lines)
     # the gate reads the count from lint.json
     assert json.loads((tmp_path / "reports" / "lint.json").read_text())["findings"] == 2
 
@@ -74,8 +73,7 @@ def test_paths_that_do_not_exist_are_a_config_error(write_project, load, tmp_pat
 
 def test_fix_hint_does_not_count_unsafe_fixes(lint_project, tmp_path):
     (tmp_path / "src" / "unused_var.py").write_text("def f():\n    x = 1\n")
-    ctx, _ = lint_project()
-    with pytest.raises(LintFailed) as info:
-        lint_stage.run(ctx)
-    assert info.value.what == "ruff found 1 problem(s)"
-    assert "ruff check --fix" not in info.value.fix
+    ctx, lines = lint_project()
+    result = lint_stage.run(ctx)
+    assert result.details["findings"] == 1 and result.details["fixable"] == 0
+    assert not any("ruff check --fix" in line for line in lines)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mlci.context import StageContext
-from mlci.errors import ConfigError, CoverageTooLow, TestsFailed
+from mlci.errors import ConfigError, TestsFailed
 from mlci.stages import PASSED
 from mlci.stages import test as test_stage
 
@@ -86,7 +86,7 @@ def test_a_failing_test_is_listed_by_name(test_project, tmp_path):
 
 def test_all_passing_with_coverage(test_project, tmp_path):
     ctx, lines = test_project(
-        '[tool.mlci.test]\npaths = ["test_calc.py"]\ncov = ["calc"]\nfail_under = 80',
+        '[tool.mlci.test]\npaths = ["test_calc.py"]\ncov = ["calc"]',
         {"calc.py": CALC, "test_calc.py": TESTS},
     )
     result = test_stage.run(ctx)
@@ -103,16 +103,15 @@ def test_all_passing_with_coverage(test_project, tmp_path):
     assert (reports / "coverage.xml").is_file()
 
 
-def test_coverage_below_fail_under(test_project, tmp_path):
+def test_low_coverage_is_reported_and_left_to_the_gate(test_project, tmp_path):
     ctx, _ = test_project(
-        '[tool.mlci.test]\npaths = ["test_calc.py"]\ncov = ["calc"]\nfail_under = 90',
+        '[tool.mlci.test]\npaths = ["test_calc.py"]\ncov = ["calc"]',
         {"calc.py": CALC, "test_calc.py": TESTS},
     )
-    with pytest.raises(CoverageTooLow) as info:
-        test_stage.run(ctx)
-    assert info.value.what == "coverage is 83.3%, below the minimum of 90%"
-    assert "test.fail_under" in info.value.fix
-    # the reports are still written, so the gate and Jenkins can show them
+    result = test_stage.run(ctx)
+    # The gate's coverage condition decides; the test stage fails on failing tests only.
+    assert result.status == "passed"
+    assert result.summary.endswith("coverage 83.3%")
     assert json.loads((tmp_path / "reports" / "test.json").read_text())["coverage"] > 80
 
 
@@ -151,6 +150,8 @@ def test_pytest_argv_with_coverage(write_project, load, tmp_path):
         f"--junitxml={reports / 'junit.xml'}",
         "-o",
         "junit_family=xunit2",
+        "-o",
+        f"cache_dir={tmp_path.resolve() / '.mlci' / 'pytest-cache'}",
         "--cov=pkg",
         "--cov=other",
         f"--cov-report=xml:{reports / 'coverage.xml'}",
@@ -165,3 +166,15 @@ def test_pytest_argv_without_coverage_has_no_cov_reports(write_project, load):
     argv = test_stage.pytest_argv(StageContext(load(), log=lambda _: None))
     assert not [a for a in argv if a.startswith("--cov")]
     assert argv[3] == "t"
+
+
+def test_the_stage_writes_nothing_into_the_project_but_reports_and_state(test_project, tmp_path):
+    # A pipeline must never dirty the tree it releases: no .coverage, no .pytest_cache.
+    ctx, _ = test_project(
+        '[tool.mlci.test]\npaths = ["test_calc.py"]\ncov = ["calc"]',
+        {"calc.py": CALC, "test_calc.py": TESTS},
+    )
+    before = {p.name for p in tmp_path.iterdir()}
+    test_stage.run(ctx)
+    assert {p.name for p in tmp_path.iterdir()} - before <= {"reports", ".mlci"}
+    assert (tmp_path / ".mlci" / "coverage" / ".coverage").is_file()

@@ -107,10 +107,10 @@ def test_a_config_error_while_loading_settings_becomes_exit_2(
 
 
 def test_overrides_reach_the_settings_of_the_stage(isolated_loader, fake_stage):
-    tasks._run_stage("test", {"test.fail_under": "55", "gate.file": None})
+    tasks._run_stage("test", {"mlflow.timeout": "55", "gate.file": None})
     [(_, ctx)] = fake_stage["ctx"]
-    assert ctx.settings.test.fail_under == 55.0
-    assert ctx.settings.sources["test.fail_under"] == "command line"
+    assert ctx.settings.mlflow.timeout == 55.0
+    assert ctx.settings.sources["mlflow.timeout"] == "command line"
     assert "gate.file" not in ctx.settings.sources
 
 
@@ -179,7 +179,7 @@ def recorded_run_stage(monkeypatch):
     ("task", "kwargs", "expected"),
     [
         ("lint", {}, ("lint", None)),
-        ("test", {"fail_under": "70"}, ("test", {"test.fail_under": "70"})),
+        ("test", {}, ("test", None)),
         ("gate", {"file": "g.toml"}, ("gate", {"gate.file": "g.toml"})),
         ("image", {"base_image": "python:3.11"}, ("image", {"image.base_image": "python:3.11"})),
         (
@@ -317,7 +317,7 @@ def test_config_task_prints_values_and_sources_with_the_secret_masked(
 ):
     import mlci.settings
 
-    write_project("[tool.mlci.test]\nfail_under = 61")
+    write_project("[tool.mlci.mlflow]\ntimeout = 61")
     real = mlci.settings.load_settings
     monkeypatch.setattr(
         mlci.settings,
@@ -331,7 +331,7 @@ def test_config_task_prints_values_and_sources_with_the_secret_masked(
     assert f"project root: {tmp_path.resolve()}" in out
     assert "hunter2" not in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:] if line.strip()}
-    assert rows["test.fail_under"] == ["61.0", "pyproject.toml"]
+    assert rows["mlflow.timeout"] == ["61.0", "pyproject.toml"]
     assert rows["release.password"] == ["********", "env", "MLCI_RELEASE_PASSWORD"]
     assert rows["promotion.mode"] == ["enabled", "default"]
 

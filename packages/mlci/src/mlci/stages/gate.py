@@ -98,6 +98,14 @@ def run_sonarqube(ctx: StageContext, server: SonarServer) -> StageResult:
     )
 
 
+def _local_status(result: qualitygate.ConditionResult) -> str:
+    if result.status != qualitygate.NO_VALUE:
+        return result.status
+    if result.condition.metric not in qualitygate.LOCAL_METRICS:
+        return "computed only by SonarQube"
+    return "no value (its report is missing)"
+
+
 def run_local(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     definition = qualitygate.load_definition(settings.path(settings.gate.file))
@@ -113,7 +121,7 @@ def run_local(ctx: StageContext) -> StageResult:
             _fmt(r.actual, r.condition.error),
             f"{r.condition.op} ({qualitygate.OPERATORS[r.condition.op]})",
             _fmt(r.condition.error),
-            "not evaluated locally" if r.status == qualitygate.NO_VALUE else r.status,
+            _local_status(r),
         )
         for r in results
     ]

@@ -1,4 +1,9 @@
-"""lint: ruff over the configured paths; the findings go to a JSON report."""
+"""lint: ruff over the configured paths; the findings go to a JSON report.
+
+The stage reports findings and fails only when ruff cannot check the code: how many
+findings a build may have is the quality gate's ``violations`` condition, decided in one
+place (locally or in SonarQube, which imports the same ruff report).
+"""
 
 from __future__ import annotations
 
@@ -49,13 +54,16 @@ def run(ctx: StageContext) -> StageResult:
         )
     if len(findings) > SHOWN:
         ctx.log(f"  ... and {len(findings) - SHOWN} more in {report}")
-    write_json(ctx.reports / "lint.json", {"findings": len(findings), "report": str(report)})
+    # only safe fixes: `ruff check --fix` leaves unsafe ones alone
+    fixable = sum(1 for f in findings if (f.get("fix") or {}).get("applicability") == "safe")
+    details = {"findings": len(findings), "fixable": fixable, "report": str(report)}
+    write_json(ctx.reports / "lint.json", details)
+    summary = f"{len(findings)} finding(s)"
     if findings:
-        # only safe fixes: `ruff check --fix` leaves unsafe ones alone
-        fixable = sum(1 for f in findings if (f.get("fix") or {}).get("applicability") == "safe")
-        raise LintFailed(
-            f"ruff found {len(findings)} problem(s)",
-            f"the list is above and in {report}",
-            "fix them" + (f"; {fixable} can be fixed with `ruff check --fix`" if fixable else ""),
+        ctx.log(
+            f"lint: {len(findings)} finding(s); the quality gate's violations condition decides "
+            "whether the build may go on"
+            + (f"; {fixable} can be fixed with `ruff check --fix`" if fixable else "")
         )
-    return StageResult("lint", PASSED, "0 findings", details={"report": str(report)})
+        summary += " (the gate decides)"
+    return StageResult("lint", PASSED, summary, details=details)

@@ -1,9 +1,16 @@
-"""test: pytest with pytest-cov; JUnit XML and Cobertura XML under the reports folder."""
+"""test: pytest with pytest-cov; JUnit XML and Cobertura XML under the reports folder.
+
+The stage fails on failing tests only. Coverage is measured and reported here, and judged
+by the quality gate's coverage condition (sonarqube/quality-gate.toml, locally or in
+SonarQube): one place decides each limit.
+"""
 
 from __future__ import annotations
 
+import os
+
 from mlci.context import StageContext
-from mlci.errors import ConfigError, CoverageTooLow, TestsFailed
+from mlci.errors import ConfigError, TestsFailed
 from mlci.reports import read_cobertura, read_junit, write_json
 from mlci.stages import PASSED, StageResult
 from mlci.tools import python_module_command
@@ -27,6 +34,10 @@ def pytest_argv(ctx: StageContext) -> list[str]:
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit2",
+        # pytest's cache goes to the state folder: a stage writes nothing into the tree it
+        # may release (see also COVERAGE_FILE in run()).
+        "-o",
+        f"cache_dir={ctx.state / 'pytest-cache'}",
         *cov,
         *cov_reports,
         *settings.test.args,
@@ -44,7 +55,10 @@ def run(ctx: StageContext) -> StageResult:
         )
     argv = pytest_argv(ctx)
     ctx.log(f"test: pytest {' '.join(settings.test.paths)}")
-    proc = run_tool(argv, settings.project_root)
+    # coverage.py's data file (.coverage) likewise, instead of the project root.
+    env = {**os.environ, "COVERAGE_FILE": str(ctx.state / "coverage" / ".coverage")}
+    (ctx.state / "coverage").mkdir(exist_ok=True)
+    proc = run_tool(argv, settings.project_root, env=env)
     if proc.returncode in (_INTERRUPTED, _INTERNAL, _USAGE):
         raise TestsFailed(
             f"pytest could not run the tests (exit code {proc.returncode})",
@@ -82,14 +96,5 @@ def run(ctx: StageContext) -> StageResult:
             cobertura=str(ctx.reports / COBERTURA),
         )
         summary += f", coverage {coverage.coverage:.1f}%"
-        write_json(ctx.reports / "test.json", details)
-        if coverage.coverage < settings.test.fail_under:
-            raise CoverageTooLow(
-                f"coverage is {coverage.coverage:.1f}%, below the minimum of "
-                f"{settings.test.fail_under:g}%",
-                "the tests pass but leave too much code unexercised",
-                "add tests, or lower test.fail_under in [tool.mlci.test] if that is intended",
-            )
-    else:
-        write_json(ctx.reports / "test.json", details)
+    write_json(ctx.reports / "test.json", details)
     return StageResult("test", PASSED, summary, details=details)
