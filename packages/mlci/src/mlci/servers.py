@@ -2,7 +2,9 @@
 
 One helper, :func:`local_server`, for all of them: a free port on 127.0.0.1, readiness
 through the server's own health endpoint with a deadline, logs to a file under the state
-folder, its own process group, and a stop on success, failure and Ctrl-C alike.
+folder, its own process group, and a stop on success, failure, Ctrl-C, SIGTERM and SIGHUP
+alike (the tasks turn those two signals into the same exception path as Ctrl-C, see
+:mod:`mlci.tasks._signals`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ from pathlib import Path
 from mlci.errors import LocalServerError
 
 LOOPBACK = "127.0.0.1"
+
+#: MLflow's telemetry off, in every process mlci runs in or starts. Offline, its thread fails
+#: to fetch its config and removes ``_MLFLOW_TELEMETRY_SESSION_ID`` from ``os.environ`` while
+#: request handlers read the environment (a KeyError: INTERNAL_ERROR). MLflow creates that
+#: thread when it is imported (``mlflow/__init__.py`` calls ``set_telemetry_client()``, which
+#: reads ``MLFLOW_DISABLE_TELEMETRY`` through ``is_telemetry_disabled()``), so the variable must
+#: be set before the first ``import mlflow``: the ``mlci`` command and ``mlci.tasks`` set it
+#: first thing, and every local server gets it in its environment (its workers inherit it).
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def disable_mlflow_telemetry() -> None:
+    """Turn MLflow's telemetry off in this process (and in what it starts from now on)."""
+    os.environ.update(TELEMETRY_OFF)
 
 
 @dataclass(frozen=True)
@@ -55,20 +71,30 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop the whole group: some servers (mlflow) leave helper processes behind otherwise."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # Helpers that outlive the leader still belong to the group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """Stop the whole group: some servers (mlflow) leave helper processes behind otherwise.
+
+    SIGTERM first, SIGKILL after ``grace`` seconds. The final SIGKILL to the group runs even
+    when the leader had already exited, and even when a signal (Ctrl-C, SIGTERM) interrupts
+    the graceful part: helpers that outlive the leader still belong to the group.
+    """
+    reaped = proc.poll() is not None
+    try:
+        if not reaped:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(timeout=wait)
+                    reaped = True
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if not reaped:  # interrupted before the leader was reaped: no zombie left behind
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5.0)
 
 
 @contextlib.contextmanager
@@ -98,7 +124,7 @@ def local_server(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **(env or {}), **TELEMETRY_OFF},
             )
         except OSError as exc:
             raise LocalServerError(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlci import unfinished
+from mlci import orphans
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
@@ -109,9 +109,10 @@ def validate_params(module: Any, params: dict[str, Any]) -> None:
             validate(params)
         except ValueError as exc:
             raise ConfigError(
-                "the model package refused its hyper-parameters",
+                "the model package cannot train with these hyper-parameters here",
                 str(exc),
-                "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
+                "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS), or install what the "
+                "message names",
             ) from None
 
 
@@ -141,9 +142,13 @@ def run(ctx: StageContext) -> StageResult:
         return run_in_image(ctx, ref)
     module = load_model_module(settings.model.module)
     validate_params(module, settings.model.params)
+    # Everything that can be wrong with the inputs fails here, before a server starts or a
+    # run exists: the reports folder, git and the package's version.
+    ctx.reports  # noqa: B018 - creates it, or says why it cannot be written
+    lineage_facts(ctx)
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
-    unfinished.finish(ctx, client, uri)
+    orphans.close_orphans(ctx, client, "train")
     import mlflow
 
     name = settings.mlflow.registered_model
@@ -151,15 +156,17 @@ def run(ctx: StageContext) -> StageResult:
     with mlflow_client.server_errors("starting the training run", uri):
         experiment = mlflow.set_experiment(settings.mlflow.experiment)
         run_name = f"{lineage.package}-{lineage.package_version}-{lineage.git_sha[:8]}"
-        run = client.create_run(experiment.experiment_id, run_name=run_name, tags=lineage.tags())
+        # Tagged findable as mlci's from the start: a kill right after leaves no untagged run.
+        tags = {**lineage.tags(), **orphans.created_by_tags()}
+        run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
     run_id = run.info.run_id
-    unfinished.remember(ctx, run_id, uri)
+    heartbeat = orphans.start_heartbeat(ctx, client, run_id)
     try:
         result, version, fit_seconds, buffer = _train_and_log(
             ctx, module, client, uri, run_id, lineage, name
         )
     except BaseException as exc:
-        unfinished.try_to_end(ctx, client, run_id)
+        heartbeat.fail()
         if isinstance(exc, ValueError):
             raise ConfigError(
                 "the model package refused its hyper-parameters",
@@ -167,7 +174,7 @@ def run(ctx: StageContext) -> StageResult:
                 "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
             ) from None
         raise
-    unfinished.forget(ctx, run_id)
+    heartbeat.stop()
     run_url = f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run_id}"
     version_url = f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
     details = {
@@ -212,6 +219,7 @@ def run_in_image(ctx: StageContext, ref: str) -> StageResult:
     settings = ctx.settings
     with contextlib.suppress(ConfigError):  # the module may live only in the image
         validate_params(load_model_module(settings.model.module), settings.model.params)
+    ctx.reports  # noqa: B018 - creates it, or says why it cannot be written
     client = docker_client(settings.image.timeout)
     if client is None:
         raise DockerEngineError(

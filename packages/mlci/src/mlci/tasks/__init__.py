@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
-from invoke import Collection
+from mlci.servers import disable_mlflow_telemetry
 
-from mlci.tasks import model, platform, sonar, stages
+# Before anything imports mlflow: it starts its telemetry thread on import (see servers.py).
+disable_mlflow_telemetry()
+
+from invoke import Collection  # noqa: E402
+
+from mlci.tasks import model, platform, sonar, stages  # noqa: E402
 
 namespace = Collection.from_module(stages, name="mlci")
 namespace.add_collection(Collection.from_module(sonar, name="sonar"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from invoke import Exit, task
 
 from mlci.errors import MlciError
+from mlci.tasks._signals import stops_cleanly
 
 
 def _settings():
@@ -43,6 +44,7 @@ def _wait_for(settings, env, services=None):
 
 
 @task(help={"no_build": "do not rebuild the images built from this checkout"})
+@stops_cleanly
 def up(c, no_build=False):
     """Generate missing secrets (env file, 0600), start the platform, wait until it is ready."""
     from mlci.platform.compose import ping_engine
@@ -73,6 +75,7 @@ def up(c, no_build=False):
         "build": "start a build even when the job already existed",
     }
 )
+@stops_cleanly
 def wire(c, source=None, build=False):
     """Configure GitBucket, SonarQube and Jenkins through their APIs (idempotent)."""
     from pathlib import Path
@@ -84,6 +87,9 @@ def wire(c, source=None, build=False):
 
     try:
         settings = _settings()
+        from mlci.platform.wire import filter_expression
+
+        filter_expression(settings.platform.ref_filter)  # a bad filter fails before any change
         env = read_env_file(settings.path(settings.platform.env_file))
 
         def recreate_jenkins() -> None:
@@ -112,6 +118,7 @@ def wire(c, source=None, build=False):
 
 
 @task
+@stops_cleanly
 def status(c):
     """Show each service's URL, version, health and wiring (changes nothing)."""
     from mlci.platform.secrets import read_env_file
@@ -130,6 +137,7 @@ def status(c):
 
 
 @task(help={"volumes": "also delete the named volumes (all data: repositories, jobs, models)"})
+@stops_cleanly
 def down(c, volumes=False):
     """Stop and remove the platform's containers; volumes are kept unless --volumes."""
     from mlci.platform.secrets import read_env_file
