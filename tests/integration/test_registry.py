@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -15,7 +16,7 @@ import uuid
 
 import pytest
 
-from mlci import registry, servers
+from mlci import orphans, registry, servers
 from mlci.errors import StageFailed, TrackingServerError
 from mlci.settings import PromotionSettings
 from mlci.stages import promote, train
@@ -104,7 +105,7 @@ def test_concurrent_promotions_leave_exactly_one_best_champion(postgres_mlflow_s
     )
 
 
-def test_rollback_restores_the_previous_champion_in_one_step(mlflow_server):
+def test_rollback_restores_the_replaced_champion_and_is_no_toggle(mlflow_server):
     client = _client(mlflow_server)
     model = f"rollback-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(model)
@@ -121,6 +122,11 @@ def test_rollback_restores_the_previous_champion_in_one_step(mlflow_server):
     assert (_champion(client, model), _champion(client, model, "previous")) == (v1, v2)
     last = registry.history(client, model)[-1]
     assert (last["from"], last["to"], last["reason"]) == (v2, v1, "rollback")
+    assert last["kind"] == "rollback"
+    # a second rollback goes further back, never back to v2: here there is nothing left
+    with pytest.raises(StageFailed, match="no previous version"):
+        registry.rollback(client, model, "champion", owner="t")
+    assert _champion(client, model) == v1
 
 
 def test_lineage_and_applied_thresholds_on_run_and_version(tmp_path, mlflow_server, monkeypatch):
@@ -153,7 +159,8 @@ def test_lineage_and_applied_thresholds_on_run_and_version(tmp_path, mlflow_serv
     ).stdout.strip()  # fmt: skip
     for tags in (run.data.tags, version.tags):
         assert tags["mlci.build_url"] == "http://jenkins.example/job/mlci/42/"
-        assert tags["mlci.image_digest"] == "sha256:feedbeef"
+        # built but not pushed: training ran here, not in that image, so no image is claimed
+        assert tags["mlci.image_digest"] == "none"
         assert tags["mlci.git_branch"] == branch
         assert tags["mlci.git_dirty"] in ("true", "false")
         assert tags["mlci.data_hash"].startswith("sha256:")
@@ -210,6 +217,7 @@ def test_model_info_and_rollback_commands(tmp_path, mlflow_server):
     back = _invoke(["model.rollback"], mlflow_server, model, tmp_path)
     assert back.returncode == 0, back.stderr
     assert f"champion v{v2} -> v{v1}" in back.stdout
+    assert f"no --expect given: this replaced v{v2}" in back.stdout
     assert _champion(client, model) == v1
 
 
@@ -260,13 +268,37 @@ def test_server_killed_mid_training_fails_clearly_and_the_run_is_closed_later(
         experiment = client.get_experiment_by_name(model)
         runs = client.search_runs([experiment.experiment_id])
         assert [r.info.status for r in runs] == ["RUNNING"]  # what the dead server left
-        ctx, lines = make_context(tmp_path, **overrides)
+        # Its heartbeat stopped with the server; once it is older than the limit, the next
+        # run closes the orphan first, from any state folder (the evidence is on the server).
+        # (mlflow.orphan_after is at least 120 s; the limit is shortened where train uses it)
+        monkeypatch.setattr(
+            orphans, "close_orphans", functools.partial(orphans.close_orphans, older_than=1.0)
+        )
+        time.sleep(1.5)
+        ctx, lines = make_context(tmp_path / "another-workspace", **overrides)
         with ctx:
-            result = train.run(ctx)  # the next run closes the orphan first
+            result = train.run(ctx)
         statuses = {
             r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])
         }
         assert statuses[runs[0].info.run_id] == "FAILED"
         assert statuses[result.details["run_id"]] == "FINISHED"
-        assert any("was left RUNNING by a failure; marked FAILED" in line for line in lines)
+        assert any(
+            f"run {runs[0].info.run_id}" in line and line.endswith("marked FAILED")
+            for line in lines
+        )
         assert registry.alias_version(client, model, "champion") is None  # nothing promoted
+
+
+def test_connecting_leaves_the_users_mlflow_tracking_uri_alone(mlflow_server, monkeypatch):
+    """MLflow exports the URI it is given; mlci reads that variable as the user's setting,
+    so a server mlci started must not become "the user's" for a later stage or a child."""
+    from mlci.clients import mlflow as mlflow_client
+    from mlci.settings import MlflowSettings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow_client.connect(mlflow_server, MlflowSettings())
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://users-own.example:5000")
+    mlflow_client.connect(mlflow_server.replace("127.0.0.1", "localhost"), MlflowSettings())
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://users-own.example:5000"

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 from invoke import Exit, task
 
 from mlci.errors import MlciError
+from mlci.tasks._signals import stops_cleanly
 
 
-def _client_and_settings():
+@contextlib.contextmanager
+def _registry_client():
+    """The context, a client and the tracking URI; a local server started for it stops after."""
     from mlci.clients import mlflow as mlflow_client
     from mlci.context import StageContext
     from mlci.settings import load_settings
 
     settings = load_settings()
-    ctx = StageContext(settings)
-    uri = ctx.tracking_uri()
-    return ctx, mlflow_client.connect(uri, settings.mlflow), uri
+    with StageContext(settings) as ctx:
+        uri = ctx.tracking_uri()
+        yield ctx, mlflow_client.connect(uri, settings.mlflow), uri
 
 
 @task(
@@ -28,14 +32,14 @@ def _client_and_settings():
         "as_json": "print JSON instead of text",
     }
 )
+@stops_cleanly
 def info(c, alias=None, version=None, as_json=False):
     """Where did the champion come from? Version, run, metrics, lineage, alias history."""
     from mlci import registry
     from mlci.clients import mlflow as mlflow_client
 
     try:
-        ctx, client, uri = _client_and_settings()
-        with ctx:
+        with _registry_client() as (ctx, client, uri):
             settings = ctx.settings
             name = settings.mlflow.registered_model
             with mlflow_client.server_errors(f"reading {name}", uri):
@@ -64,15 +68,20 @@ def info(c, alias=None, version=None, as_json=False):
             )
 
 
-@task
-def rollback(c):
-    """Give the champion alias back to the previous champion, in one step (recorded)."""
+@task(
+    help={
+        "expect": "the version you believe is the champion now (e.g. 7): refuse, changing "
+        "nothing, when another version holds the alias (someone promoted meanwhile)",
+    }
+)
+@stops_cleanly
+def rollback(c, expect=None):
+    """Walk the champion alias back one promotion (v7 -> v6 -> v5), recorded in its history."""
     from mlci import registry
     from mlci.clients import mlflow as mlflow_client
 
     try:
-        ctx, client, uri = _client_and_settings()
-        with ctx:
+        with _registry_client() as (ctx, client, uri):
             settings = ctx.settings
             name, alias = settings.mlflow.registered_model, settings.promotion.alias
             if settings.promotion.mode != "enabled":
@@ -82,8 +91,15 @@ def rollback(c):
             with mlflow_client.server_errors(f"rolling back {name}", uri):
                 old, new = registry.rollback(
                     client, name, alias, owner=registry.new_owner(),
-                    build_url=os.environ.get("BUILD_URL", ""), log=ctx.log,
+                    build_url=os.environ.get("BUILD_URL", ""), expect=expect, log=ctx.log,
+                    lease_wait=settings.promotion.lease_wait,
+                    lease_ttl=settings.promotion.lease_ttl,
                 )  # fmt: skip
     except MlciError as exc:
         raise Exit(exc.render(), code=exc.exit_code) from None
     print(f"{name}: {alias} v{old} -> v{new} (rolled back; v{old} is now {registry.PREVIOUS})")
+    if expect is None:
+        print(
+            f"  (no --expect given: this replaced v{old}, whichever promotion had put it there; "
+            "pass --expect N to refuse a champion you have not seen)"
+        )
