@@ -149,6 +149,7 @@ def fake_train_report(tmp_path: Path, uri: str) -> Path:
             {
                 "registered_model": "m",
                 "version": "1",
+                "run_id": "0" * 32,
                 "tracking_uri": uri,
                 "tracking_is_local": False,
             }
@@ -178,14 +179,14 @@ def minimal_project(tmp_path: Path, pyproject: str) -> Path:
         ),
         pytest.param(
             "config",
-            {"MLCI_TEST_FAIL_UNDER": "abc"},
-            ["test.fail_under", "MLCI_TEST_FAIL_UNDER", "'abc'", "give a number"],
+            {"MLCI_SONAR_POLL_INTERVAL": "abc"},
+            ["sonar.poll_interval", "MLCI_SONAR_POLL_INTERVAL", "'abc'", "give a number"],
             id="fail-under-not-a-number",
         ),
         pytest.param(
             "config",
-            {"MLCI_TEST_FAIL_UNDER": "150"},
-            ["test.fail_under", "between 0.0 and 100.0"],
+            {"MLCI_SONAR_POLL_INTERVAL": "0"},
+            ["sonar.poll_interval", "at least 0.05"],
             id="fail-under-out-of-range",
         ),
         pytest.param(
@@ -277,7 +278,7 @@ def test_file_tracking_uri_is_refused_before_training(tmp_path):
         pytest.param(
             ["--params", '{"n_estimator": 3}'],
             [
-                "the model package refused its hyper-parameters",
+                "the model package cannot train with these hyper-parameters here",
                 "unknown hyper-parameter 'n_estimator'",
                 "did you mean 'n_estimators'",
             ],
@@ -536,9 +537,9 @@ def test_non_finite_mlflow_timeout_is_a_config_error(tmp_path, value):
     assert_clear_error(run, 2, "ConfigError", "mlflow.timeout")
 
 
-def test_nan_fail_under_is_a_config_error(tmp_path):
-    run = invoke(tmp_path, "config", MLCI_TEST_FAIL_UNDER="nan")
-    assert_clear_error(run, 2, "ConfigError", "test.fail_under")
+def test_nan_poll_interval_is_a_config_error(tmp_path):
+    run = invoke(tmp_path, "config", MLCI_SONAR_POLL_INTERVAL="nan")
+    assert_clear_error(run, 2, "ConfigError", "sonar.poll_interval")
 
 
 def test_tracking_uri_with_bad_port_gives_a_clear_message(tmp_path):

@@ -50,9 +50,20 @@ def test_wrong_credentials_are_a_clear_error(tmp_path, auth_server):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 3, output
     assert "TrackingServerError" in output
-    assert "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in output
+    # They are set, so the message says which login was refused, not "set them".
+    assert "refused the login of 'admin'" in output
+    assert "check MLFLOW_TRACKING_PASSWORD" in output
     assert "Traceback" not in output
     assert wrong not in output
+
+
+def test_no_credentials_say_which_to_set(tmp_path, auth_server):
+    url, _ = auth_server
+    proc = _promote(tmp_path, url, "", "")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 3, output
+    assert "this server needs a login: set MLFLOW_TRACKING_USERNAME and" in output
+    assert "Traceback" not in output
 
 
 def test_right_credentials_get_past_authentication(tmp_path, auth_server):

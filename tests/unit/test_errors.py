@@ -25,7 +25,6 @@ EXPECTED_EXIT_CODES = {
     "StageFailed": 1,
     "LintFailed": 1,
     "TestsFailed": 1,
-    "CoverageTooLow": 1,
     "QualityGateFailed": 1,
     "ModelRejected": 1,
     "ReleaseRefused": 1,
@@ -107,7 +106,6 @@ def test_stage_failures_are_catchable_as_stage_failed():
     for cls in (
         errors.LintFailed,
         errors.TestsFailed,
-        errors.CoverageTooLow,
         errors.QualityGateFailed,
         errors.ModelRejected,
         errors.ReleaseRefused,

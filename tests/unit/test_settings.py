@@ -13,6 +13,8 @@ from mlci.settings import (
     SPECS,
     PromotionSettings,
     Settings,
+    _coerce,
+    _Spec,
     find_project_root,
     load_settings,
 )
@@ -25,11 +27,11 @@ from mlci.settings import (
 # expected value from each layer (default, file, env, command line).
 PRECEDENCE_CASES = [
     pytest.param(
-        "test.fail_under",
-        "[tool.mlci.test]\nfail_under = 70",
-        ("MLCI_TEST_FAIL_UNDER", "75.5"),
-        "90",
-        (80.0, 70.0, 75.5, 90.0),
+        "sonar.poll_interval",
+        "[tool.mlci.sonar]\npoll_interval = 7",
+        ("MLCI_SONAR_POLL_INTERVAL", "7.5"),
+        "9",
+        (2.0, 7.0, 7.5, 9.0),
         id="float-in-section",
     ),
     pytest.param(
@@ -104,19 +106,21 @@ def test_precedence_is_decided_per_key(write_project, load):
         """
         state_dir = "file-state"
         [tool.mlci.test]
-        fail_under = 70
         paths = ["t"]
+        [tool.mlci.sonar]
+        poll_interval = 7
         [tool.mlci.mlflow]
         experiment = "file-exp"
         """
     )
     s = load(
         {"mlflow.experiment": "cli-exp"},
-        env={"MLCI_TEST_FAIL_UNDER": "65"},
+        env={"MLCI_SONAR_POLL_INTERVAL": "6.5"},
     )
     assert (s.state_dir, s.sources["state_dir"]) == ("file-state", "pyproject.toml")
     assert (s.test.paths, s.sources["test.paths"]) == (["t"], "pyproject.toml")
-    assert (s.test.fail_under, s.sources["test.fail_under"]) == (65.0, "env MLCI_TEST_FAIL_UNDER")
+    poll = (s.sonar.poll_interval, s.sources["sonar.poll_interval"])
+    assert poll == (6.5, "env MLCI_SONAR_POLL_INTERVAL")
     assert (s.mlflow.experiment, s.sources["mlflow.experiment"]) == ("cli-exp", "command line")
     assert s.reports_dir == "reports"
     assert "reports_dir" not in s.sources
@@ -134,7 +138,7 @@ def test_defaults_without_any_pyproject(tmp_path, load):
     s = load()
     assert s.project_root == tmp_path.resolve()
     assert s.sources == {}
-    assert s.test.fail_under == 80.0
+    assert s.sonar.poll_interval == 2.0
     assert s.promotion.mode == "enabled"
     assert s.lint.paths == ["."]
     assert all(source == "default" for _, _, source, _ in s.describe())
@@ -302,10 +306,10 @@ def test_numbers_from_env_are_stripped_and_typed(load):
 
 def test_invalid_number_in_env_names_key_and_source(load):
     with pytest.raises(ConfigError) as info:
-        load(env={"MLCI_TEST_FAIL_UNDER": "abc"})
+        load(env={"MLCI_SONAR_POLL_INTERVAL": "abc"})
     err = info.value
-    assert "test.fail_under" in err.what
-    assert "env MLCI_TEST_FAIL_UNDER" in err.what
+    assert "sonar.poll_interval" in err.what
+    assert "env MLCI_SONAR_POLL_INTERVAL" in err.what
     assert "'abc'" in err.what
     assert "a number" in err.fix
     assert err.exit_code == 2
@@ -314,10 +318,10 @@ def test_invalid_number_in_env_names_key_and_source(load):
 @pytest.mark.parametrize(
     ("toml", "key"),
     [
-        ('[tool.mlci.test]\nfail_under = "abc"', "test.fail_under"),
+        ('[tool.mlci.sonar]\npoll_interval = "abc"', "sonar.poll_interval"),
         ('[tool.mlci.mlflow]\nretries = "3"', "mlflow.retries"),
         ("[tool.mlci.mlflow]\nretries = 2.0", "mlflow.retries"),
-        ("[tool.mlci.test]\nfail_under = true", "test.fail_under"),
+        ("[tool.mlci.sonar]\npoll_interval = true", "sonar.poll_interval"),
         ("[tool.mlci.image]\ntimeout = false", "image.timeout"),
         ("reports_dir = 3", "reports_dir"),
         ('[tool.mlci.mlflow]\nexperiment = ["a"]', "mlflow.experiment"),
@@ -336,9 +340,9 @@ def test_whole_number_from_env_rejects_a_fraction(load):
 
 
 def test_text_from_the_command_line_is_parsed_like_env_text(load):
-    # Invoke hands flags over as text: "--fail-under 55" arrives as "55".
-    s = load({"test.fail_under": "55", "lint.paths": "a,b"})
-    assert s.test.fail_under == 55.0
+    # Invoke hands flags over as text: "--timeout 55" arrives as "55".
+    s = load({"mlflow.timeout": "55", "lint.paths": "a,b"})
+    assert s.mlflow.timeout == 55.0
     assert s.lint.paths == ["a", "b"]
 
 
@@ -352,24 +356,28 @@ def test_text_values_are_stripped(load):
 # ---------------------------------------------------------------------------------------------
 
 
+PERCENT = _Spec("x.percent", "x", "percent", float,
+                {"help": "a percentage", "minimum": 0.0, "maximum": 100.0})  # fmt: skip
+
+
 @pytest.mark.parametrize("value", ["150", "-1", "100.01"])
-def test_fail_under_out_of_range(load, value):
+def test_a_value_outside_both_bounds_is_refused(value):
     with pytest.raises(ConfigError) as info:
-        load(env={"MLCI_TEST_FAIL_UNDER": value})
-    assert "test.fail_under" in info.value.what
+        _coerce(PERCENT, value, "env MLCI_X_PERCENT", True)
+    assert "x.percent (from env MLCI_X_PERCENT)" in info.value.what
     assert "between 0.0 and 100.0" in info.value.why
 
 
-def test_fail_under_out_of_range_in_toml(write_project, load):
-    write_project("[tool.mlci.test]\nfail_under = 150")
-    with pytest.raises(ConfigError, match=r"between 0\.0 and 100\.0") as info:
-        load()
-    assert "(from pyproject.toml) is 150" in info.value.what
-
-
 @pytest.mark.parametrize("value", ["0", "100"])
-def test_fail_under_bounds_are_inclusive(load, value):
-    assert load(env={"MLCI_TEST_FAIL_UNDER": value}).test.fail_under == float(value)
+def test_both_bounds_are_inclusive(value):
+    assert _coerce(PERCENT, value, "env", True) == float(value)
+
+
+def test_out_of_range_in_toml_names_the_file(write_project, load):
+    write_project("[tool.mlci.sonar]\npoll_interval = 0.01")
+    with pytest.raises(ConfigError, match=r"at least 0\.05") as info:
+        load()
+    assert "(from pyproject.toml) is 0.01" in info.value.what
 
 
 def test_minimum_only_bound(load):
@@ -384,15 +392,15 @@ def test_minimum_only_bound(load):
 @pytest.mark.parametrize("source", ["toml", "env"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_numbers_are_rejected(write_project, load, source, value):
-    # NaN slips through < and > comparisons; a NaN fail_under would never fail the tests.
+    # NaN slips through < and > comparisons; a NaN limit would never be reached.
     if source == "toml":
-        write_project(f"[tool.mlci.test]\nfail_under = {value}")
+        write_project(f"[tool.mlci.sonar]\npoll_interval = {value}")
         env = {}
     else:
-        env = {"MLCI_TEST_FAIL_UNDER": value}
+        env = {"MLCI_SONAR_POLL_INTERVAL": value}
     with pytest.raises(ConfigError) as info:
         load(env=env)
-    assert "test.fail_under" in info.value.what
+    assert "sonar.poll_interval" in info.value.what
     assert "not a finite number" in info.value.why
 
 
@@ -492,13 +500,13 @@ def test_other_url_settings_need_http(load):
 
 
 def test_unknown_key_in_pyproject_suggests_the_close_one(write_project, load):
-    write_project("[tool.mlci.test]\nfail_undr = 70")
+    write_project("[tool.mlci.test]\npath = ['t']")
     with pytest.raises(ConfigError) as info:
         load()
     err = info.value
-    assert "unknown setting 'test.fail_undr'" in err.what
+    assert "unknown setting 'test.path'" in err.what
     assert "[tool.mlci] of pyproject.toml" in err.what
-    assert err.fix == "did you mean 'test.fail_under'?"
+    assert err.fix == "did you mean 'test.paths'?"
 
 
 @pytest.mark.parametrize("toml", ['lint = "src"', "test = 80", "mlflow = []"])
@@ -518,12 +526,26 @@ def test_unknown_top_level_key_in_pyproject(write_project, load):
         load()
 
 
-def test_unknown_section_without_close_match_points_at_invoke_config(write_project, load):
+def test_unknown_section_without_close_match_lists_the_sections(write_project, load):
     write_project("[tool.mlci.zzzzqqq]\nxyzzy = 1")
     with pytest.raises(ConfigError) as info:
         load()
-    assert "zzzzqqq" in info.value.what
-    assert "invoke config" in info.value.fix
+    assert info.value.what == "unknown section [tool.mlci.zzzzqqq] in pyproject.toml"
+    assert "the sections are gate, image, lint, mlflow, model, platform" in info.value.fix
+
+
+def test_unknown_section_suggests_the_close_one(write_project, load):
+    write_project('[tool.mlci.mlfow]\nexperiment = "x"')
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert info.value.fix == "did you mean [tool.mlci.mlflow]?"
+
+
+def test_a_wrong_file_value_is_refused_even_where_the_environment_wins(write_project, load):
+    # The file is committed: a wrong value there must not wait for the day nothing overrides it.
+    write_project('[tool.mlci.mlflow]\ntimeout = "soon"')
+    with pytest.raises(ConfigError, match=r"mlflow\.timeout \(from pyproject\.toml\)"):
+        load(env={"MLCI_MLFLOW_TIMEOUT": "10"})
 
 
 def test_unknown_mlci_env_var(load):
@@ -587,8 +609,8 @@ def test_describe_lists_every_setting_with_value_source_and_help(write_project, 
     by_key = {key: (shown, source, help_) for key, shown, source, help_ in rows}
     assert by_key["lint.paths"][:2] == ('["src", "tests"]', "pyproject.toml")
     assert by_key["model.params"][:2] == ('{"a": 1}', "env MLCI_MODEL_PARAMS")
-    assert by_key["test.fail_under"][:2] == ("80.0", "default")
-    assert by_key["test.fail_under"][2] == SPECS["test.fail_under"].help
+    assert by_key["sonar.poll_interval"][:2] == ("2.0", "default")
+    assert by_key["sonar.poll_interval"][2] == SPECS["sonar.poll_interval"].help
 
 
 # ---------------------------------------------------------------------------------------------

@@ -426,7 +426,7 @@ def test_train_turns_refused_hyper_parameters_into_a_config_error(
     ctx = StageContext(load(), log=lambda _: None)
     with pytest.raises(ConfigError) as info:
         train.run(ctx)
-    assert info.value.what == "the model package refused its hyper-parameters"
+    assert info.value.what == "the model package cannot train with these hyper-parameters here"
     assert info.value.why == "unknown estimator 'nope'"
     assert ctx._tracking_uri is None  # no server was asked for
 
@@ -489,3 +489,21 @@ def test_build_lineage_without_package_or_image(write_project, load, monkeypatch
         "none",
         "",
     )
+
+
+def test_a_policy_metric_the_model_does_not_log_is_a_setting_to_fix():
+    client = FakeMlflow({"2": {"f1_macro": 0.9, "accuracy": 0.91}}, champion=None)
+    trained = {"registered_model": "wine", "version": "2", "run_id": "run-2"}
+    policy = SimpleNamespace(
+        primary_metric="f1", min={"accuracy": 0.8}, max_regression={"auc": 0.1}
+    )
+    with pytest.raises(ConfigError) as info:
+        promote.check_metrics_logged(client, trained, policy)
+    # Not "improve the model": name the settings, and what the model did log.
+    assert info.value.what == (
+        "the promotion policy names metrics the model does not log: "
+        "auc (promotion.max_regression), f1 (promotion.primary_metric)"
+    )
+    assert info.value.why == "wine v2 logged: accuracy, f1_macro"
+    policy.primary_metric, policy.max_regression = "f1_macro", {}
+    promote.check_metrics_logged(client, trained, policy)  # all logged: no error

@@ -5,7 +5,16 @@ import sys
 
 import pytest
 
-from wine_classifier import MLP_DEFAULT_PARAMS, build_model, train_and_evaluate
+# scikit-learn's scipy looks torch up in sys.modules when it is first imported: import what
+# the tests below use now, before they hide torch (otherwise the result depends on test order).
+import sklearn.datasets
+import sklearn.ensemble
+import sklearn.model_selection
+import sklearn.pipeline
+import sklearn.preprocessing  # noqa: F401
+
+import wine_classifier.torch_mlp  # noqa: F401
+from wine_classifier import MLP_DEFAULT_PARAMS, build_model, train_and_evaluate, validate_params
 from wine_classifier.model import resolve_params
 
 
@@ -27,6 +36,14 @@ def test_missing_torch_is_a_value_error_naming_the_extra(monkeypatch):
         train_and_evaluate({"estimator": "mlp_torch", "epochs": 1})
     with pytest.raises(ValueError, match=r"wine-classifier\[torch\]"):
         build_model({"estimator": "mlp_torch"})
+
+
+def test_validate_params_fails_without_torch_before_anything_runs(monkeypatch):
+    # What a trainer calls first: it must not pass parameters the machine cannot run.
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ValueError, match=r"needs PyTorch, which is not installed"):
+        validate_params({"estimator": "mlp_torch"})
+    assert validate_params({"estimator": "random_forest"})["estimator"] == "random_forest"
 
 
 def test_mlp_params_resolve_without_torch(monkeypatch):

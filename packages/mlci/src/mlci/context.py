@@ -8,6 +8,7 @@ stops it when the context closes (so `invoke pipeline` starts each one at most o
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,34 @@ from mlci.settings import Settings
 
 def print_progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def writable_folder(path: Path, setting: str) -> Path:
+    """``path`` as a folder this process can write into, or one clear ConfigError."""
+    from mlci.errors import ConfigError
+
+    variable = "MLCI_" + setting.upper()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"{setting} {path} is a file, not a folder",
+            "mlci writes its files into that folder",
+            f"remove or rename the file, or set {variable} to another folder",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting} {path} cannot be created",
+            exc.strerror or type(exc).__name__,
+            f"set {variable} to a folder this user may create and write",
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{setting} {path} is not writable",
+            "mlci writes its files into that folder (a read-only checkout?)",
+            f"make it writable, or set {variable} to a writable folder",
+        )
+    return path
 
 
 @dataclass
@@ -41,9 +70,13 @@ class StageContext:
 
     @property
     def reports(self) -> Path:
-        path = self.settings.reports_path
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The reports folder, created; a clear error when it cannot be written."""
+        return writable_folder(self.settings.reports_path, "reports_dir")
+
+    @property
+    def state(self) -> Path:
+        """The state folder (local servers' data and logs), created and writable."""
+        return writable_folder(self.settings.state_path, "state_dir")
 
     def tracking_uri(self) -> str:
         """The MLflow tracking server: the configured one, or a local `mlflow server`."""
@@ -52,7 +85,7 @@ class StageContext:
             if configured:
                 self._tracking_uri = configured
             else:
-                state = self.settings.state_path
+                state = self.state
                 server = self._stack.enter_context(
                     servers.local_server(
                         "mlflow server",
@@ -78,7 +111,7 @@ class StageContext:
                 upload = release.repository_url
                 simple = release.index_url or upload.rstrip("/") + "/simple/"
             else:
-                state = self.settings.state_path
+                state = self.state
                 server = self._stack.enter_context(
                     servers.local_server(
                         "package index (pypiserver)",

@@ -51,10 +51,6 @@ class TestsFailed(StageFailed):
     __test__ = False  # not a pytest test class
 
 
-class CoverageTooLow(StageFailed):
-    pass
-
-
 class QualityGateFailed(StageFailed):
     pass
 

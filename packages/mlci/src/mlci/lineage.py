@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import tomllib
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,7 +68,15 @@ def package_metadata(package_dir: Path) -> tuple[str, str]:
     ``[tool.hatch.version] source = "vcs"``) is computed with setuptools-scm and the same
     options, so lineage, image tags and releases all name the version that gets built.
     """
-    data = tomllib.loads((package_dir / "pyproject.toml").read_text())
+    path = package_dir / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        from mlci.errors import ConfigError
+
+        raise ConfigError(
+            f"{path} is not valid UTF-8 TOML", str(exc)[:300], "fix the file's syntax"
+        ) from None
     project = data.get("project", {})
     name = str(project.get("name", package_dir.name))
     if "version" in project:
@@ -76,10 +88,33 @@ def package_metadata(package_dir: Path) -> tuple[str, str]:
         options = dict(hatch_version.get("raw-options", {}))
         root = (package_dir / options.pop("root", ".")).resolve()
         try:
-            return name, get_version(root=str(root), **options)
+            with _quiet_scm():  # it warns (and logs) before it raises; mlci says it once
+                return name, get_version(root=str(root), **options)
         except LookupError:
             return name, str(options.get("fallback_version", UNKNOWN))
+        except ValueError as exc:  # a tag that is not a version, e.g. v1.x
+            from mlci.errors import ConfigError
+
+            raise ConfigError(
+                f"the version of {name} cannot be computed from git: {exc}".split(" (tag_regex")[0],
+                "hatch-vcs takes it from the nearest tag, which must be a version (v1.2.0)",
+                "delete or rename that tag (git tag -d TAG; a new tag on a later commit also "
+                "works), then run the stage again",
+            ) from None
     return name, UNKNOWN
+
+
+@contextlib.contextmanager
+def _quiet_scm() -> Iterator[None]:
+    """setuptools-scm configures its own loggers on every call: silence warnings for a moment."""
+    previous = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
 
 
 def tags_at_head(root: Path) -> list[str]:

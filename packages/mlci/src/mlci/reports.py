@@ -107,7 +107,13 @@ def read_json(path: Path, produced_by: str) -> dict[str, Any]:
             f"it is written by `invoke {produced_by}`",
             f"run `invoke {produced_by}` first (in Jenkins: stash/unstash it between agents)",
         ) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StageFailed(
             f"{path} is not valid JSON", str(exc), f"run `invoke {produced_by}` again"
+        ) from None
+    except IsADirectoryError:
+        raise StageFailed(
+            f"{path} is a folder, not the report",
+            f"`invoke {produced_by}` writes a file there",
+            "remove the folder and run the stage again",
         ) from None

@@ -4,6 +4,7 @@ Precedence, highest first (the one rule, implemented in :func:`load_settings`):
 
 1. explicit values from the command line (task flags),
 2. ``MLCI_*`` environment variables (``MLCI_<SECTION>_<KEY>``, e.g. ``MLCI_MLFLOW_TRACKING_URI``),
+   then the tools' own variables mlci honours (``MLFLOW_TRACKING_URI``),
 3. ``[tool.mlci]`` in the project's root ``pyproject.toml``,
 4. the defaults declared below.
 
@@ -34,6 +35,9 @@ ROOT_ENV = "MLCI_PROJECT_ROOT"
 # git facts, the image digest); not a setting.
 TRAINING_CONTEXT_ENV = "MLCI_TRAINING_CONTEXT"
 RESERVED_ENV = frozenset({ROOT_ENV, TRAINING_CONTEXT_ENV})
+# The tools' own variables mlci honours, below its MLCI_* ones: an MLflow user's
+# MLFLOW_TRACKING_URI names the server unless MLCI_MLFLOW_TRACKING_URI says otherwise.
+PLAIN_ENV = {"mlflow.tracking_uri": "MLFLOW_TRACKING_URI"}
 SOURCE_DEFAULT = "default"
 SOURCE_FILE = "pyproject.toml"
 SOURCE_CLI = "command line"
@@ -67,9 +71,6 @@ class TestSettings:
 
     paths: list[str] = option(["tests"], "test files and folders that pytest runs")
     cov: list[str] = option([], "packages or folders measured for coverage (pytest-cov --cov)")
-    fail_under: float = option(
-        80.0, "minimum total coverage in percent", minimum=0.0, maximum=100.0
-    )
     args: list[str] = option([], 'extra pytest arguments, e.g. ["-m", "not slow"]')
 
 
@@ -163,6 +164,12 @@ class MlflowSettings:
     registered_model: str = option("model", "registered model that versions are added to")
     timeout: float = option(30.0, "seconds for one request to the tracking server", minimum=1)
     retries: int = option(2, "retries of one request to the tracking server", minimum=0)
+    orphan_after: float = option(
+        600.0,
+        "seconds without a heartbeat after which a RUNNING run mlci created is marked FAILED "
+        "by the next train or promote (its trainer died)",
+        minimum=120,
+    )
 
 
 @dataclass(frozen=True)
@@ -361,7 +368,13 @@ def _read_file_table(root: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text",
+            f"byte {exc.start} cannot be decoded ({exc.reason}); TOML files are UTF-8",
+            "save the file as UTF-8 (the byte offset above shows where)",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML",
@@ -387,6 +400,16 @@ def _flatten_file_table(table: Mapping[str, Any]) -> dict[str, Any]:
                 )
             for sub, sub_value in value.items():
                 flat[f"{name}.{sub}"] = sub_value
+        elif isinstance(value, dict):
+            # A table that is no section: [tool.mlci.mlfow] and the like.
+            close = difflib.get_close_matches(name, sorted(sections), n=1, cutoff=0.6)
+            raise ConfigError(
+                f"unknown section [tool.mlci.{name}] in pyproject.toml",
+                "mlci does not read it: none of its settings would apply",
+                f"did you mean [tool.mlci.{close[0]}]?"
+                if close
+                else f"the sections are {', '.join(sorted(sections))}",
+            )
         else:
             flat[name] = value
     return flat
@@ -409,7 +432,7 @@ def load_settings(
     project_root = root.resolve() if root else find_project_root(environ=env)
     file_values = _flatten_file_table(_read_file_table(project_root))
 
-    for key in file_values:
+    for key, value in file_values.items():
         if key not in SPECS:
             raise _unknown(key, "[tool.mlci] of pyproject.toml", list(SPECS))
         if SPECS[key].secret:  # refused even where the environment would win: it is committed
@@ -418,6 +441,9 @@ def load_settings(
                 "it is a secret and pyproject.toml is committed",
                 f"remove it from the file and set {SPECS[key].env} in the environment instead",
             )
+        # Validated even where the environment or a flag wins: the file is committed, and a
+        # wrong value there must not wait for the day nothing overrides it.
+        _coerce(SPECS[key], value, SOURCE_FILE, False)
     by_env = {spec.env: spec for spec in SPECS.values()}
     for name in env:
         if name.startswith(ENV_PREFIX) and name not in RESERVED_ENV and name not in by_env:
@@ -433,6 +459,8 @@ def load_settings(
             raw, source, from_text = overrides[key], SOURCE_CLI, isinstance(overrides[key], str)
         elif spec.env in env:
             raw, source, from_text = env[spec.env], f"env {spec.env}", True
+        elif key in PLAIN_ENV and PLAIN_ENV[key] in env:
+            raw, source, from_text = env[PLAIN_ENV[key]], f"env {PLAIN_ENV[key]}", True
         elif key in file_values:
             raw, source, from_text = file_values[key], SOURCE_FILE, False
         else:
@@ -489,8 +517,24 @@ def _check_url(spec: _Spec, value: str, where: str) -> None:
             raise ConfigError(
                 f"{where} is {value!r}, not a valid URL", str(exc), f"fix {spec.env}"
             ) from None
+        if parts.username or parts.password:
+            # Never echo the value: it holds a password.
+            login = (
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                if spec.key == "mlflow.tracking_uri"
+                else "the matching *_USERNAME / *_PASSWORD settings"
+            )
+            raise ConfigError(
+                f"{where} has a user name or password in it",
+                "credentials in a URL end up in logs, reports and process lists",
+                f"give the URL without them ({parts.scheme}://{parts.hostname}...) and set {login}",
+            )
         if not parts.hostname:
-            raise ConfigError(f"{where} is {value!r}, which names no host", "", f"fix {spec.env}")
+            raise ConfigError(
+                f"{where} is {value!r}, which names no host",
+                "mlci connects to the host a URL names",
+                f"fix {spec.env}, e.g. http://mlflow.example:5000",
+            )
         return
     if spec.key == "mlflow.tracking_uri" and value.startswith("databricks"):
         return

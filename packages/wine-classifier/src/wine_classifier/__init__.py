@@ -9,8 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .data import Split, load_split
 from .evaluate import evaluate
-from .model import DEFAULT_PARAMS, MLP_DEFAULT_PARAMS, build_model
-from .model import resolve_params as validate_params
+from .model import DEFAULT_PARAMS, MLP_DEFAULT_PARAMS, build_model, validate_params
 from .record import model_record
 from .train import TrainingResult, train_and_evaluate
 

@@ -215,6 +215,22 @@ def resolve_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {key: _CHECKS[key](merged[key]) for key in defaults}
 
 
+def validate_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`resolve_params`, plus what the chosen estimator needs from this machine.
+
+    For ``"mlp_torch"``: PyTorch installed, and a CUDA device when ``device = "cuda"``. A
+    trainer calls this before it starts anything (a tracking run, a server), so a missing
+    package fails first, with the command that installs it.
+    """
+    p = resolve_params(params)
+    if p["estimator"] == TORCH_ESTIMATOR:
+        from .torch_mlp import require_torch, resolve_device
+
+        require_torch()
+        resolve_device(p["device"])
+    return p
+
+
 def build_model(params: Mapping[str, Any] | None = None) -> Pipeline | TorchMLPClassifier:
     """Build an unfitted model.
 

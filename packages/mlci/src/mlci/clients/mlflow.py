@@ -53,8 +53,18 @@ def connect(uri: str, settings: MlflowSettings) -> Any:
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI for subprocesses; mlci reads that
+    # variable as the user's setting, so a later stage in this process (or a child) would
+    # take a server mlci started, and maybe stopped, for the user's own. Keep the user's.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -71,9 +81,15 @@ def server_errors(action: str, uri: str) -> Iterator[None]:
         why = exc.message if hasattr(exc, "message") else str(exc)
         fix = "check the server's log and that the experiment / model names are right"
         if "401" in why or "Unauthorized" in why or code == "UNAUTHENTICATED":
-            fix = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD for this server"
+            fix = _login_fix()
         elif "403" in why or code == "PERMISSION_DENIED":
-            fix = "ask for permission on this experiment / model, or use another account"
+            user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+            fix = (
+                f"{user!r} may not do this: ask for permission on this experiment / model "
+                "(the platform's CI user has MANAGE on both), or use another account"
+                if user
+                else "ask for permission on this experiment / model, or use another account"
+            )
         raise TrackingServerError(
             f"{action} failed on the MLflow server {_redact(uri)}",
             f"{code}: {why}".strip(": ")[:1500],
@@ -85,6 +101,21 @@ def server_errors(action: str, uri: str) -> Iterator[None]:
             str(exc)[:1500],
             "check that the server is up and reachable, then run the stage again",
         ) from None
+
+
+def _login_fix() -> str:
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        return (
+            f"the server refused the login of {user!r} (MLFLOW_TRACKING_USERNAME): check "
+            "MLFLOW_TRACKING_PASSWORD (in Jenkins: the mlflow-ci credential)"
+        )
+    missing = [
+        name
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+        if not os.environ.get(name)
+    ]
+    return f"this server needs a login: set {' and '.join(missing)}"
 
 
 def alias_version(client: Any, model: str, alias: str) -> Any | None:

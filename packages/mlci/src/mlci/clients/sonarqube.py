@@ -191,12 +191,18 @@ def read_report_task(path: Any) -> dict[str, str]:
     from mlci.errors import StageFailed
 
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StageFailed(
             f"{path} does not exist",
             "the scanner writes it at the end of an analysis",
             "run `invoke scan` first (in Jenkins, in the same workspace)",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise StageFailed(
+            f"{path} is not UTF-8 text",
+            f"byte {exc.start} cannot be decoded: it is not what the scanner writes",
+            "run `invoke scan` again to write it afresh",
         ) from None
     values = {}
     for line in text.splitlines():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mlci import registry, unfinished
+from mlci import orphans, registry
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
-from mlci.errors import ModelRejected, StageFailed, TrackingServerError
+from mlci.errors import ConfigError, ModelRejected, StageFailed, TrackingServerError
 from mlci.promotion import Decision
 from mlci.reports import read_json, write_json
 from mlci.stages import PASSED, SKIPPED, StageResult
@@ -61,6 +61,25 @@ def check_same_server(client: Any, uri: str, trained: dict[str, Any]) -> None:
         )
 
 
+def check_metrics_logged(client: Any, trained: dict[str, Any], policy: Any) -> None:
+    """Every metric the policy names was logged by the model: a name that is not is a
+    setting to fix, not a model to improve."""
+    metrics = client.get_run(str(trained["run_id"])).data.metrics
+    named = {policy.primary_metric: "promotion.primary_metric"}
+    named.update({m: "promotion.min" for m in policy.min})
+    named.update({m: "promotion.max_regression" for m in policy.max_regression})
+    unknown = {metric: setting for metric, setting in named.items() if metric not in metrics}
+    if unknown:
+        listed = ", ".join(f"{metric} ({setting})" for metric, setting in sorted(unknown.items()))
+        raise ConfigError(
+            f"the promotion policy names metrics the model does not log: {listed}",
+            f"{trained['registered_model']} v{trained['version']} logged: "
+            f"{', '.join(sorted(metrics)) or 'no metrics'}",
+            "name logged metrics in [tool.mlci.promotion] (or MLCI_PROMOTION_*), or make the "
+            "model package report them",
+        )
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     policy = settings.promotion
@@ -82,9 +101,10 @@ def run(ctx: StageContext) -> StageResult:
     name, version = str(trained["registered_model"]), str(trained["version"])
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
-    unfinished.finish(ctx, client, uri)
+    orphans.close_orphans(ctx, client, "promote")
     with mlflow_client.server_errors(f"reading {name} v{version}", uri):
         check_same_server(client, uri, trained)
+        check_metrics_logged(client, trained, policy)
     ctx.log(f"promote: {name} v{version} against the {policy.alias} (mode {policy.mode})")
     with mlflow_client.server_errors(f"promoting {name} v{version}", uri):
         outcome = registry.promote_version(
@@ -96,6 +116,7 @@ def run(ctx: StageContext) -> StageResult:
             build_url=os.environ.get("BUILD_URL", ""),
             log=ctx.log,
             lease_wait=policy.lease_wait,
+            lease_ttl=policy.lease_ttl,
         )
     decision, champion_version, moved = outcome.decision, outcome.champion_before, outcome.moved
     ctx.log(

@@ -152,8 +152,17 @@ def preflight(ctx: StageContext) -> list[PackagePlan]:
         name, version = package_metadata(package_dir)
         packages.append(PackagePlan(folder, package_dir, name, version))
     git = git_info(root)
-    if git.sha == UNKNOWN:  # not a git repository: nothing to check against
-        return packages
+    if git.sha == UNKNOWN:
+        # No commit to build from: versions from git tags would fall back to 0.0.0, and
+        # nothing could trace the release back to its source (release.allow_dev included).
+        shown = ", ".join(f"{p.name} {p.version}" for p in packages)
+        raise ReleaseRefused(
+            f"{root} has no git commit to release from",
+            f"it is not a git repository, or one without a commit; the packages would go out "
+            f"as {shown}, traceable to nothing",
+            "release from a git checkout with the commit tagged (git tag v1.2.0), e.g. a clone "
+            "rather than an exported tree",
+        )
     allow_dev = settings.release.allow_dev
     if git.dirty and not allow_dev:
         raise ReleaseRefused(
@@ -202,7 +211,7 @@ def preflight(ctx: StageContext) -> list[PackagePlan]:
 
 def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistFile]:
     settings = ctx.settings
-    dist_root = settings.state_path / "dist"
+    dist_root = ctx.state / "dist"
     env = _without_secrets()
     epoch = commit_time(settings.project_root)
     if epoch:  # same sources -> same bytes, so a re-run can recognise its own files
