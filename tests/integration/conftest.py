@@ -7,6 +7,8 @@ tests exercise the code path users run.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,24 @@ def make_context(
     settings = load_settings(values, root=root, environ={})
     lines: list[str] = []
     return StageContext(settings, log=lines.append), lines
+
+
+def invoke_model_task(
+    args: list[str], uri: str, model: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """`invoke <args>` in a subprocess against ``uri`` and ``model``, only mlci's own env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
+    env.update(
+        MLCI_PROJECT_ROOT=str(REPO_ROOT),
+        MLCI_MLFLOW_TRACKING_URI=uri,
+        MLCI_MLFLOW_REGISTERED_MODEL=model,
+        MLCI_REPORTS_DIR=str(tmp_path / "reports"),
+        MLCI_STATE_DIR=str(tmp_path / "state"),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

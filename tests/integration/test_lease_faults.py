@@ -30,7 +30,7 @@ from mlci import registry, servers
 from mlci.errors import StageFailed
 from mlci.settings import PromotionSettings
 
-from .conftest import REPO_ROOT, _postgres_running
+from .conftest import REPO_ROOT, _postgres_running, invoke_model_task
 
 pytestmark = pytest.mark.integration
 
@@ -568,21 +568,6 @@ def test_rollbacks_walk_the_history_back(mlflow_server):
     assert _leftovers(client, model) == []
 
 
-def _invoke(args, uri, model, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
-    env.update(
-        MLCI_PROJECT_ROOT=str(REPO_ROOT),
-        MLCI_MLFLOW_TRACKING_URI=uri,
-        MLCI_MLFLOW_REGISTERED_MODEL=model,
-        MLCI_REPORTS_DIR=str(tmp_path / "reports"),
-        MLCI_STATE_DIR=str(tmp_path / "state"),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_rollback_command_refuses_an_unexpected_champion(tmp_path, mlflow_server):
     client = _client(mlflow_server)
     model, experiment_id = _model(client, "expect")
@@ -591,14 +576,14 @@ def test_rollback_command_refuses_an_unexpected_champion(tmp_path, mlflow_server
         registry.promote_version(client, model, version, ENABLED, owner="t")
     before = registry.history(client, model)
 
-    refused = _invoke(["model.rollback", "--expect", v2], mlflow_server, model, tmp_path)
+    refused = invoke_model_task(["model.rollback", "--expect", v2], mlflow_server, model, tmp_path)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
     assert f"StageFailed: the champion of {model} is v{v3}, not v{v2}" in refused.stderr
     assert f"--expect {v3}" in refused.stderr
     assert (_champion(client, model), registry.history(client, model)) == (v3, before)
 
-    done = _invoke(["model.rollback", "--expect", v3], mlflow_server, model, tmp_path)
+    done = invoke_model_task(["model.rollback", "--expect", v3], mlflow_server, model, tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"champion v{v3} -> v{v2}" in done.stdout
     assert "no --expect given" not in done.stdout

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from mlci.errors import StageFailed, TrackingServerError
 from mlci.settings import PromotionSettings
 from mlci.stages import promote, train
 
-from .conftest import REPO_ROOT, make_context
+from .conftest import REPO_ROOT, invoke_model_task, make_context
 
 pytestmark = pytest.mark.integration
 
@@ -174,47 +173,32 @@ def test_lineage_and_applied_thresholds_on_run_and_version(tmp_path, mlflow_serv
     assert "lineage" in (tmp_path / "reports" / "model_card.md").read_text().lower()
 
 
-def _invoke(args, uri, model, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
-    env.update(
-        MLCI_PROJECT_ROOT=str(REPO_ROOT),
-        MLCI_MLFLOW_TRACKING_URI=uri,
-        MLCI_MLFLOW_REGISTERED_MODEL=model,
-        MLCI_REPORTS_DIR=str(tmp_path / "reports"),
-        MLCI_STATE_DIR=str(tmp_path / "state"),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_model_info_and_rollback_commands(tmp_path, mlflow_server):
     client = _client(mlflow_server)
     model = f"info-{uuid.uuid4().hex[:8]}"
 
-    missing = _invoke(["model.info"], mlflow_server, model, tmp_path)
+    missing = invoke_model_task(["model.info"], mlflow_server, model, tmp_path)
     assert missing.returncode == 1
     assert f"the registered model '{model}' does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
 
     client.create_registered_model(model)
     experiment_id = client.create_experiment(model)
-    no_alias = _invoke(["model.info"], mlflow_server, model, tmp_path)
+    no_alias = invoke_model_task(["model.info"], mlflow_server, model, tmp_path)
     assert f"{model} has no alias 'champion'" in no_alias.stderr
 
     v1 = _candidate(client, model, experiment_id, 0.7)
     v2 = _candidate(client, model, experiment_id, 0.8)
     registry.promote_version(client, model, v1, ENABLED, owner="t")
     registry.promote_version(client, model, v2, ENABLED, owner="t")
-    info = _invoke(["model.info", "--as-json"], mlflow_server, model, tmp_path)
+    info = invoke_model_task(["model.info", "--as-json"], mlflow_server, model, tmp_path)
     assert info.returncode == 0, info.stderr
     data = json.loads(info.stdout)
     assert data["version"] == v2
     assert json.loads(data["lineage"]["mlci.thresholds"])["decision"] == "promoted"
     assert [(e["from"], e["to"]) for e in data["history"]] == [(None, v1), (v1, v2)]
 
-    back = _invoke(["model.rollback"], mlflow_server, model, tmp_path)
+    back = invoke_model_task(["model.rollback"], mlflow_server, model, tmp_path)
     assert back.returncode == 0, back.stderr
     assert f"champion v{v2} -> v{v1}" in back.stdout
     assert f"no --expect given: this replaced v{v2}" in back.stdout

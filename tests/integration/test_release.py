@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -42,7 +43,21 @@ def _demo_project(root, name, body="VALUE = 1\n"):
         )
     )
     (root / "pyproject.toml").write_text(f'[tool.mlci.release]\npackages = ["packages/{name}"]\n')
+    _commit(root, "the demo project")  # release wants a tagged commit behind the files
     return pkg
+
+
+def _commit(root, message):
+    env = {
+        "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
+        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"],
+    }  # fmt: skip
+    steps = [["add", "-A"], ["commit", "-q", "-m", message], ["tag", "-f", "v1.0.0"]]
+    if not (root / ".git").exists():
+        steps.insert(0, ["init", "-q", "-b", "main"])
+    for args in steps:  # (a moved tag: the same version with other content)
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
 
 
 def _sha(path):
@@ -87,6 +102,7 @@ def test_changed_file_under_same_version_is_refused_and_nothing_uploads(tmp_path
     before = {p.name: _sha(p) for p in packages_dir.iterdir()}
 
     (pkg / "src" / "mlci_demo_two" / "__init__.py").write_text("VALUE = 2\n")
+    _commit(project, "changed, version not bumped")
     ctx, _ = make_context(tmp_path, root=project, **_index(url))
     with ctx, pytest.raises(ReleaseRefused, match="nothing was uploaded") as err:
         release.run(ctx)

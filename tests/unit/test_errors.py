@@ -30,6 +30,7 @@ EXPECTED_EXIT_CODES = {
     "ReleaseRefused": 1,
     "ServiceError": 3,
     "TrackingServerError": 3,
+    "LeaseLost": 3,
     "PackageIndexError": 3,
     "SonarQubeError": 3,
     "DockerEngineError": 3,
@@ -90,6 +91,7 @@ def test_service_errors_share_exit_code_3():
     assert {c.__name__ for c in service} == {
         "ServiceError",
         "TrackingServerError",
+        "LeaseLost",
         "PackageIndexError",
         "SonarQubeError",
         "DockerEngineError",

@@ -73,6 +73,16 @@ class TrackingServerError(ServiceError):
     pass
 
 
+class LeaseLost(TrackingServerError):
+    """The promotion lease stopped being ours before a write; nothing more was written.
+
+    A ServiceError (exit code 3), not a StageFailed (1): nothing was judged about the model,
+    the coordination through the tracking server failed (a renewal could not reach it, or
+    the pipeline was slower than the TTL), and running the stage again is the remedy, as
+    for the other tracking-server failures.
+    """
+
+
 class PackageIndexError(ServiceError):
     pass
 

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlci.errors import StageFailed, TrackingServerError
+from mlci.errors import LeaseLost, StageFailed, TrackingServerError
 from mlci.promotion import Decision, decide
 from mlci.settings import PromotionSettings
 
@@ -75,16 +75,6 @@ PROMOTION, ROLLBACK = "promotion", "rollback"
 # Under contention a create may also answer RESOURCE_DOES_NOT_EXIST (a create racing a
 # delete of the same name): both mean "read who holds it and go on from there".
 CONTENDED = ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
-
-
-class LeaseLost(TrackingServerError):
-    """The promotion lease stopped being ours before a write; nothing more was written.
-
-    A ServiceError (exit code 3), not a StageFailed (1): nothing was judged about the model,
-    the coordination through the tracking server failed (a renewal could not reach it, or
-    the pipeline was slower than the TTL), and running the stage again is the remedy, as
-    for the other tracking-server failures.
-    """
 
 
 def new_owner() -> str:
