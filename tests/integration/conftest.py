@@ -60,9 +60,33 @@ def make_context(
         "state_dir": str(tmp_path / "state"),
         **overrides,
     }
-    settings = load_settings(values, root=root, environ={})
+    # This repository has two models; a test of one stage works on the wine classifier
+    # (its overrides, from the "command line", still win over the model's table).
+    environ = {"MLCI_MODEL": "wine"} if root == REPO_ROOT else {}
+    settings = load_settings(values, root=root, environ=environ)
     lines: list[str] = []
     return StageContext(settings, log=lines.append), lines
+
+
+def train_and_promote(tmp_path: Path, uri: str, model: str, params: dict, **extra: Any):
+    """train.run then promote.run on this repository (the wine classifier unless ``extra``
+    names another module): (train result, promote result, log lines)."""
+    from mlci.stages import promote, train
+
+    ctx, lines = make_context(
+        tmp_path,
+        **{
+            "mlflow.tracking_uri": uri,
+            "mlflow.registered_model": model,
+            "mlflow.experiment": model,
+            "model.params": params,
+            **extra,
+        },
+    )
+    with ctx:
+        trained = train.run(ctx)
+        promoted = promote.run(ctx)
+    return trained, promoted, lines
 
 
 def invoke_model_task(
@@ -72,6 +96,7 @@ def invoke_model_task(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
     env.update(
         MLCI_PROJECT_ROOT=str(REPO_ROOT),
+        MLCI_MODEL="wine",
         MLCI_MLFLOW_TRACKING_URI=uri,
         MLCI_MLFLOW_REGISTERED_MODEL=model,
         MLCI_REPORTS_DIR=str(tmp_path / "reports"),

@@ -9,31 +9,14 @@ import pytest
 
 from mlci.errors import ModelRejected
 from mlci.reports import read_json
-from mlci.stages import promote, train
+from mlci.stages import train
 
-from .conftest import REPO_ROOT, make_context
+from .conftest import REPO_ROOT, make_context, train_and_promote
 
 pytestmark = pytest.mark.integration
 
 WEAK = {"estimator": "random_forest", "n_estimators": 1, "max_depth": 1, "seed": 3}
 STRONG = {"estimator": "random_forest", "n_estimators": 200, "seed": 42}
-
-
-def _train_and_promote(tmp_path, uri, model, params, **extra):
-    ctx, lines = make_context(
-        tmp_path,
-        **{
-            "mlflow.tracking_uri": uri,
-            "mlflow.registered_model": model,
-            "mlflow.experiment": model,
-            "model.params": params,
-            **extra,
-        },
-    )
-    with ctx:
-        trained = train.run(ctx)
-        promoted = promote.run(ctx)
-    return trained, promoted, lines
 
 
 def _version(folder):
@@ -98,14 +81,14 @@ def test_worse_model_never_takes_champion_and_better_one_does(tmp_path, mlflow_s
     model = f"race-{uuid.uuid4().hex[:8]}"
     no_minimum = {"promotion.min": {}}
 
-    _, first, _ = _train_and_promote(tmp_path / "1", mlflow_server, model, WEAK, **no_minimum)
+    _, first, _ = train_and_promote(tmp_path / "1", mlflow_server, model, WEAK, **no_minimum)
     assert first.summary == "champion -> v1"  # no champion yet: the first version takes it
 
-    _, second, _ = _train_and_promote(tmp_path / "2", mlflow_server, model, STRONG, **no_minimum)
+    _, second, _ = train_and_promote(tmp_path / "2", mlflow_server, model, STRONG, **no_minimum)
     assert second.summary == "champion -> v2"
     assert _champion(mlflow_server, model).version == "2"
 
-    _, third, lines = _train_and_promote(tmp_path / "3", mlflow_server, model, WEAK, **no_minimum)
+    _, third, lines = train_and_promote(tmp_path / "3", mlflow_server, model, WEAK, **no_minimum)
     assert third.summary == "champion stays v2"
     assert any("does not beat the champion (v2)" in line for line in lines)
     assert _champion(mlflow_server, model).version == "2"
@@ -113,9 +96,9 @@ def test_worse_model_never_takes_champion_and_better_one_does(tmp_path, mlflow_s
 
 def test_candidate_below_minimum_is_rejected_and_alias_stays(tmp_path, mlflow_server):
     model = f"min-{uuid.uuid4().hex[:8]}"
-    _train_and_promote(tmp_path / "1", mlflow_server, model, STRONG)
+    train_and_promote(tmp_path / "1", mlflow_server, model, STRONG)
     with pytest.raises(ModelRejected, match="does not meet the promotion thresholds"):
-        _train_and_promote(
+        train_and_promote(
             tmp_path / "2", mlflow_server, model, WEAK, **{"promotion.min": {"f1_macro": 0.99}}
         )
     assert _champion(mlflow_server, model).version == "1"
@@ -124,8 +107,8 @@ def test_candidate_below_minimum_is_rejected_and_alias_stays(tmp_path, mlflow_se
 def test_dry_run_decides_but_moves_nothing(tmp_path, mlflow_server):
     model = f"dry-{uuid.uuid4().hex[:8]}"
     no_minimum = {"promotion.min": {}}
-    _train_and_promote(tmp_path / "1", mlflow_server, model, WEAK, **no_minimum)
-    _, result, _ = _train_and_promote(
+    train_and_promote(tmp_path / "1", mlflow_server, model, WEAK, **no_minimum)
+    _, result, _ = train_and_promote(
         tmp_path / "2",
         mlflow_server,
         model,

@@ -531,7 +531,7 @@ def test_unknown_section_without_close_match_lists_the_sections(write_project, l
     with pytest.raises(ConfigError) as info:
         load()
     assert info.value.what == "unknown section [tool.mlci.zzzzqqq] in pyproject.toml"
-    assert "the sections are gate, image, lint, mlflow, model, platform" in info.value.fix
+    assert "sections are bootstrap, gate, image, lint, mlflow, model, platform" in info.value.fix
 
 
 def test_unknown_section_suggests_the_close_one(write_project, load):
@@ -723,3 +723,84 @@ def test_section_dataclass_can_be_built_directly():
     assert policy.alias == "champion"
     assert PromotionSettings().min == {}
     assert isinstance(Settings(project_root=Path("/p")).promotion, PromotionSettings)
+
+
+def test_a_direction_other_than_higher_or_lower_is_refused(write_project, load):
+    write_project('[tool.mlci.promotion]\ndirections = { rmse = "down" }')
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert info.value.what == "promotion.directions (from pyproject.toml) has rmse = 'down'"
+    assert info.value.why == "each value must be one of: higher, lower"
+
+
+MODELS = """
+[tool.mlci.promotion]
+mode = "dry-run"
+min = { accuracy = 0.5 }
+
+[tool.mlci.models.wine]
+module = "wine_classifier"
+params = { n_estimators = 10 }
+
+[tool.mlci.models.diabetes]
+module = "diabetes_regressor"
+registered_model = "diabetes-v2"
+
+[tool.mlci.models.diabetes.promotion]
+primary_metric = "rmse"
+directions = { rmse = "lower" }
+min = {}
+"""
+
+
+def test_each_model_has_its_table_over_the_projects_settings(write_project, load):
+    write_project(MODELS)
+    settings = load()
+    assert [s.model_name for s in settings.each_model()] == ["wine", "diabetes"]
+    wine, diabetes = settings.each_model()
+    assert wine.model.module == "wine_classifier"
+    assert wine.mlflow.registered_model == wine.mlflow.experiment == "wine"  # the name
+    assert wine.promotion.min == {"accuracy": 0.5}  # the project's
+    assert diabetes.mlflow.registered_model == "diabetes-v2"
+    assert diabetes.promotion.primary_metric == "rmse"
+    assert diabetes.promotion.min == {}
+    assert diabetes.promotion.mode == "dry-run"  # shared
+    assert diabetes.model_reports_path == settings.reports_path / "models" / "diabetes"
+
+
+def test_the_environment_still_wins_over_a_models_table(write_project, load):
+    write_project(MODELS)
+    settings = load(env={"MLCI_MODEL": "diabetes", "MLCI_PROMOTION_PRIMARY_METRIC": "mae"})
+    assert settings.model_name == "diabetes"
+    assert settings.each_model() == [settings]
+    assert settings.promotion.primary_metric == "mae"
+    assert settings.mlflow.registered_model == "diabetes-v2"
+
+
+def test_choosing_a_model_that_is_not_there_says_which_are(write_project, load):
+    write_project(MODELS)
+    with pytest.raises(ConfigError) as info:
+        load(env={"MLCI_MODEL": "wnie"})
+    assert info.value.what == "there is no model 'wnie' in [tool.mlci.models]"
+    assert info.value.fix == "did you mean 'wine'?"
+    with pytest.raises(ConfigError) as info:
+        load().one_model()
+    assert info.value.what == "this project has several models: wine, diabetes"
+
+
+@pytest.mark.parametrize(
+    ("table", "what"),
+    [
+        ('[tool.mlci.models.a]\nmodul = "x"', "unknown setting 'modul' in [tool.mlci.models.a]"),
+        ('[tool.mlci.models.a]\nparams = { n = 1 }', "[tool.mlci.models.a] names no module"),
+        ('[tool.mlci.models.a]\nmodule = "x"\npromotion = { mni = {} }',
+         "unknown setting 'mni' in [tool.mlci.models.a] promotion"),
+        ("models = 3", "[tool.mlci.models] must hold one table per model"),
+        ('[tool.mlci.models.a]\nmodule = 3', "model.module (from [tool.mlci.models.a]) has an"),
+    ],
+)  # fmt: skip
+def test_a_wrong_models_table_is_named(write_project, load, table, what):
+    write_project(table)
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert info.value.what.startswith(what)

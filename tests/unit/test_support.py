@@ -397,11 +397,28 @@ def test_promote_with_an_incomplete_train_report(write_project, load, tmp_path, 
 def test_image_without_a_dockerfile_is_a_config_error(write_project, load, tmp_path):
     from mlci.stages import image
 
-    write_project('[tool.mlci.image]\ncontext = "pkg"')
+    write_project('[tool.mlci.image]\ncontext = "pkg"\ndockerfile = "Dockerfile"')
     (tmp_path / "pkg").mkdir()
     with pytest.raises(ConfigError, match="Dockerfile") as info:
-        image.run(StageContext(load()))
+        image.dockerfile_for(load())
     assert "MLCI_IMAGE_CONTEXT" in info.value.fix
+
+
+def test_a_repository_without_a_dockerfile_uses_mlcis_and_skips_without_an_engine(
+    write_project, load, tmp_path, monkeypatch
+):
+    from mlci.resources import shipped
+    from mlci.stages import image
+
+    write_project('[tool.mlci.model]\nmodule = "m"')
+    path, is_shipped = image.dockerfile_for(load())
+    assert is_shipped and path == shipped("templates/Dockerfile")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    assert image.dockerfile_for(load()) == (tmp_path / "Dockerfile", False)  # its own wins
+    (tmp_path / "Dockerfile").unlink()
+    monkeypatch.setattr(image, "docker_client", lambda timeout: None)
+    result = image.run(StageContext(load(), log=lambda _: None))
+    assert result.status == "skipped"
 
 
 @pytest.mark.parametrize(
@@ -409,7 +426,7 @@ def test_image_without_a_dockerfile_is_a_config_error(write_project, load, tmp_p
     [
         ("", "model.module is not set"),
         ("mlci_no_such_model_xyz", "cannot be imported"),
-        ("json", "has no train_and_evaluate()"),
+        ("json", "does not follow mlci.s model contract"),
     ],
 )
 def test_train_needs_an_importable_model_module(module, message):

@@ -6,3 +6,15 @@ try:
     __version__ = version("mlci")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+# The model contract, for model packages that want to import it (a lazy import keeps
+# `import mlci` cheap for the CLI).
+__all__ = ["ModelPackage", "TrainResult", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("ModelPackage", "TrainResult"):
+        from mlci import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module 'mlci' has no attribute {name!r}")

@@ -58,6 +58,12 @@ class StageContext:
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
     _tracking_uri: str | None = field(default=None, repr=False)
     _index: tuple[str, str] | None = field(default=None, repr=False)
+    #: The pipeline's context, for a model's own (see :meth:`for_model`): servers are shared.
+    _parent: StageContext | None = field(default=None, repr=False)
+
+    def for_model(self, settings: Settings) -> StageContext:
+        """A context for one model of several, sharing this one's servers and cleanup."""
+        return StageContext(settings, log=self.log, _stack=self._stack, _parent=self)
 
     def __enter__(self) -> StageContext:
         return self
@@ -74,12 +80,19 @@ class StageContext:
         return writable_folder(self.settings.reports_path, "reports_dir")
 
     @property
+    def model_reports(self) -> Path:
+        """Where train and promote write: the reports folder, or reports/models/<name>."""
+        return writable_folder(self.settings.model_reports_path, "reports_dir")
+
+    @property
     def state(self) -> Path:
         """The state folder (local servers' data and logs), created and writable."""
         return writable_folder(self.settings.state_path, "state_dir")
 
     def tracking_uri(self) -> str:
         """The MLflow tracking server: the configured one, or a local `mlflow server`."""
+        if self._parent is not None:
+            return self._parent.tracking_uri()
         if self._tracking_uri is None:
             configured = self.settings.mlflow.tracking_uri
             if configured:
@@ -105,12 +118,19 @@ class StageContext:
 
     def package_index(self) -> tuple[str, str]:
         """(upload URL, simple-API URL): the configured index, or a local pypiserver."""
+        if self._parent is not None:
+            return self._parent.package_index()
         if self._index is None:
             release = self.settings.release
             if release.repository_url:
                 upload = release.repository_url
                 simple = release.index_url or upload.rstrip("/") + "/simple/"
             else:
+                from mlci.tools import require_module
+
+                require_module(
+                    "pypiserver", "with no release.repository_url mlci starts a local index"
+                )
                 state = self.state
                 server = self._stack.enter_context(
                     servers.local_server(

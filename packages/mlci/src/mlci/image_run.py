@@ -38,7 +38,7 @@ from mlci.errors import (
     ToolMissing,
     TrackingServerError,
 )
-from mlci.settings import SPECS, TRAINING_CONTEXT_ENV, Settings
+from mlci.settings import MODEL_ENV, SPECS, TRAINING_CONTEXT_ENV, Settings
 
 # Variables the container gets from this process when they are set: MLflow's own client
 # settings (credentials included) and the CI facts lineage records.
@@ -125,6 +125,7 @@ def container_env(settings: Settings, tracking_uri: str, context: dict[str, Any]
             "MLCI_PROJECT_ROOT": str(settings.project_root),
             "MLCI_MLFLOW_TRACKING_URI": tracking_uri,
             "MLCI_TRAIN_IN_IMAGE": "never",
+            **({MODEL_ENV: settings.model_name} if settings.model_name else {}),
             TRAINING_CONTEXT_ENV: json.dumps(context, sort_keys=True),
             "HOME": "/tmp",
             "MLFLOW_DISABLE_TELEMETRY": "true",

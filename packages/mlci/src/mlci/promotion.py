@@ -31,8 +31,43 @@ class Decision:
     rows: tuple[Row, ...]
 
 
+HIGHER, LOWER = "higher", "lower"
+
+
+def direction(policy: PromotionSettings, metric: str) -> str:
+    """Whether ``metric`` is better higher or lower: ``directions`` first, then (for the
+    primary metric only) ``greater_is_better``, else higher."""
+    if metric in policy.directions:
+        return policy.directions[metric]
+    if metric == policy.primary_metric and not policy.greater_is_better:
+        return LOWER
+    return HIGHER
+
+
+def check_policy(policy: PromotionSettings) -> None:
+    """Thresholds that contradict the metrics' directions are settings to fix."""
+    from mlci.errors import ConfigError
+
+    wrong = [(m, "min", "max") for m in policy.min if direction(policy, m) == LOWER]
+    wrong += [(m, "max", "min") for m in policy.max if direction(policy, m) == HIGHER]
+    if wrong:
+        metric, used, other = wrong[0]
+        kind = "lower" if used == "min" else "higher"
+        raise ConfigError(
+            f"promotion.{used} sets a bound on {metric}, a {kind}-is-better metric",
+            f"promotion.{used} is for metrics that are better "
+            f"{'higher' if used == 'min' else 'lower'}; a {kind}-is-better metric needs "
+            f"promotion.{other}",
+            f"move {metric} to promotion.{other}, or fix promotion.directions",
+        )
+
+
 def _better(candidate: float, champion: float, greater_is_better: bool) -> bool:
     return candidate > champion if greater_is_better else candidate < champion
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
 
 
 def decide(
@@ -49,32 +84,35 @@ def decide(
     champ = champion or {}
     primary = policy.primary_metric
 
-    for metric, minimum in sorted(policy.min.items()):
+    bounds = [(m, b, ">=") for m, b in policy.min.items()]
+    bounds += [(m, b, "<=") for m, b in policy.max.items()]
+    for metric, bound, op in sorted(bounds):
         value = candidate.get(metric)
-        ok = value is not None and not math.isnan(value) and value >= minimum
-        rows.append(Row(metric, value, champ.get(metric), f">= {minimum:g}", PASS if ok else FAIL))
+        ok = not _missing(value) and (value >= bound if op == ">=" else value <= bound)
+        rows.append(Row(metric, value, champ.get(metric), f"{op} {bound:g}", PASS if ok else FAIL))
         if not ok:
             failures.append(
                 f"{metric} was not logged"
                 if value is None
-                else f"{metric} {value:.4f} < {minimum:g}"
+                else f"{metric} {value:.4f} {'<' if op == '>=' else '>'} {bound:g}"
             )
 
     if champion is not None:
-        sign = 1.0 if policy.greater_is_better else -1.0
         for metric, allowed in sorted(policy.max_regression.items()):
             value, held = candidate.get(metric), champ.get(metric)
+            word = "drop" if direction(policy, metric) == HIGHER else "rise"
             if held is None or math.isnan(held):
-                rows.append(Row(metric, value, held, f"drop <= {allowed:g}", "-"))
+                rows.append(Row(metric, value, held, f"{word} <= {allowed:g}", "-"))
                 continue
-            drop = None if value is None or math.isnan(value) else sign * (held - value)
-            ok = drop is not None and drop <= allowed + 1e-12
-            rows.append(Row(metric, value, held, f"drop <= {allowed:g}", PASS if ok else FAIL))
+            sign = 1.0 if direction(policy, metric) == HIGHER else -1.0
+            worse = None if _missing(value) else sign * (held - value)
+            ok = worse is not None and worse <= allowed + 1e-12
+            rows.append(Row(metric, value, held, f"{word} <= {allowed:g}", PASS if ok else FAIL))
             if not ok:
                 failures.append(
                     f"{metric} was not logged"
-                    if drop is None
-                    else f"{metric} drops {drop:.4f} against the champion (allowed {allowed:g})"
+                    if worse is None
+                    else f"{metric} {word}s {worse:.4f} against the champion (allowed {allowed:g})"
                 )
 
     cand_primary = candidate.get(primary)
@@ -97,18 +135,19 @@ def decide(
         )
 
     champ_primary = champ.get(primary)
-    direction = ">" if policy.greater_is_better else "<"
+    higher = direction(policy, primary) == HIGHER
+    symbol = ">" if higher else "<"
     if champ_primary is None or math.isnan(champ_primary):
         beats = True
         rows.append(Row(primary, cand_primary, None, "champion has no value", PASS))
     else:
-        beats = _better(cand_primary, champ_primary, policy.greater_is_better)
+        beats = _better(cand_primary, champ_primary, higher)
         rows.append(
             Row(
                 primary,
                 cand_primary,
                 champ_primary,
-                f"{direction} champion",
+                f"{symbol} champion",
                 PASS if beats else FAIL,
             )
         )

@@ -504,6 +504,9 @@ class Outcome:
     decision: Decision
     champion_before: str | None
     moved: bool
+    #: The champion's logged metrics, when the decision used other (re-scored) figures.
+    champion_logged: dict[str, float] | None = None
+    notes: tuple[str, ...] = ()
 
 
 def promote_version(
@@ -517,19 +520,35 @@ def promote_version(
     log: Callable[[str], None] = lambda _line: None,
     lease_wait: float = 300.0,
     lease_ttl: float = 120.0,
+    candidate_metrics: dict[str, float] | None = None,
+    rescore: Callable[[Any], tuple[dict[str, float] | None, list[str]]] | None = None,
 ) -> Outcome:
-    """Decide and move under the lease: a loser of a race re-reads the new champion first."""
+    """Decide and move under the lease: a loser of a race re-reads the new champion first.
+
+    ``candidate_metrics`` replace the candidate's logged metrics and ``rescore(champion_mv)``
+    gives the champion's figures on the same data (None: use its logged ones), so that both
+    are judged on the same rows; see :mod:`mlci.evaluation`.
+    """
     candidate_mv = client.get_model_version(model, version)
     candidate = dict(client.get_run(candidate_mv.run_id).data.metrics)
+    if candidate_metrics is not None:
+        candidate = {**candidate, **candidate_metrics}
     with promotion_lease(client, model, owner, log=log, wait=lease_wait, ttl=lease_ttl) as lease:
         champion_mv = alias_version(client, model, policy.alias)
-        champion = dict(client.get_run(champion_mv.run_id).data.metrics) if champion_mv else None
+        logged = dict(client.get_run(champion_mv.run_id).data.metrics) if champion_mv else None
+        champion, notes = logged, []
         before = str(champion_mv.version) if champion_mv else None
+        if champion_mv is not None and rescore is not None and before != str(version):
+            figures, notes = rescore(champion_mv)
+            if figures is not None:
+                champion = {**(logged or {}), **figures}
         decision = decide(
             candidate, champion, policy, candidate_version=version, champion_version=before
         )
+        extra = {"champion_logged": logged if champion is not logged else None,
+                 "notes": tuple(notes)}  # fmt: skip
         if policy.mode == "dry-run":
-            return Outcome(decision, before, False)
+            return Outcome(decision, before, False, **extra)
         lease.check(f"tagging {model} v{version} with the decision")
         client.set_model_version_tag(
             model,
@@ -539,7 +558,9 @@ def promote_version(
                 {
                     "mode": policy.mode,
                     "primary_metric": policy.primary_metric,
+                    "directions": policy.directions,
                     "min": policy.min,
+                    "max": policy.max,
                     "max_regression": policy.max_regression,
                     "decision": "promoted" if decision.promote else "kept champion",
                     "reason": decision.reason,
@@ -548,11 +569,11 @@ def promote_version(
             ),
         )
         if not decision.promote:
-            return Outcome(decision, before, False)
+            return Outcome(decision, before, False, **extra)
         _move(client, lease, model, policy.alias, version, before,
               {"kind": PROMOTION, "reason": decision.reason, "by": owner,
                "build_url": build_url})  # fmt: skip
-        return Outcome(decision, before, True)
+        return Outcome(decision, before, True, **extra)
 
 
 def _version_label(version: str | None) -> str:

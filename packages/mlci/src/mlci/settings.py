@@ -15,6 +15,7 @@ connects to a server, so ``invoke --list`` and ``--help`` work without credentia
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import math
@@ -34,7 +35,20 @@ ROOT_ENV = "MLCI_PROJECT_ROOT"
 # Set by mlci itself for training inside the model image (what the container cannot see:
 # git facts, the image digest); not a setting.
 TRAINING_CONTEXT_ENV = "MLCI_TRAINING_CONTEXT"
-RESERVED_ENV = frozenset({ROOT_ENV, TRAINING_CONTEXT_ENV})
+# Picks one of [tool.mlci.models.<name>] for train, promote and the model.* tasks.
+MODEL_ENV = "MLCI_MODEL"
+# Set by `invoke release` for the build of mlci itself (packages/mlci/hatch_build.py).
+BUILD_SOURCE_ENV = "MLCI_BUILD_SOURCE_ROOT"
+RESERVED_ENV = frozenset({ROOT_ENV, TRAINING_CONTEXT_ENV, MODEL_ENV, BUILD_SOURCE_ENV})
+# What a [tool.mlci.models.<name>] table may set, and the setting each key stands for; its
+# [promotion] sub-table sets promotion.* for that model.
+MODEL_KEYS = {
+    "module": "model.module",
+    "package": "model.package",
+    "params": "model.params",
+    "registered_model": "mlflow.registered_model",
+    "experiment": "mlflow.experiment",
+}
 # The tools' own variables mlci honours, below its MLCI_* ones: an MLflow user's
 # MLFLOW_TRACKING_URI names the server unless MLCI_MLFLOW_TRACKING_URI says otherwise.
 PLAIN_ENV = {"mlflow.tracking_uri": "MLFLOW_TRACKING_URI"}
@@ -48,7 +62,8 @@ def option(default: Any, help: str, **meta: Any) -> Any:
     """Declare a setting: its default, one line of help, and validation facts.
 
     ``meta`` keys: ``choices`` (allowed values), ``minimum``/``maximum`` (numbers),
-    ``secret`` (never read from files, masked when shown), ``url`` (must be http(s) or empty).
+    ``secret`` (never read from files, masked when shown), ``url`` (must be http(s) or empty),
+    ``value_choices`` (allowed values of a table's entries).
     """
     metadata = {"help": help, **meta}
     if isinstance(default, list | dict):
@@ -98,7 +113,9 @@ class SonarSettings:
     sources: list[str] = option(["src"], "source folders analysed as main code")
     tests: list[str] = option(["tests"], "folders analysed as test code")
     scanner: list[str] = option(["pysonar"], "the scanner command (pysonar from PyPI)")
-    working_dir: str = option(".scannerwork", "scanner working folder (holds report-task.txt)")
+    working_dir: str = option(
+        "", "scanner working folder (holds report-task.txt); empty: scannerwork in state_dir"
+    )
     branch_analysis: bool = option(
         False, "send branch / pull-request parameters (needs a SonarQube edition with branches)"
     )
@@ -182,9 +199,21 @@ class PromotionSettings:
     alias: str = option("champion", "alias that marks the model in production")
     primary_metric: str = option("f1_macro", "metric the candidate must beat the champion on")
     greater_is_better: bool = option(True, "whether a higher primary metric is better")
-    min: dict[str, float] = option({}, "minimum value per metric a candidate must reach")
+    directions: dict[str, str] = option(
+        {},
+        'whether each metric is better "higher" or "lower", e.g. {rmse = "lower"}; unnamed '
+        "metrics are higher-is-better, an unnamed primary one follows greater_is_better",
+        value_choices=("higher", "lower"),
+    )
+    min: dict[str, float] = option(
+        {}, "lowest value per higher-is-better metric a candidate must reach"
+    )
+    max: dict[str, float] = option(
+        {}, "highest value per lower-is-better metric a candidate may have, e.g. {rmse = 60}"
+    )
     max_regression: dict[str, float] = option(
-        {}, "largest drop per metric allowed against the champion"
+        {},
+        "largest worsening per metric allowed against the champion, in the metric's direction",
     )
     lease_wait: float = option(
         300.0, "seconds to wait for another promotion of the same model", minimum=1
@@ -253,6 +282,14 @@ class PlatformSettings:
 
 
 @dataclass(frozen=True)
+class BootstrapSettings:
+    requirements: list[str] = option(
+        [],
+        'what .ci/bootstrap installs into .venv, as pip arguments, e.g. ["mlci[all]", "-e ."]',
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     project_root: Path
     reports_dir: str = option("reports", "folder for reports (JUnit, Cobertura, summaries)")
@@ -271,7 +308,63 @@ class Settings:
     promotion: PromotionSettings = section(PromotionSettings)
     release: ReleaseSettings = section(ReleaseSettings)
     platform: PlatformSettings = section(PlatformSettings)
+    bootstrap: BootstrapSettings = section(BootstrapSettings)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: [tool.mlci.models.<name>]: per model, the settings it sets (validated keys).
+    models: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
+    #: The model these settings are for ("" for a project with one model).
+    model_name: str = field(default="", compare=False)
+
+    def for_model(self, name: str) -> Settings:
+        """These settings for model ``name``: its table over the project's [tool.mlci.model],
+        [tool.mlci.mlflow] and [tool.mlci.promotion]; the environment and flags still win."""
+        if name not in self.models:
+            close = difflib.get_close_matches(name, sorted(self.models), n=1, cutoff=0.6)
+            raise ConfigError(
+                f"there is no model {name!r} in [tool.mlci.models]",
+                f"the models are {', '.join(sorted(self.models)) or 'none'}",
+                f"did you mean {close[0]!r}?" if close else f"set {MODEL_ENV} to one of them",
+            )
+        values = {"mlflow.registered_model": name, "mlflow.experiment": name}
+        values.update(self.models[name])
+        changes: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            if self.sources.get(key, SOURCE_DEFAULT).startswith(("env ", SOURCE_CLI)):
+                continue
+            section, _, attr = key.partition(".")
+            changes.setdefault(section, {})[attr] = value
+        replaced = {
+            section: dataclasses.replace(getattr(self, section), **kw)
+            for section, kw in changes.items()
+        }
+        return dataclasses.replace(self, model_name=name, **replaced)
+
+    def one_model(self, name: str | None = None) -> Settings:
+        """These settings for one model: ``name``, the chosen one, or the only one."""
+        if name:
+            return self.for_model(name)
+        if self.model_name or not self.models:
+            return self
+        if len(self.models) == 1:
+            return self.for_model(next(iter(self.models)))
+        raise ConfigError(
+            f"this project has several models: {', '.join(self.models)}",
+            "a registry task works on one registered model",
+            f"choose one with --model NAME (or {MODEL_ENV}=NAME)",
+        )
+
+    def each_model(self) -> list[Settings]:
+        """One Settings per model to train and promote: the chosen one, or all of them."""
+        if self.model_name or not self.models:
+            return [self]
+        return [self.for_model(name) for name in self.models]
+
+    @property
+    def model_reports_path(self) -> Path:
+        """Where train and promote write for this model: reports/, or reports/models/<name>."""
+        if self.model_name:
+            return self.reports_path / "models" / self.model_name
+        return self.reports_path
 
     def path(self, relative: str | Path) -> Path:
         """A path from configuration, resolved against the project root."""
@@ -285,6 +378,13 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return self.path(self.state_dir)
+
+    @property
+    def scanner_work_path(self) -> Path:
+        """The scanner's working folder: under the state folder unless set."""
+        if self.sonar.working_dir:
+            return self.path(self.sonar.working_dir)
+        return self.state_path / "scannerwork"
 
     def get(self, key: str) -> Any:
         obj: Any = self
@@ -327,7 +427,7 @@ def _collect_specs() -> dict[str, _Spec]:
     specs: dict[str, _Spec] = {}
     hints = typing.get_type_hints(Settings)
     for f in fields(Settings):
-        if f.name in ("project_root", "sources"):
+        if f.name in ("project_root", "sources", "models", "model_name"):
             continue
         if f.metadata.get("section"):
             cls = hints[f.name]
@@ -391,6 +491,8 @@ def _flatten_file_table(table: Mapping[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     sections = {s.section for s in SPECS.values() if s.section}
     for name, value in table.items():
+        if name == "models":
+            continue  # per-model tables: _model_entries
         if name in sections:
             if not isinstance(value, dict):
                 raise ConfigError(
@@ -430,7 +532,8 @@ def load_settings(
     """Build and validate the settings: command line > MLCI_* env > pyproject > defaults."""
     env = os.environ if environ is None else environ
     project_root = root.resolve() if root else find_project_root(environ=env)
-    file_values = _flatten_file_table(_read_file_table(project_root))
+    file_table = _read_file_table(project_root)
+    file_values = _flatten_file_table(file_table)
 
     for key, value in file_values.items():
         if key not in SPECS:
@@ -468,6 +571,7 @@ def load_settings(
         values[key] = _coerce(spec, raw, source, from_text)
         sources[key] = source
 
+    models = _model_entries(file_table.get("models", {}))
     sections: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for key, value in values.items():
@@ -478,7 +582,49 @@ def load_settings(
             top[key] = value
     hints = typing.get_type_hints(Settings)
     built = {name: hints[name](**kw) for name, kw in sections.items()}
-    return Settings(project_root=project_root, sources=sources, **top, **built)
+    settings = Settings(
+        project_root=project_root, sources=sources, models=models, **top, **built
+    )
+    chosen = env.get(MODEL_ENV, "").strip()
+    if chosen:
+        return settings.for_model(chosen)
+    return settings
+
+
+def _model_entries(table: Any) -> dict[str, dict[str, Any]]:
+    """[tool.mlci.models.<name>] tables as {name: {setting key: validated value}}."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(
+            "[tool.mlci.models] must hold one table per model",
+            "each model is a table: [tool.mlci.models.<name>] with module, params, ...",
+            'write e.g. [tool.mlci.models.wine] module = "wine_classifier"',
+        )
+    known = [*MODEL_KEYS, "promotion"]
+    promotion_keys = [s.name for s in SPECS.values() if s.section == "promotion"]
+    entries: dict[str, dict[str, Any]] = {}
+    for name, entry in table.items():
+        where = f"[tool.mlci.models.{name}]"
+        values: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key == "promotion" and isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    if sub not in promotion_keys:
+                        raise _unknown(sub, f"{where} promotion", promotion_keys)
+                    spec = SPECS[f"promotion.{sub}"]
+                    values[spec.key] = _coerce(spec, sub_value, where, False)
+            elif key in MODEL_KEYS:
+                spec = SPECS[MODEL_KEYS[key]]
+                values[spec.key] = _coerce(spec, value, where, False)
+            else:
+                raise _unknown(key, where, known)
+        if not values.get("model.module"):
+            raise ConfigError(
+                f"{where} names no module",
+                "each model's table says which package trains it",
+                f'add module = "<import name>" to {where}',
+            )
+        entries[str(name)] = values
+    return entries
 
 
 def _coerce(spec: _Spec, raw: Any, source: str, from_text: bool) -> Any:
@@ -498,6 +644,14 @@ def _coerce(spec: _Spec, raw: Any, source: str, from_text: bool) -> Any:
             f"it must be one of: {', '.join(meta['choices'])}",
             f"set it to one of those ({spec.help})",
         )
+    if meta.get("value_choices") and isinstance(value, dict):
+        wrong = {k: v for k, v in value.items() if v not in meta["value_choices"]}
+        if wrong:
+            raise ConfigError(
+                f"{where} has {', '.join(f'{k} = {v!r}' for k, v in sorted(wrong.items()))}",
+                f"each value must be one of: {', '.join(meta['value_choices'])}",
+                f"fix it ({spec.help})",
+            )
     if isinstance(value, int | float) and not isinstance(value, bool):
         low, high = meta.get("minimum"), meta.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):

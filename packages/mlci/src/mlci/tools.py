@@ -18,15 +18,33 @@ from pathlib import Path
 
 from mlci.errors import ToolMissing
 
+#: The tools that are extras of mlci (a core install trains, promotes and releases), and
+#: the extra that brings each: pip install 'mlci[lint]', or 'mlci[all]' for every one.
+EXTRAS = {
+    "ruff": "lint",
+    "pytest": "test",
+    "pytest_cov": "test",
+    "pysonar": "scan",
+    "pypiserver": "index",
+}
+
+
+def require_module(module: str, why: str = "a stage runs it with this interpreter") -> None:
+    """A clear ToolMissing, naming mlci's extra, when ``module`` cannot be imported here."""
+    if importlib.util.find_spec(module) is not None:
+        return
+    extra = EXTRAS.get(module)
+    install = f"'mlci[{extra}]'" if extra else module
+    raise ToolMissing(
+        f"the Python module {module!r} is not installed",
+        why + (f"; it comes with mlci's {extra!r} extra" if extra else ""),
+        f"install it into this environment: {sys.executable} -m pip install {install}",
+    )
+
 
 def python_module_command(module: str, *args: str) -> list[str]:
     """``python -m MODULE ...`` with this interpreter, after checking the module exists."""
-    if importlib.util.find_spec(module) is None:
-        raise ToolMissing(
-            f"the Python module {module!r} is not installed",
-            "a stage runs it with this interpreter",
-            f"install it into this environment: {sys.executable} -m pip install {module}",
-        )
+    require_module(module)
     return [sys.executable, "-m", module, *args]
 
 

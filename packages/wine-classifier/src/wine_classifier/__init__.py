@@ -8,7 +8,7 @@ only when the MLP is built or figures are drawn.
 from importlib.metadata import PackageNotFoundError, version
 
 from .data import Split, load_split
-from .evaluate import evaluate
+from .evaluate import evaluate, score
 from .model import DEFAULT_PARAMS, MLP_DEFAULT_PARAMS, build_model, validate_params
 from .record import model_record
 from .train import TrainingResult, train_and_evaluate
@@ -28,6 +28,7 @@ __all__ = [
     "evaluate",
     "load_split",
     "model_record",
+    "score",
     "train_and_evaluate",
     "validate_params",
 ]

@@ -50,6 +50,10 @@ class TrainingResult:
     #: The MLP's ``torch.nn.Module`` on the CPU (raw features in, logits out; it includes
     #: the standardisation), for logging with ``mlflow.pytorch``. ``None`` otherwise.
     torch_module: Any = None
+    #: The held-out inputs and targets the metrics come from (mlci re-scores the
+    #: champion on them at promotion, with :func:`~wine_classifier.evaluate.score`).
+    eval_inputs: np.ndarray | None = None
+    eval_targets: np.ndarray | None = None
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -146,4 +150,6 @@ def train_and_evaluate(
         extra_artifacts=render_figures(model, split, estimator, effective["seed"]),
         device=model.device_ if torch_model else "cpu",
         torch_module=model.module_ if torch_model else None,
+        eval_inputs=split.X_test,
+        eval_targets=split.y_test,
     )

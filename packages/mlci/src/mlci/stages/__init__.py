@@ -49,3 +49,25 @@ def stage_function(name: str) -> Callable[[StageContext], StageResult]:
     if name not in PIPELINE_STAGES:
         raise KeyError(name)
     return importlib.import_module(f"mlci.stages.{name}").run
+
+
+def each_model(
+    ctx: StageContext, stage: str, run: Callable[[StageContext], StageResult]
+) -> StageResult | None:
+    """For a project with several models ([tool.mlci.models]), run ``run`` once per model
+    and combine the results; None when the settings are for one model (run it as it is)."""
+    chosen = ctx.settings.each_model()
+    if chosen == [ctx.settings] and chosen[0] is ctx.settings:
+        return None
+    results = []
+    for settings in chosen:
+        ctx.log(f"{stage}: model {settings.model_name}")
+        results.append((settings.model_name, run(ctx.for_model(settings))))
+    statuses = {r.status for _, r in results}
+    return StageResult(
+        stage,
+        SKIPPED if statuses == {SKIPPED} else PASSED,
+        "; ".join(f"{name}: {r.summary}" for name, r in results),
+        details={"models": {name: r.details for name, r in results}},
+        links={f"{name} {label}": url for name, r in results for label, url in r.links.items()},
+    )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mlci import orphans, registry
+from mlci import evaluation, orphans, registry
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
 from mlci.errors import ConfigError, ModelRejected, StageFailed, TrackingServerError
-from mlci.promotion import Decision
+from mlci.promotion import Decision, check_policy
 from mlci.reports import read_json, write_json
-from mlci.stages import PASSED, SKIPPED, StageResult
+from mlci.stages import PASSED, SKIPPED, StageResult, each_model
 from mlci.table import format_table
 
 REPORT = "promote.json"
@@ -22,13 +22,33 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def print_decision(ctx: StageContext, decision: Decision) -> None:
-    rows = [
-        (r.metric, _fmt(r.candidate), _fmt(r.champion), r.threshold, r.verdict)
-        for r in decision.rows
-    ]
-    for line in format_table(("metric", "candidate", "champion", "threshold", "verdict"), rows):
+def print_decision(
+    ctx: StageContext,
+    decision: Decision,
+    champion_logged: dict[str, float] | None = None,
+    data: tuple[str, str] | None = None,
+) -> list[str]:
+    """The decision as a table; with re-scored figures, the champion's logged ones beside."""
+    headers: tuple[str, ...] = ("metric", "candidate", "champion", "threshold", "verdict")
+    rows: list[tuple[str, ...]] = []
+    for r in decision.rows:
+        row = [r.metric, _fmt(r.candidate), _fmt(r.champion), r.threshold, r.verdict]
+        if champion_logged is not None:
+            row.insert(3, _fmt(champion_logged.get(r.metric)))
+        rows.append(tuple(row))
+    if champion_logged is not None:
+        headers = ("metric", "candidate", "champion", "champion (logged)", "threshold", "verdict")
+    if data is not None:
+        cand, champ = data
+        same = cand == champ
+        row = ["data", cand[:12], champ[:12], "same data" if same else "differs", "-"]
+        if champion_logged is not None:
+            row.insert(3, "")
+        rows.append(tuple(row))
+    lines = format_table(headers, rows)
+    for line in lines:
         ctx.log("  " + line)
+    return lines
 
 
 def check_same_server(client: Any, uri: str, trained: dict[str, Any]) -> None:
@@ -67,6 +87,7 @@ def check_metrics_logged(client: Any, trained: dict[str, Any], policy: Any) -> N
     metrics = client.get_run(str(trained["run_id"])).data.metrics
     named = {policy.primary_metric: "promotion.primary_metric"}
     named.update({m: "promotion.min" for m in policy.min})
+    named.update({m: "promotion.max" for m in policy.max})
     named.update({m: "promotion.max_regression" for m in policy.max_regression})
     unknown = {metric: setting for metric, setting in named.items() if metric not in metrics}
     if unknown:
@@ -80,13 +101,36 @@ def check_metrics_logged(client: Any, trained: dict[str, Any], policy: Any) -> N
         )
 
 
+def _model_module(ctx: StageContext) -> Any | None:
+    """The model package, for its score(); None when it is not installed here."""
+    from mlci.stages.train import load_model_module
+
+    try:
+        return load_model_module(ctx.settings.model.module)
+    except ConfigError as exc:
+        ctx.log(f"promote: the model package cannot be imported here ({exc.what})")
+        return None
+
+
+def _data_hashes(client: Any, name: str, version: str, champion_mv: Any) -> tuple[str, str] | None:
+    """(candidate's, champion's) training-data hash, when both versions record one."""
+    if champion_mv is None:
+        return None
+    candidate = client.get_model_version(name, version).tags.get("mlci.data_hash")
+    champion = (champion_mv.tags or {}).get("mlci.data_hash")
+    return (candidate, champion) if candidate and champion else None
+
+
 def run(ctx: StageContext) -> StageResult:
+    combined = each_model(ctx, "promote", run)
+    if combined is not None:
+        return combined
     settings = ctx.settings
     policy = settings.promotion
     if policy.mode == "disabled":
         ctx.log("promote: skipped: promotion.mode is disabled")
         return StageResult("promote", SKIPPED, "skipped: promotion disabled")
-    trained = read_json(ctx.reports / "train.json", "train")
+    trained = read_json(ctx.model_reports / "train.json", "train")
     missing = [
         k
         for k in ("registered_model", "version", "run_id")
@@ -94,11 +138,12 @@ def run(ctx: StageContext) -> StageResult:
     ]
     if missing:
         raise StageFailed(
-            f"{ctx.reports / 'train.json'} is incomplete: no {', '.join(missing)}",
+            f"{ctx.model_reports / 'train.json'} is incomplete: no {', '.join(missing)}",
             "promote reads the registered model, version and run from it",
             "run `invoke train` again to write it",
         )
     name, version = str(trained["registered_model"]), str(trained["version"])
+    check_policy(policy)
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
     orphans.close_orphans(ctx, client, "promote")
@@ -106,6 +151,22 @@ def run(ctx: StageContext) -> StageResult:
         check_same_server(client, uri, trained)
         check_metrics_logged(client, trained, policy)
     ctx.log(f"promote: {name} v{version} against the {policy.alias} (mode {policy.mode})")
+    # The candidate must load and predict as serving will, before any lease or tag.
+    with mlflow_client.server_errors(f"loading {name} v{version}", uri):
+        model, validation = evaluation.validate(name, version, ctx.log)
+        scorer = evaluation.HeldoutScorer(_model_module(ctx), str(trained["run_id"]), ctx.log)
+        candidate_metrics = scorer.scores(model) if scorer.usable else None
+    seen: dict[str, Any] = {}
+
+    def rescore(champion_mv: Any) -> tuple[dict[str, float] | None, list[str]]:
+        seen["champion"] = champion_mv
+        return scorer.champion(name, str(champion_mv.version), model)
+
+    how = (
+        "candidate and champion scored on the candidate's held-out data"
+        if scorer.usable
+        else f"logged metrics compared ({scorer.why_not})"
+    )
     with mlflow_client.server_errors(f"promoting {name} v{version}", uri):
         outcome = registry.promote_version(
             client,
@@ -117,13 +178,26 @@ def run(ctx: StageContext) -> StageResult:
             log=ctx.log,
             lease_wait=policy.lease_wait,
             lease_ttl=policy.lease_ttl,
+            candidate_metrics=candidate_metrics,
+            rescore=rescore if scorer.usable else None,
         )
+        data = _data_hashes(client, name, version, seen.get("champion"))
     decision, champion_version, moved = outcome.decision, outcome.champion_before, outcome.moved
     ctx.log(
         f"promote: {policy.alias} before: "
-        f"{'v' + champion_version if champion_version else '(none)'}"
+        f"{'v' + champion_version if champion_version else '(none)'}; {how}"
     )
-    print_decision(ctx, decision)
+    table = print_decision(ctx, decision, outcome.champion_logged, data)
+    for note in outcome.notes:
+        ctx.log(f"promote: note: {note}")
+    if data and data[0] != data[1]:
+        ctx.log(
+            "promote: note: the champion was trained on other data "
+            f"({data[1][:12]}); both were scored on the candidate's held-out split"
+            if scorer.usable
+            else "promote: note: the champion was trained on other data; its logged figures "
+            "come from its own split"
+        )
     ctx.log(f"promote: {decision.reason}")
 
     details = {
@@ -133,9 +207,13 @@ def run(ctx: StageContext) -> StageResult:
         "mode": policy.mode,
         "promote": decision.promote,
         "reason": decision.reason,
+        "compared": how,
+        "validation": {"rows": validation.rows, "signature": validation.signature},
+        "notes": list(outcome.notes),
+        "table": table,
     }
     details["champion_after"] = version if moved else champion_version
-    write_json(ctx.reports / REPORT, details)
+    write_json(ctx.model_reports / REPORT, details)
 
     if not decision.meets_thresholds and policy.mode == "enabled":
         raise ModelRejected(

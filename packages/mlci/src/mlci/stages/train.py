@@ -15,12 +15,13 @@ from typing import Any
 from mlci import orphans
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
+from mlci.contract import HELDOUT, TARGET_COLUMN, check_module, check_result
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import Lineage, git_info, package_metadata
 from mlci.metric_buffer import MetricBuffer
 from mlci.reports import read_json, write_json
 from mlci.settings import TRAINING_CONTEXT_ENV
-from mlci.stages import PASSED, StageResult
+from mlci.stages import PASSED, StageResult, each_model
 
 REPORT = "train.json"
 
@@ -41,13 +42,7 @@ def load_model_module(name: str) -> Any:
             "install it into this environment (pip install -e packages/<model>) or fix "
             "MLCI_MODEL_MODULE",
         ) from None
-    if not callable(getattr(module, "train_and_evaluate", None)):
-        raise ConfigError(
-            f"the model package {name!r} has no train_and_evaluate()",
-            "mlci calls train_and_evaluate(params) and expects a result with model, metrics, "
-            "params, data_hash, input_example and feature_names",
-            "add that function to the package",
-        )
+    check_module(module, name)
     return module
 
 
@@ -136,6 +131,9 @@ def training_image(ctx: StageContext) -> str | None:
 
 
 def run(ctx: StageContext) -> StageResult:
+    combined = each_model(ctx, "train", run)
+    if combined is not None:
+        return combined
     settings = ctx.settings
     ref = training_image(ctx)
     if ref is not None:
@@ -144,7 +142,7 @@ def run(ctx: StageContext) -> StageResult:
     validate_params(module, settings.model.params)
     # Everything that can be wrong with the inputs fails here, before a server starts or a
     # run exists: the reports folder, git and the package's version.
-    ctx.reports  # noqa: B018 - creates it, or says why it cannot be written
+    ctx.model_reports  # noqa: B018 - creates it, or says why it cannot be written
     lineage_facts(ctx)
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
@@ -158,8 +156,8 @@ def run(ctx: StageContext) -> StageResult:
         run_name = f"{lineage.package}-{lineage.package_version}-{lineage.git_sha[:8]}"
         # Tagged findable as mlci's from the start: a kill right after leaves no untagged run.
         tags = {**lineage.tags(), **orphans.created_by_tags()}
-        run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
-    run_id = run.info.run_id
+        created = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
+    run_id = created.info.run_id
     heartbeat = orphans.start_heartbeat(ctx, client, run_id)
     try:
         result, version, fit_seconds, buffer = _train_and_log(
@@ -193,7 +191,7 @@ def run(ctx: StageContext) -> StageResult:
         "lineage": lineage.tags(),
     }  # fmt: skip
     details["links"] = {"MLflow run": run_url, "model version": version_url}
-    write_json(ctx.reports / REPORT, details)
+    write_json(ctx.model_reports / REPORT, details)
     return _result(ctx, details)
 
 
@@ -219,7 +217,7 @@ def run_in_image(ctx: StageContext, ref: str) -> StageResult:
     settings = ctx.settings
     with contextlib.suppress(ConfigError):  # the module may live only in the image
         validate_params(load_model_module(settings.model.module), settings.model.params)
-    ctx.reports  # noqa: B018 - creates it, or says why it cannot be written
+    ctx.model_reports  # noqa: B018 - creates it, or says why it cannot be written
     client = docker_client(settings.image.timeout)
     if client is None:
         raise DockerEngineError(
@@ -233,7 +231,7 @@ def run_in_image(ctx: StageContext, ref: str) -> StageResult:
     facts = {**lineage_facts(ctx), "image_digest": ref}
     auth = registry_auth(settings.image)
     image_run.pull(client, ref, auth, ctx.log)
-    report = ctx.reports / REPORT
+    report = ctx.model_reports / REPORT
     report.unlink(missing_ok=True)  # never mistake an earlier run's report for this one
     env = image_run.container_env(settings, uri, facts)
     image_run.run_training(client, settings, ref, env, ctx.log)
@@ -262,6 +260,7 @@ def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
             result = module.train_and_evaluate(settings.model.params)
         fit_seconds = time.monotonic() - started
         buffer.flush()
+        check_result(result, settings.model.module)
         ctx.log(
             f"train: fitted in {fit_seconds:.1f} s on {getattr(result, 'device', 'cpu')}; "
             + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
@@ -278,9 +277,10 @@ def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
             version = str(model_info.registered_model_version)
             card = model_card(name, version, run_id, result, lineage_tags, thresholds)
             _log_artefacts(result, card)
-        (ctx.reports / "model_card.md").write_text(card)
+            _log_heldout(result)
+        (ctx.model_reports / "model_card.md").write_text(card)
         for filename, data in (getattr(result, "extra_artifacts", None) or {}).items():
-            (ctx.reports / filename).write_bytes(data)  # for summary.html and Jenkins
+            (ctx.model_reports / filename).write_bytes(data)  # for summary.html and Jenkins
         for key, value in {**lineage_tags, "mlci.run_id": run_id}.items():
             client.set_model_version_tag(name, version, key, value)
         client.update_model_version(name, version, description=card.split("\n\n", 1)[0])
@@ -297,6 +297,21 @@ def _log_artefacts(result: Any, card: str) -> None:
             (folder / filename).write_bytes(data)
         (folder / "model_card.md").write_text(card)
         mlflow.log_artifacts(tmp, artifact_path="report")
+
+
+def _log_heldout(result: Any) -> None:
+    """The held-out inputs and targets, so that promotion scores the champion on them too."""
+    if getattr(result, "eval_inputs", None) is None:
+        return
+    import mlflow
+    import pandas as pd
+
+    frame = pd.DataFrame(result.eval_inputs, columns=list(result.feature_names))
+    frame[TARGET_COLUMN] = list(result.eval_targets)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(HELDOUT).name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(HELDOUT).parent))
 
 
 def model_card(name, version, run_id, result, tags, thresholds) -> str:
