@@ -1,4 +1,4 @@
-"""Invoke entry point of this repository: assembles mlci's task collection, nothing more.
+"""Invoke entry point: mlci's tasks, so that `invoke <stage>` runs here as in Jenkins.
 
 Run `invoke --list` to see the stages; each Jenkinsfile stage calls one of them.
 """

@@ -367,6 +367,33 @@ PLATFORM_CASES = [
          MLCI_PLATFORM_ENV_FILE="missing.env", MLCI_PLATFORM_REF_FILTER="refs/heads/main"),
 ]  # fmt: skip
 
+MODEL_CASES = [
+    case("model-not-in-models", "train", 2, "ConfigError: there is no model 'wnie'",
+         "did you mean 'wine'?", pyproject('[tool.mlci.models.wine]\nmodule = "wine_classifier"\n'),
+         MLCI_MODEL="wnie"),
+    case("models-table-misspelt-key", "config", 2,
+         "ConfigError: unknown setting 'modul' in [tool.mlci.models.a]", "did you mean 'module'",
+         pyproject('[tool.mlci.models.a]\nmodul = "x"\n')),
+    case("two-models-info-without-model", "model.info", 2,
+         "ConfigError: this project has several models: a, b", "--model NAME",
+         pyproject('[tool.mlci.models.a]\nmodule = "x"\n[tool.mlci.models.b]\nmodule = "y"\n')),
+    case("min-on-a-lower-metric", "promote", 2,
+         "ConfigError: promotion.min sets a bound on rmse, a lower-is-better metric",
+         "promotion.max", train_report({"registered_model": "m", "version": "1", "run_id": "r"}),
+         MLCI_PROMOTION_PRIMARY_METRIC="rmse", MLCI_PROMOTION_DIRECTIONS='{"rmse": "lower"}',
+         MLCI_PROMOTION_MIN='{"rmse": 50}'),
+    case("direction-not-a-choice", "config", 2, "ConfigError: promotion.directions",
+         "higher, lower", MLCI_PROMOTION_DIRECTIONS='{"rmse": "down"}'),
+    case("result-missing-fields", "train", 2,
+         "ConfigError: train_and_evaluate() of 'half_model' returned a result mlci cannot log",
+         "it has no data_hash, input_example, feature_names",
+         write("half_model.py", "class R:\n    model = None\n    metrics = {'a': 1.0}\n"
+               "    params = {}\n\ndef train_and_evaluate(params):\n    return R()\n"),
+         writes=("out/",), MLCI_MODEL_MODULE="half_model", PYTHONPATH="project"),
+    case("init-over-existing", "init", 2, "ConfigError: mlci init would overwrite "
+         "pyproject.toml ([tool.mlci])", "--dry-run"),
+]  # fmt: skip
+
 CLI_CASES = [
     case("unknown-task", "trian", 1, "", "did you mean 'train'"),
     case("unknown-flag", "train --paramz x", 1, "", "did you mean '--params'"),
@@ -395,7 +422,7 @@ SERVER_CASES = [
 
 CASES = (
     CONFIG + PYPROJECT_CASES + GATE_CASES + LINT_TEST_CASES + SCAN_IMAGE_CASES + TRAIN_CASES
-    + PROMOTE_CASES + RELEASE_CASES + PLATFORM_CASES + CLI_CASES + SERVER_CASES
+    + PROMOTE_CASES + RELEASE_CASES + PLATFORM_CASES + MODEL_CASES + CLI_CASES + SERVER_CASES
 )  # fmt: skip
 
 

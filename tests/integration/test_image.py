@@ -40,17 +40,19 @@ def test_image_builds_labels_and_runs(tmp_path, docker_engine):
     labels = result.details["labels"]
     assert labels["org.opencontainers.image.revision"] == _head()
     assert labels["org.opencontainers.image.version"] == version
-    assert f"mlci/wine-classifier:{_head()[:12]}" in result.details["tags"]
+    assert f"mlci/models:{_head()[:12]}" in result.details["tags"]
     assert "pushed" not in result.details  # no registry set: the image stays local
     assert any(line.startswith("  Step ") for line in lines)  # build progress was shown
 
     client = docker.from_env(timeout=60)
-    out = client.containers.run(result.details["tags"][0], ["info"], remove=True)
+    tag = result.details["tags"][0]
+    out = client.containers.run(tag, ["info"], entrypoint=["wine-classifier"], remove=True)
     assert out.decode().splitlines()[0] == f"wine-classifier {version}"
-    # mlci is in the image too: the train stage runs it there.
-    out = client.containers.run(result.details["tags"][0], ["--version"], entrypoint=["mlci"],
-                                remove=True)  # fmt: skip
-    assert out.decode().startswith("mlci ")
+    # mlci (the entry point: the train stage runs it there) and the second model too.
+    assert client.containers.run(tag, ["--version"], remove=True).decode().startswith("mlci ")
+    probe = ["-c", "import diabetes_regressor as d; print(d.__version__)"]
+    out = client.containers.run(tag, probe, entrypoint=["python"], remove=True)
+    assert out.decode().strip() == version
 
 
 def test_image_is_pushed_and_training_runs_inside_it_by_digest(
@@ -74,10 +76,10 @@ def test_image_is_pushed_and_training_runs_inside_it_by_digest(
         built = image.run(ctx)
         pushed = built.details["pushed"]
         name, _, digest = pushed.partition("@")
-        assert name == f"{registry}/mlci/wine-classifier"
+        assert name == f"{registry}/mlci/models"
         assert digest.startswith("sha256:") and len(digest) == 71
         # The registry really holds that manifest (and wants the login for it).
-        manifest = f"http://{registry}/v2/mlci/wine-classifier/manifests/{digest}"
+        manifest = f"http://{registry}/v2/mlci/models/manifests/{digest}"
         accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
         assert requests.get(manifest, headers=accept, timeout=10).status_code == 401
         login = (image_registry.username, image_registry.password)

@@ -284,12 +284,13 @@ def assert_no_secret_in_the_log(platform: Platform, build: Build) -> None:
         assert value not in build.console_raw, "a secret reached the build's output"
 
 
-def model_version(platform: Platform, build: Build) -> Any:
+def model_version(platform: Platform, build: Build, model: str = "wine") -> Any:
+    """train.json of ``model`` (this repository has two: reports/models/<name>/) and its
+    registered version."""
     from mlflow import MlflowClient
 
-    report = json.loads(
-        (Path(build.stage("Train")["workspace"]) / "reports" / "train.json").read_text()
-    )
+    reports = Path(build.stage("Train")["workspace"]) / "reports" / "models" / model
+    report = json.loads((reports / "train.json").read_text())
     env = platform.env()
     os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
     os.environ["MLFLOW_TRACKING_PASSWORD"] = env["MLFLOW_ADMIN_PASSWORD"]
@@ -316,14 +317,17 @@ def test_the_first_build_platform_wire_starts_is_green_without_a_gpu(wired: Plat
     # Image: built and pushed to the registry; Train ran inside it, by digest.
     workspace = Path(build.stage("Image")["workspace"])
     image = json.loads((workspace / "reports" / "image.json").read_text())
-    assert image["pushed"].startswith(f"{wired.registry.address}/mlci/wine-classifier@sha256:")
+    assert image["pushed"].startswith(f"{wired.registry.address}/mlci/models@sha256:")
     report, version = model_version(wired, build)
     assert version.tags["mlci.image_digest"] == image["pushed"]
     assert version.tags["mlci.build_url"] == f"{wired.jenkins.url}/job/mlci/{build.number}/"
     assert "(in image)" in build.console
-    # Promote moved the alias (the first version is the champion).
-    promoted = json.loads((workspace / "reports" / "promote.json").read_text())
-    assert promoted["champion_after"] == report["version"]
+    # Promote moved the alias of each model (the first version is the champion).
+    for model in ("wine", "diabetes"):
+        report, version = model_version(wired, build, model)
+        assert version.tags["mlci.image_digest"] == image["pushed"]
+        promoted = workspace / "reports" / "models" / model / "promote.json"
+        assert json.loads(promoted.read_text())["champion_after"] == report["version"]
     assert_no_secret_in_the_log(wired, build)
 
 
@@ -365,6 +369,7 @@ def test_a_tag_push_releases(wired: Platform) -> None:
     assert_green(build, release=True)
     uploaded = sorted(p.name for p in wired.packages.iterdir())
     assert "wine_classifier-0.1.0-py3-none-any.whl" in uploaded, uploaded
+    assert "diabetes_regressor-0.1.0-py3-none-any.whl" in uploaded, uploaded
     assert "mlci-0.1.0-py3-none-any.whl" in uploaded, uploaded
     assert_no_secret_in_the_log(wired, build)
 

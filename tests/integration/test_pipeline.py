@@ -50,7 +50,7 @@ def test_pipeline_runs_every_stage_to_a_green_summary(tmp_path, docker_engine):
     assert statuses.pop("scan") == "skipped"  # no SonarQube here: the gate runs locally
     assert set(statuses.values()) == {"passed"}
     by_stage = {s["stage"]: s for s in summary["stages"]}
-    assert by_stage["promote"]["summary"] == "champion -> v1"
+    assert by_stage["promote"]["summary"] == "wine: champion -> v1; diabetes: champion -> v1"
     assert by_stage["release"]["summary"].endswith("uploaded, 0 already there, verified")
     assert "mlci pipeline summary" in proc.stdout
     # the local servers were stopped with the pipeline

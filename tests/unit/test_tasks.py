@@ -170,7 +170,9 @@ def test_stage_context_yields_a_context_with_the_loaded_settings(isolated_loader
 def recorded_run_stage(monkeypatch):
     calls: list[tuple] = []
     monkeypatch.setattr(
-        tasks, "_run_stage", lambda name, overrides=None: calls.append((name, overrides))
+        tasks,
+        "_run_stage",
+        lambda name, overrides=None, model=None: calls.append((name, overrides)),
     )
     return calls
 

@@ -58,8 +58,9 @@ def summary_lines(results: Sequence[StageResult]) -> list[str]:
     lines = format_table(("stage", "status", "time", "key figure"), rows)
     links = [(f"{r.stage}: {label}", url) for r in results for label, url in r.links.items()]
     if links:
+        width = max(len(label) for label, _ in links)
         lines.append("")
-        lines += [f"{label:<24} {url}" for label, url in links]
+        lines += [f"{label:<{width}}  {url}" for label, url in links]
     return lines
 
 

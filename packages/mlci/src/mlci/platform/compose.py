@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.errors import DockerEngineError, ToolMissing
+from mlci.resources import platform_file
 from mlci.settings import Settings
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -75,7 +76,7 @@ class Compose:
     ) -> Compose:
         platform = settings.platform
         return cls(
-            compose_file=settings.path(platform.compose_file),
+            compose_file=platform_file(settings, platform.compose_file),
             env_file=settings.path(platform.env_file),
             project_name=platform.project_name,
             cwd=settings.project_root,

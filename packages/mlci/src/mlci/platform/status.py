@@ -14,6 +14,7 @@ from typing import Any
 
 from mlci.errors import MlciError
 from mlci.platform.secrets import EnvFile
+from mlci.resources import gate_file
 from mlci.settings import Settings
 
 
@@ -154,7 +155,7 @@ def sonarqube_status(settings: Settings, env: EnvFile | None) -> ServiceStatus:
         client = SonarQube(SonarServer(base, ""), platform.timeout)
         client.session.auth = HTTPBasicAuth("admin", password)
         key = settings.sonar.project_key or settings.project_root.name
-        gate = load_definition(settings.path(settings.gate.file)).name
+        gate = load_definition(gate_file(settings)).name
         try:
             got = client.get("api/qualitygates/get_by_project", "reading the gate", project=key)
             selected = (got or {}).get("qualityGate", {}).get("name")

@@ -47,6 +47,7 @@ from xml.sax.saxutils import escape
 from mlci import tools
 from mlci.errors import MlciError, WiringFailed
 from mlci.platform.secrets import SONARQUBE_TOKEN, EnvFile, masked, set_value
+from mlci.resources import gate_file, platform_file
 from mlci.settings import Settings
 from mlci.table import format_table
 
@@ -694,7 +695,7 @@ class Wiring:
         from mlci.qualitygate import load_definition
         from mlci.sonar_gate import apply_gate
 
-        gate = load_definition(self.settings.path(self.settings.gate.file))
+        gate = load_definition(gate_file(self.settings))
         done = apply_gate(client, gate, key, name)
         if not done:
             self.record("SonarQube", "quality gate", UNCHANGED,
@@ -769,13 +770,15 @@ class Wiring:
             if account is serving:
                 detail += " (read-only)"
             self.record(service, step, outcome, detail)
-        with self.step(service, "CI permissions"), self._mlflow_errors(url):
-            done = accounts.ensure_manage(
-                url, admin, ci.username, self.settings.mlflow.experiment,
-                self.settings.mlflow.registered_model, timeout,
-            )  # fmt: skip
-        for outcome, detail in done:
-            self.record(service, "CI permissions", outcome, detail)
+        # Every model's experiment and registered model ([tool.mlci.models], or the one).
+        for model in self.settings.each_model():
+            with self.step(service, "CI permissions"), self._mlflow_errors(url):
+                done = accounts.ensure_manage(
+                    url, admin, ci.username, model.mlflow.experiment,
+                    model.mlflow.registered_model, timeout,
+                )  # fmt: skip
+            for outcome, detail in done:
+                self.record(service, "CI permissions", outcome, detail)
 
     @contextlib.contextmanager
     def _mlflow_errors(self, url: str) -> Iterator[None]:
@@ -801,7 +804,7 @@ class Wiring:
         )
 
     def wanted_job_xml(self) -> str:
-        template_path = self.settings.path(JOB_TEMPLATE)
+        template_path = platform_file(self.settings, JOB_TEMPLATE)
         try:
             template = template_path.read_text()
         except OSError as exc:

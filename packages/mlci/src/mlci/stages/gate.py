@@ -11,6 +11,7 @@ from mlci import qualitygate
 from mlci.clients.sonarqube import SonarQube, SonarServer, configured_server, read_report_task
 from mlci.context import StageContext
 from mlci.errors import QualityGateFailed, StageFailed
+from mlci.resources import gate_file
 from mlci.stages import PASSED, StageResult
 from mlci.table import format_table
 
@@ -43,7 +44,7 @@ def run(ctx: StageContext) -> StageResult:
 def run_sonarqube(ctx: StageContext, server: SonarServer) -> StageResult:
     """The gate SonarQube computed for the analysis `invoke scan` submitted."""
     settings = ctx.settings
-    task_file = settings.path(settings.sonar.working_dir) / "report-task.txt"
+    task_file = settings.scanner_work_path / "report-task.txt"
     task_info = read_report_task(task_file)
     client = SonarQube(server, settings.sonar.timeout)
     task = client.wait_for_task(
@@ -108,10 +109,14 @@ def _local_status(result: qualitygate.ConditionResult) -> str:
 
 def run_local(ctx: StageContext) -> StageResult:
     settings = ctx.settings
-    definition = qualitygate.load_definition(settings.path(settings.gate.file))
+    path = gate_file(settings)
+    definition = qualitygate.load_definition(path)
+    source = settings.gate.file if path == settings.path(settings.gate.file) else (
+        "mlci's default gate; `mlci init` writes an editable copy"
+    )
     ctx.log(
         f"gate: no SonarQube configured; evaluating gate {definition.name!r} locally "
-        f"from {settings.reports_dir}/ ({settings.gate.file})"
+        f"from {settings.reports_dir}/ ({source})"
     )
     metrics = qualitygate.local_metrics(ctx.reports)
     results = qualitygate.evaluate(definition, metrics)

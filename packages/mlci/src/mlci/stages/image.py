@@ -10,12 +10,14 @@ is an error: a CI path that expects an image must not go green without one.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mlci.context import StageContext
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import git_info, package_metadata
 from mlci.reports import write_json
+from mlci.resources import setting_file
 from mlci.settings import ImageSettings, Settings
 from mlci.stages import PASSED, SKIPPED, StageResult
 
@@ -56,24 +58,34 @@ def registry_auth(image: ImageSettings) -> dict[str, str] | None:
 
 
 def model_package(settings: Settings) -> tuple[str, str]:
-    """(name, version) of what the image packages: the model package, else the context."""
-    for folder in (settings.model.package, settings.image.context):
+    """(name, version) of what the image packages: the (first) model package, else the
+    context."""
+    folders = [s.model.package for s in settings.each_model()] + [settings.image.context]
+    for folder in folders:
         if folder and (settings.path(folder) / "pyproject.toml").is_file():
             return package_metadata(settings.path(folder))
     return settings.image.name, "0.0.0"
 
 
+def dockerfile_for(settings: Settings) -> tuple[Path, bool]:
+    """(the Dockerfile, whether it is mlci's shipped one): the repository's, else mlci's."""
+    context = settings.path(settings.image.context)
+    path, is_shipped = setting_file(
+        settings, "image.dockerfile", context / settings.image.dockerfile
+    )
+    if not path.is_file():
+        raise ConfigError(
+            f"the Dockerfile {path} does not exist",
+            "image.context and image.dockerfile point at it",
+            "fix [tool.mlci.image] or MLCI_IMAGE_CONTEXT / MLCI_IMAGE_DOCKERFILE, or unset "
+            "them to use mlci's default Dockerfile (`mlci init` writes a copy)",
+        )
+    return path, is_shipped
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     image = settings.image
-    context = settings.path(image.context)
-    dockerfile = context / image.dockerfile
-    if not dockerfile.is_file():
-        raise ConfigError(
-            f"the Dockerfile {dockerfile} does not exist",
-            "image.context and image.dockerfile point at it",
-            "fix [tool.mlci.image] or MLCI_IMAGE_CONTEXT / MLCI_IMAGE_DOCKERFILE",
-        )
     auth = registry_auth(image)
     client = docker_client(image.timeout)
     if client is None:
@@ -87,6 +99,7 @@ def run(ctx: StageContext) -> StageResult:
         write_json(ctx.reports / REPORT, {"skipped": "no Docker engine"})
         ctx.log("image: skipped: no Docker engine answers (set DOCKER_HOST or start dockerd)")
         return StageResult("image", SKIPPED, "skipped: no Docker engine")
+    dockerfile_for(settings)  # a missing one fails before the build starts
 
     image_id, tags = _build(ctx, client)
     info = client.inspect_image(image_id)
@@ -106,6 +119,27 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult("image", PASSED, summary, details=details)
 
 
+def _context_source(context: Path, dockerfile: Path) -> dict[str, Any]:
+    """What client.build sends: the context folder, filtered by its .dockerignore; without
+    one, mlci's (no .git, .venv, state or reports: they can be gigabytes)."""
+    if (context / ".dockerignore").is_file():
+        return {"path": str(context), "dockerfile": str(dockerfile)}
+    from docker.api.build import process_dockerfile
+    from docker.utils.build import tar
+
+    from mlci.resources import template
+
+    exclude = [
+        line.strip()
+        for line in template("dockerignore").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    name, contents = process_dockerfile(str(dockerfile), str(context))
+    extra = (name, contents) if contents is not None else None
+    archive = tar(str(context), exclude=exclude, dockerfile=extra)
+    return {"fileobj": archive, "custom_context": True, "dockerfile": name}
+
+
 def _build(ctx: StageContext, client: Any) -> tuple[str, list[str]]:
     settings = ctx.settings
     image = settings.image
@@ -123,15 +157,22 @@ def _build(ctx: StageContext, client: Any) -> tuple[str, list[str]]:
     )
     if image.base_image:
         build_args["BASE_IMAGE"] = image.base_image
-    ctx.log(f"image: building {tags[0]} from {context / image.dockerfile}")
+    dockerfile, is_shipped = dockerfile_for(settings)
+    if is_shipped:
+        import mlci
+
+        build_args.setdefault("MLCI_REQUIREMENT", f"mlci=={mlci.__version__}")
+        build_args.setdefault("MODEL_PACKAGE", settings.model.package or ".")
+    shown = "mlci's default Dockerfile (`mlci init` writes a copy)" if is_shipped else dockerfile
+    ctx.log(f"image: building {tags[0]} from {shown}")
+    source = _context_source(context, dockerfile)
     image_id = None
     errors: list[str] = []
     from docker.errors import APIError
 
     try:
         stream = client.build(
-            path=str(context),
-            dockerfile=image.dockerfile,
+            **source,
             tag=tags[0],
             buildargs=build_args,
             network_mode=image.network or None,

@@ -36,7 +36,9 @@ def run(ctx: StageContext) -> StageResult:
         "ruff", "check", "--output-format", "json", "--output-file", str(report), *paths
     )
     ctx.log(f"lint: ruff check {' '.join(paths)}")
-    proc = run_tool(argv, settings.project_root, capture=True, timeout=600)
+    # ruff's cache goes to the state folder: a stage writes nothing into the tree it releases.
+    env = {**os.environ, "RUFF_CACHE_DIR": str(ctx.state / "ruff-cache")}
+    proc = run_tool(argv, settings.project_root, capture=True, timeout=600, env=env)
     if proc.returncode not in (0, 1):
         raise LintFailed(
             f"ruff could not check the code (exit code {proc.returncode})",

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,6 +23,7 @@ from mlci.context import StageContext
 from mlci.errors import ConfigError, PackageIndexError, ReleaseRefused, StageFailed
 from mlci.lineage import UNKNOWN, commit_time, git_info, package_metadata, tags_at_head
 from mlci.reports import write_json
+from mlci.settings import BUILD_SOURCE_ENV
 from mlci.stages import PASSED, StageResult
 from mlci.table import format_table
 from mlci.tools import python_module_command
@@ -209,7 +211,39 @@ def preflight(ctx: StageContext) -> list[PackagePlan]:
     return packages
 
 
-def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistFile]:
+def source_copy(ctx: StageContext, package: PackagePlan) -> Path:
+    """The package's files as git sees them (tracked, and untracked but not ignored), copied
+    under the state folder. Build backends write build/ and *.egg-info beside the sources:
+    building the copy keeps the work tree exactly as it was."""
+    settings = ctx.settings
+    source = package.path.resolve()
+    proc = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+        cwd=source, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise StageFailed(
+            f"git cannot list the files of {package.folder}",
+            proc.stderr.decode(errors="replace").strip()[-500:],
+            "release from a git checkout",
+        )
+    target = ctx.state / "build-src" / normalize(package.name)
+    shutil.rmtree(target, ignore_errors=True)
+    skipped = (settings.state_path.resolve(), settings.reports_path.resolve())
+    for name in filter(None, proc.stdout.decode().split("\0")):
+        path = source / name
+        if not path.is_file() or any(path.is_relative_to(folder) for folder in skipped):
+            continue  # deleted but still tracked, or mlci's own output
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / name)
+    return target
+
+
+def build_packages(
+    ctx: StageContext, packages: list[PackagePlan], records: dict[Path, tuple[str, dict]]
+) -> list[DistFile]:
+    """sdist + wheel of each package, built from a copy (see :func:`source_copy`);
+    ``records``: package path -> (file inside it, model record) written into the copy."""
     settings = ctx.settings
     dist_root = ctx.state / "dist"
     env = _without_secrets()
@@ -221,9 +255,15 @@ def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistF
         out = dist_root / normalize(package.name)
         shutil.rmtree(out, ignore_errors=True)
         ctx.log(f"release: building {package.name} {package.version}")
-        argv = python_module_command(
-            "build", "--sdist", "--wheel", "--outdir", str(out), str(package.path)
-        )
+        copy = source_copy(ctx, package)
+        if package.path.resolve() in records:
+            inside, record = records[package.path.resolve()]
+            write_json(copy / inside, record)
+        # The copy has no git: the version preflight read from it comes in (hatch-vcs and
+        # setuptools-scm read this; a static version ignores it).
+        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = package.version
+        env[BUILD_SOURCE_ENV] = str(settings.project_root)  # for mlci's own build hook
+        argv = python_module_command("build", "--sdist", "--wheel", "--outdir", str(out), str(copy))
         proc = run_tool(argv, settings.project_root, capture=True, timeout=900, env=env)
         if proc.returncode != 0:
             raise StageFailed(
@@ -249,8 +289,11 @@ def build_packages(ctx: StageContext, packages: list[PackagePlan]) -> list[DistF
 _SECRET_VARIABLES = ("TWINE_PASSWORD", "MLCI_RELEASE_PASSWORD", "MLFLOW_TRACKING_PASSWORD")
 
 
-def model_record(ctx: StageContext, packages: list[PackagePlan]) -> tuple[dict | None, Path | None]:
-    """The champion this release ships, written into the model package before its build."""
+def model_record(
+    ctx: StageContext, packages: list[PackagePlan]
+) -> tuple[dict | None, tuple[Path, str] | None]:
+    """The champion this release ships, and where in which package it goes (package path,
+    file inside it): the build writes it into the package's copy."""
     settings = ctx.settings
     if not settings.model.package or not settings.model.module:
         return None, None
@@ -279,11 +322,10 @@ def model_record(ctx: StageContext, packages: list[PackagePlan]) -> tuple[dict |
         "metrics": {k: metrics[k] for k in sorted(metrics)},
         "tracking_uri": "local" if ctx.tracking_is_local else uri,
     }
-    module_dir = model_dir / "src" / settings.model.module.replace(".", "/")
-    target = module_dir if module_dir.is_dir() else model_dir / settings.model.module
-    path = write_json(target / "model_record.json", record)
+    module = settings.model.module.replace(".", "/")
+    inside = f"src/{module}" if (model_dir / "src" / module).is_dir() else module
     ctx.log(f"release: {settings.model.package} ships {name} v{champion.version} ({alias})")
-    return record, path
+    return record, (model_dir, f"{inside}/model_record.json")
 
 
 def tag_model_version(ctx: StageContext, record: dict, packages: list[PackagePlan]) -> None:
@@ -438,12 +480,16 @@ def run(ctx: StageContext) -> StageResult:
     # Ask the index first: an unreachable index or refused listing fails before any build.
     for package in packages:
         index_files(session, simple_url, package.name, timeout)
-    record, record_path = model_record(ctx, packages)
-    try:
-        files = build_packages(ctx, packages)
-    finally:  # the record belongs in the built files, not in the work tree
-        if record_path:
-            record_path.unlink(missing_ok=True)
+    # One record per model whose package is released (a project may hold several models);
+    # each goes into the built files, never into the work tree.
+    shipped, records = [], {}
+    for settings in ctx.settings.each_model():
+        model_ctx = ctx if settings is ctx.settings else ctx.for_model(settings)
+        record, where = model_record(model_ctx, packages)
+        if record is not None and where is not None:
+            shipped.append((model_ctx, record))
+            records[where[0]] = (where[1], record)
+    files = build_packages(ctx, packages, records)
     twine_check(ctx, files)
     plan(session, simple_url, files, timeout)
     todo = [f for f in files if f.action == UPLOAD]
@@ -458,7 +504,7 @@ def run(ctx: StageContext) -> StageResult:
         "local_index": local,
         "simple_url": simple_url,
         "dry_run": dry_run,
-        "model": record,
+        "models": [record for _, record in shipped],
         "packages": {p.name: p.version for p in packages},
         "files": [{"name": f.path.name, "sha256": f.sha256, "action": f.action} for f in files],
     }
@@ -473,8 +519,8 @@ def run(ctx: StageContext) -> StageResult:
         upload(upload_url, auth, todo)
     verify(session, simple_url, files, timeout)
     ctx.log(f"release: verified {len(files)} files by downloading them back")
-    if record:
-        tag_model_version(ctx, record, packages)
+    for model_ctx, record in shipped:
+        tag_model_version(model_ctx, record, packages)
     write_json(ctx.reports / REPORT, details)
     (ctx.reports / "release-notes.md").write_text(release_notes(details))
     return StageResult(
@@ -493,8 +539,7 @@ def _version_of(f: DistFile, packages: list[PackagePlan]) -> str:
 def release_notes(details: dict) -> str:
     lines = ["# Release", ""]
     lines += [f"- {name} {version}" for name, version in sorted(details["packages"].items())]
-    model = details.get("model")
-    if model:
+    for model in details.get("models") or []:
         lines += [
             "",
             f"Ships the registered model {model['registered_model']} v{model['version']} "

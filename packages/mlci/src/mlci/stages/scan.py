@@ -52,7 +52,7 @@ def scan_properties(ctx: StageContext, host_url: str) -> dict[str, str]:
         "sonar.python.version": "3.11",
         "sonar.python.coverage.reportPaths": _relative(ctx, coverage),
         "sonar.python.xunit.reportPath": _relative(ctx, junit),
-        "sonar.working.directory": sonar.working_dir,
+        "sonar.working.directory": str(settings.scanner_work_path),
         "sonar.qualitygate.wait": "false",  # `invoke gate` polls, with its own timeout
     }
     if ruff.is_file():
@@ -91,7 +91,7 @@ def resolve_scanner(command: list[str]) -> list[str]:
         raise ToolMissing(
             f"the scanner {command[0]!r} is not installed",
             f"it is neither beside this Python ({os.path.dirname(sys.executable)}) nor on PATH",
-            f"install it into this environment ({sys.executable} -m pip install pysonar), or "
+            f"install it into this environment ({sys.executable} -m pip install 'mlci[scan]'), or "
             "set MLCI_SONAR_SCANNER to the scanner's full path",
         )
     return [program, *command[1:]]
@@ -111,7 +111,7 @@ def run(ctx: StageContext) -> StageResult:
     env = {**os.environ, "SONAR_TOKEN": server.token, "SONAR_HOST_URL": server.url}
     env.pop("SONAR_AUTH_TOKEN", None)
     ctx.log(f"scan: {argv[0]} for {props['sonar.projectKey']} on {server.url}")
-    task_file = settings.path(settings.sonar.working_dir) / "report-task.txt"
+    task_file = settings.scanner_work_path / "report-task.txt"
     task_file.unlink(missing_ok=True)  # never read a previous run's task
     proc = run_tool(argv, settings.project_root, env=env, timeout=3600)
     if proc.returncode != 0:

@@ -13,7 +13,7 @@ from mlci.context import StageContext
 from mlci.errors import ConfigError, TestsFailed
 from mlci.reports import read_cobertura, read_junit, write_json
 from mlci.stages import PASSED, StageResult
-from mlci.tools import python_module_command
+from mlci.tools import python_module_command, require_module
 from mlci.tools import run as run_tool
 
 JUNIT = "junit.xml"
@@ -54,9 +54,16 @@ def run(ctx: StageContext) -> StageResult:
             "fix [tool.mlci.test] paths or MLCI_TEST_PATHS",
         )
     argv = pytest_argv(ctx)
+    if settings.test.cov:
+        require_module("pytest_cov", "test.cov asks pytest-cov for coverage")
     ctx.log(f"test: pytest {' '.join(settings.test.paths)}")
     # coverage.py's data file (.coverage) likewise, instead of the project root.
-    env = {**os.environ, "COVERAGE_FILE": str(ctx.state / "coverage" / ".coverage")}
+    # and Python's bytecode caches (__pycache__ of the tests pytest imports and rewrites).
+    env = {
+        **os.environ,
+        "COVERAGE_FILE": str(ctx.state / "coverage" / ".coverage"),
+        "PYTHONPYCACHEPREFIX": str(ctx.state / "pycache"),
+    }
     (ctx.state / "coverage").mkdir(exist_ok=True)
     proc = run_tool(argv, settings.project_root, env=env)
     if proc.returncode in (_INTERRUPTED, _INTERNAL, _USAGE):

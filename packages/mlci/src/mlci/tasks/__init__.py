@@ -12,9 +12,10 @@ disable_mlflow_telemetry()
 
 from invoke import Collection  # noqa: E402
 
-from mlci.tasks import model, platform, sonar, stages  # noqa: E402
+from mlci.tasks import model, platform, project, sonar, stages  # noqa: E402
 
 namespace = Collection.from_module(stages, name="mlci")
+namespace.add_task(project.init)
 namespace.add_collection(Collection.from_module(sonar, name="sonar"))
 namespace.add_collection(Collection.from_module(model, name="model"))
 namespace.add_collection(Collection.from_module(platform, name="platform"))

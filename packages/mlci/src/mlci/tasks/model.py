@@ -13,13 +13,13 @@ from mlci.tasks._signals import stops_cleanly
 
 
 @contextlib.contextmanager
-def _registry_client():
+def _registry_client(model=None):
     """The context, a client and the tracking URI; a local server started for it stops after."""
     from mlci.clients import mlflow as mlflow_client
     from mlci.context import StageContext
     from mlci.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings().one_model(model)
     with StageContext(settings) as ctx:
         uri = ctx.tracking_uri()
         yield ctx, mlflow_client.connect(uri, settings.mlflow), uri
@@ -30,16 +30,17 @@ def _registry_client():
         "alias": "alias to describe (default: promotion.alias, i.e. champion)",
         "version": "describe this version instead of an alias",
         "as_json": "print JSON instead of text",
+        "model": "which of [tool.mlci.models] (needed when there are several)",
     }
 )
 @stops_cleanly
-def info(c, alias=None, version=None, as_json=False):
+def info(c, alias=None, version=None, as_json=False, model=None):
     """Where did the champion come from? Version, run, metrics, lineage, alias history."""
     from mlci import registry
     from mlci.clients import mlflow as mlflow_client
 
     try:
-        with _registry_client() as (ctx, client, uri):
+        with _registry_client(model) as (ctx, client, uri):
             settings = ctx.settings
             name = settings.mlflow.registered_model
             with mlflow_client.server_errors(f"reading {name}", uri):
@@ -72,16 +73,17 @@ def info(c, alias=None, version=None, as_json=False):
     help={
         "expect": "the version you believe is the champion now (e.g. 7): refuse, changing "
         "nothing, when another version holds the alias (someone promoted meanwhile)",
+        "model": "which of [tool.mlci.models] (needed when there are several)",
     }
 )
 @stops_cleanly
-def rollback(c, expect=None):
+def rollback(c, expect=None, model=None):
     """Walk the champion alias back one promotion (v7 -> v6 -> v5), recorded in its history."""
     from mlci import registry
     from mlci.clients import mlflow as mlflow_client
 
     try:
-        with _registry_client() as (ctx, client, uri):
+        with _registry_client(model) as (ctx, client, uri):
             settings = ctx.settings
             name, alias = settings.mlflow.registered_model, settings.promotion.alias
             if settings.promotion.mode != "enabled":

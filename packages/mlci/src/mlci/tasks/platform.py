@@ -49,13 +49,14 @@ def up(c, no_build=False):
     """Generate missing secrets (env file, 0600), start the platform, wait until it is ready."""
     from mlci.platform.compose import ping_engine
     from mlci.platform.secrets import ensure_for_compose
+    from mlci.resources import platform_file
 
     try:
         settings = _settings()
         platform = settings.platform
         compose = _compose(settings)
         env = ensure_for_compose(
-            settings.path(platform.env_file), settings.path(platform.compose_file)
+            settings.path(platform.env_file), platform_file(settings, platform.compose_file)
         )
         if env.generated:
             print(f"generated into {env.path} (mode 0600): {', '.join(env.generated)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke import Exit, task
 
 from mlci.errors import ConfigError, MlciError
+from mlci.resources import gate_file
 
 
 @task(help={"dry_run": "print what would change and change nothing"})
@@ -25,7 +26,7 @@ def apply_gate(c, dry_run=False):
                 "set MLCI_SONAR_HOST_URL and MLCI_SONAR_TOKEN (a token that may administer "
                 "quality gates)",
             )
-        gate = load_definition(settings.path(settings.gate.file))
+        gate = load_definition(gate_file(settings))
         key = settings.sonar.project_key or settings.project_root.name
         changes = apply(
             SonarQube(server, settings.sonar.timeout),

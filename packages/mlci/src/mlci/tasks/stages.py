@@ -15,7 +15,9 @@ from mlci.tasks._signals import interrupted, stop_on_signals
 
 
 @contextmanager
-def _stage_context(overrides: Mapping[str, Any] | None = None) -> Iterator[Any]:
+def _stage_context(
+    overrides: Mapping[str, Any] | None = None, model: str | None = None
+) -> Iterator[Any]:
     from mlci.context import StageContext
     from mlci.settings import load_settings
 
@@ -24,6 +26,8 @@ def _stage_context(overrides: Mapping[str, Any] | None = None) -> Iterator[Any]:
     with stop_on_signals():
         try:
             settings = load_settings(overrides)
+            if model:
+                settings = settings.for_model(model)
             with StageContext(settings) as ctx:
                 yield ctx
         except MlciError as exc:
@@ -32,10 +36,12 @@ def _stage_context(overrides: Mapping[str, Any] | None = None) -> Iterator[Any]:
             raise interrupted(exc) from None
 
 
-def _run_stage(name: str, overrides: Mapping[str, Any] | None = None) -> None:
+def _run_stage(
+    name: str, overrides: Mapping[str, Any] | None = None, model: str | None = None
+) -> None:
     from mlci.stages import stage_function
 
-    with _stage_context(overrides) as ctx:
+    with _stage_context(overrides, model) as ctx:
         result = stage_function(name)(ctx)
         print(f"{name}: {result.status}: {result.summary}")
         for label, url in result.links.items():
@@ -92,13 +98,15 @@ def image(c, base_image=None):
     help={
         "tracking_uri": "MLflow tracking server URL (default: start a local server)",
         "params": "hyper-parameters as JSON (overrides model.params)",
+        "model": "train only this one of [tool.mlci.models] (default: each of them)",
     }
 )
-def train(c, tracking_uri=None, params=None):
+def train(c, tracking_uri=None, params=None, model=None):
     """Train the model and log run, model and lineage to MLflow; registers a version."""
     _run_stage(
         "train",
         {"mlflow.tracking_uri": tracking_uri, "model.params": _json_arg("--params", params)},
+        model,
     )
 
 
@@ -106,11 +114,14 @@ def train(c, tracking_uri=None, params=None):
     help={
         "tracking_uri": "MLflow tracking server URL (default: start a local server)",
         "mode": "disabled | dry-run | enabled (overrides promotion.mode)",
+        "model": "promote only this one of [tool.mlci.models] (default: each of them)",
     }
 )
-def promote(c, tracking_uri=None, mode=None):
+def promote(c, tracking_uri=None, mode=None, model=None):
     """Move the champion alias to the new version if it meets the thresholds and wins."""
-    _run_stage("promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode})
+    _run_stage(
+        "promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode}, model
+    )
 
 
 @task(
@@ -164,4 +175,9 @@ def config(c):
     print(f"project root: {settings.project_root}")
     rows = [(key, value, source) for key, value, source, _ in settings.describe()]
     print("\n".join(format_table(("setting", "value", "source"), rows)))
+    if settings.models:
+        print("\nmodels ([tool.mlci.models]; --model NAME or MLCI_MODEL=NAME picks one):")
+        for name, values in settings.models.items():
+            shown = ", ".join(f"{key}={json.dumps(value)}" for key, value in values.items())
+            print(f"  {name}: {shown}")
     sys.stdout.flush()

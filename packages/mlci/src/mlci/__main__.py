@@ -1,0 +1,5 @@
+"""``python -m mlci``: the ``mlci`` command."""
+
+from mlci.cli import main
+
+main()
