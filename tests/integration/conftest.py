@@ -52,7 +52,7 @@ def pypi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 
 def make_context(
-    tmp_path: Path, root: Path = REPO_ROOT, **overrides: Any
+    tmp_path: Path, root: Path = REPO_ROOT, model: str = "wine", **overrides: Any
 ) -> tuple[StageContext, list[str]]:
     """A StageContext on ``root`` with reports and state under ``tmp_path``; logs captured."""
     values = {
@@ -60,21 +60,25 @@ def make_context(
         "state_dir": str(tmp_path / "state"),
         **overrides,
     }
-    # This repository has two models; a test of one stage works on the wine classifier
-    # (its overrides, from the "command line", still win over the model's table).
-    environ = {"MLCI_MODEL": "wine"} if root == REPO_ROOT else {}
+    # This repository has two models; a test of one stage works on one of them, the wine
+    # classifier unless it says otherwise (its overrides, from the "command line", still win
+    # over the model's table). Its reports go to reports/models/<model>/.
+    environ = {"MLCI_MODEL": model} if root == REPO_ROOT else {}
     settings = load_settings(values, root=root, environ=environ)
     lines: list[str] = []
     return StageContext(settings, log=lines.append), lines
 
 
-def train_and_promote(tmp_path: Path, uri: str, model: str, params: dict, **extra: Any):
-    """train.run then promote.run on this repository (the wine classifier unless ``extra``
-    names another module): (train result, promote result, log lines)."""
+def train_and_promote(
+    tmp_path: Path, uri: str, model: str, params: dict, of: str = "wine", **extra: Any
+):
+    """train.run then promote.run of this repository's model ``of``, registered as ``model``:
+    (train result, promote result, log lines)."""
     from mlci.stages import promote, train
 
     ctx, lines = make_context(
         tmp_path,
+        model=of,
         **{
             "mlflow.tracking_uri": uri,
             "mlflow.registered_model": model,

@@ -141,8 +141,9 @@ def closed_port() -> int:
 
 
 def fake_train_report(tmp_path: Path, uri: str) -> Path:
-    """The train.json that `invoke train` leaves for `invoke promote`."""
-    report = tmp_path / "reports" / "train.json"
+    """The train.json that `invoke train` leaves for `invoke promote` (this repository's
+    first model, wine: reports/models/wine/)."""
+    report = tmp_path / "reports" / "models" / "wine" / "train.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(
         json.dumps(
@@ -290,7 +291,7 @@ def test_bad_hyper_parameters_exit_2_and_leave_no_server(tmp_path, args, words):
     # No tracking URI: the embedded default may start a local mlflow server under tmp_path.
     run = invoke(tmp_path, "train", *args)
     assert_clear_error(run, 2, "ConfigError", *words)
-    assert not (tmp_path / "reports" / "train.json").exists()
+    assert files_under(tmp_path / "reports") == []
     assert_no_leftover_processes(tmp_path)
 
 
@@ -323,7 +324,7 @@ def test_unreachable_tracking_server_exits_3_quickly(tmp_path, task):
     )
     assert run.seconds < FAST, f"took {run.seconds:.0f} s: a retry loop?\n{run.shown()}"
     reports = files_under(tmp_path / "reports")
-    assert reports == (["train.json"] if report else [])
+    assert reports == (["models/wine/train.json"] if report else [])
     if report:
         assert report.read_text() == before
     assert_no_leftover_processes(tmp_path)

@@ -33,8 +33,14 @@ REGRESSION = {
 
 
 def _round(tmp_path, uri, model, params):
-    _, result, lines = train_and_promote(tmp_path, uri, model, params, **REGRESSION)
-    return result, read_json(tmp_path / "reports" / "promote.json", "promote"), lines
+    _, result, lines = train_and_promote(
+        tmp_path, uri, model, params, of="diabetes", **REGRESSION
+    )
+    return result, read_json(REPORTS(tmp_path) / "promote.json", "promote"), lines
+
+
+def REPORTS(tmp_path):
+    return tmp_path / "reports" / "models" / "diabetes"
 
 
 def _client(uri):
@@ -124,6 +130,7 @@ def test_a_candidate_that_does_not_load_never_becomes_champion(
     monkeypatch.syspath_prepend(str(code))
     ctx, _ = make_context(
         tmp_path / "2",
+        model="diabetes",
         **{"mlflow.tracking_uri": mlflow_server, "mlflow.registered_model": model,
            "mlflow.experiment": model, **REGRESSION, "model.module": "vanishing_model"},
     )  # fmt: skip
@@ -142,5 +149,6 @@ def test_a_candidate_that_does_not_load_never_becomes_champion(
     # Nothing changed: the champion, the candidate's tags, no lease left behind.
     assert client.get_model_version_by_alias(model, "champion").version == "1"
     assert dict(client.get_model_version(model, version).tags) == before
-    assert not (tmp_path / "2" / "reports" / "promote.json").exists()
+    assert (REPORTS(tmp_path / "2") / "train.json").is_file()  # the right folder, and
+    assert not (REPORTS(tmp_path / "2") / "promote.json").exists()  # no decision written
     print(info.value.render())

@@ -22,14 +22,15 @@ def auth_server(mlflow_auth_server):
 
 def _promote(tmp_path, url, username, password):
     reports = tmp_path / "reports"
-    reports.mkdir(exist_ok=True)
-    (reports / "train.json").write_text(json.dumps(
+    (reports / "models" / "wine").mkdir(parents=True, exist_ok=True)
+    (reports / "models" / "wine" / "train.json").write_text(json.dumps(
         {"registered_model": "guarded", "version": "1", "run_id": "r" * 32,
          "tracking_uri": url, "tracking_is_local": False}
     ))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
     env.update(
         MLCI_PROJECT_ROOT=str(REPO_ROOT),
+        MLCI_MODEL="wine",
         MLCI_REPORTS_DIR=str(reports),
         MLCI_STATE_DIR=str(tmp_path / "state"),
         MLCI_MLFLOW_TRACKING_URI=url,

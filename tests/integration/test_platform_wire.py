@@ -81,7 +81,8 @@ class Platform:
             "platform.ready_timeout": 20,
             **overrides,
         }
-        return load_settings(values, root=REPO_ROOT, environ={})
+        # One of this repository's models, under the test's own names.
+        return load_settings(values, root=REPO_ROOT, environ={"MLCI_MODEL": "wine"})
 
     def wire(self, **kwargs: Any) -> list[Any]:
         return wire(

@@ -170,7 +170,8 @@ def test_lineage_and_applied_thresholds_on_run_and_version(tmp_path, mlflow_serv
     assert applied["decision"] == "promoted"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert "report/model_card.md" in artifacts
-    assert "lineage" in (tmp_path / "reports" / "model_card.md").read_text().lower()
+    card = tmp_path / "reports" / "models" / "wine" / "model_card.md"
+    assert "lineage" in card.read_text().lower()
 
 
 def test_model_info_and_rollback_commands(tmp_path, mlflow_server):

@@ -119,6 +119,7 @@ def _start(tmp_path: Path, command: list[str]) -> tuple[subprocess.Popen, Path, 
     env = {k: v for k, v in os.environ.items() if k not in STRIPPED and not k.startswith("MLCI_")}
     env.update(
         MLCI_PROJECT_ROOT=str(REPO_ROOT),
+        MLCI_MODEL="wine",
         MLCI_STATE_DIR=str(tmp_path / "state"),
         MLCI_REPORTS_DIR=str(tmp_path / "reports"),
         MLCI_MODEL_MODULE="slow_model",

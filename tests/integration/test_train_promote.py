@@ -47,7 +47,7 @@ def test_train_logs_run_model_and_lineage(tmp_path, mlflow_server):
     with ctx:
         result = train.run(ctx)
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
-    report = read_json(tmp_path / "reports" / "train.json", "train")
+    report = read_json(tmp_path / "reports" / "models" / "wine" / "train.json", "train")
     run = client.get_run(report["run_id"])
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True

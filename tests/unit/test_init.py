@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -89,7 +90,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     root = _repository(tmp_path)
     before = sorted(p.name for p in root.rglob("*"))
     argv = [sys.executable, "-m", "mlci", "init", "--dry-run"]
-    proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}  # a user's shell
+    proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "would create Jenkinsfile" in proc.stdout
     assert 'module = "my_model"' in proc.stdout

@@ -804,3 +804,16 @@ def test_a_wrong_models_table_is_named(write_project, load, table, what):
     with pytest.raises(ConfigError) as info:
         load()
     assert info.value.what.startswith(what)
+
+
+def test_a_variable_that_would_make_several_models_one_is_refused(write_project, load):
+    write_project(MODELS)
+    settings = load(env={"MLCI_MLFLOW_REGISTERED_MODEL": "shared"})
+    with pytest.raises(ConfigError) as info:
+        settings.each_model()
+    assert info.value.what == (
+        "MLCI_MLFLOW_REGISTERED_MODEL would apply to every model of [tool.mlci.models]"
+    )
+    assert info.value.fix == "choose the model it is meant for: MLCI_MODEL=NAME (or --model NAME)"
+    chosen = load(env={"MLCI_MLFLOW_REGISTERED_MODEL": "shared", "MLCI_MODEL": "wine"})
+    assert [s.mlflow.registered_model for s in chosen.each_model()] == ["shared"]

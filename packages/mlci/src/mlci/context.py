@@ -106,6 +106,7 @@ class StageContext:
                         "/health",
                         state / "logs" / "mlflow-server.log",
                         start_timeout=self.settings.server_start_timeout,
+                        env=servers.MLFLOW_SERVER_ENV,
                         progress=self.log,
                     )
                 )

@@ -357,6 +357,21 @@ class Settings:
         """One Settings per model to train and promote: the chosen one, or all of them."""
         if self.model_name or not self.models:
             return [self]
+        if len(self.models) > 1:
+            # An environment variable or flag wins over every model's table: for a name that
+            # tells models apart it would make them one.
+            shared = [
+                SPECS[key].env
+                for key in ("mlflow.registered_model", "mlflow.experiment", "model.module")
+                if self.sources.get(key, SOURCE_DEFAULT).startswith(("env ", SOURCE_CLI))
+            ]
+            if shared:
+                raise ConfigError(
+                    f"{', '.join(shared)} would apply to every model of [tool.mlci.models]",
+                    f"the models ({', '.join(self.models)}) would share one registered model, "
+                    "experiment or module",
+                    f"choose the model it is meant for: {MODEL_ENV}=NAME (or --model NAME)",
+                )
         return [self.for_model(name) for name in self.models]
 
     @property

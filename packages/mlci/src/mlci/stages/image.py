@@ -60,7 +60,8 @@ def registry_auth(image: ImageSettings) -> dict[str, str] | None:
 def model_package(settings: Settings) -> tuple[str, str]:
     """(name, version) of what the image packages: the (first) model package, else the
     context."""
-    folders = [s.model.package for s in settings.each_model()] + [settings.image.context]
+    folders = [values.get("model.package", "") for values in settings.models.values()]
+    folders += [settings.model.package, settings.image.context]
     for folder in folders:
         if folder and (settings.path(folder) / "pyproject.toml").is_file():
             return package_metadata(settings.path(folder))
@@ -86,6 +87,9 @@ def dockerfile_for(settings: Settings) -> tuple[Path, bool]:
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     image = settings.image
+    # A Dockerfile that is configured and missing is a setting to fix, engine or not (an
+    # unconfigured one falls back to mlci's, so a repository without one still skips).
+    dockerfile_for(settings)
     auth = registry_auth(image)
     client = docker_client(image.timeout)
     if client is None:
@@ -99,7 +103,6 @@ def run(ctx: StageContext) -> StageResult:
         write_json(ctx.reports / REPORT, {"skipped": "no Docker engine"})
         ctx.log("image: skipped: no Docker engine answers (set DOCKER_HOST or start dockerd)")
         return StageResult("image", SKIPPED, "skipped: no Docker engine")
-    dockerfile_for(settings)  # a missing one fails before the build starts
 
     image_id, tags = _build(ctx, client)
     info = client.inspect_image(image_id)
