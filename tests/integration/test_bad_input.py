@@ -63,6 +63,8 @@ def cli_env(tmp_path: Path, root: Path, extra: dict[str, str]) -> dict[str, str]
         MLCI_REPORTS_DIR=str(tmp_path / "reports"),
         MLCI_STATE_DIR=str(tmp_path / "state"),
     )
+    if root == REPO_ROOT:  # this repository has two models: the cases use the wine one
+        env["MLCI_MODEL"] = "wine"
     env.update(extra)
     return env
 
