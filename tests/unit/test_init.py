@@ -57,6 +57,7 @@ def test_init_writes_settings_and_files_that_mlci_loads(tmp_path):
     assert (root / ".ci" / "bootstrap").stat().st_mode & 0o111
     lines = (root / ".gitignore").read_text().splitlines()
     assert [line for line in lines if line.endswith("/")] == [".venv/", "reports/", ".mlci/"]
+    assert "services/.env" in lines  # the platform's secrets never get committed
 
 
 def test_init_never_overwrites_and_writes_nothing_when_it_would(tmp_path):

@@ -27,7 +27,8 @@ COPIES = (
     ("Dockerfile", "Dockerfile", 0o644),
     (".dockerignore", "dockerignore", 0o644),
 )
-IGNORED = ("reports/", ".mlci/", ".venv/")
+# mlci's folders, and the platform's generated secrets (`mlci platform.up` writes them there).
+IGNORED = ("reports/", ".mlci/", ".venv/", "services/.env")
 
 
 @dataclass(frozen=True)
