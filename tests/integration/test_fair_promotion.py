@@ -33,9 +33,7 @@ REGRESSION = {
 
 
 def _round(tmp_path, uri, model, params):
-    _, result, lines = train_and_promote(
-        tmp_path, uri, model, params, of="diabetes", **REGRESSION
-    )
+    _, result, lines = train_and_promote(tmp_path, uri, model, params, of="diabetes", **REGRESSION)
     return result, read_json(REPORTS(tmp_path) / "promote.json", "promote"), lines
 
 
@@ -52,16 +50,22 @@ def _client(uri):
 def test_a_lower_is_better_model_is_kept_then_replaced_on_the_same_rows(tmp_path, mlflow_server):
     model = f"diabetes-{uuid.uuid4().hex[:8]}"
     # v1, trained on 30 % of another split (seed 7: older data), becomes champion.
-    first, _, _ = _round(tmp_path / "1", mlflow_server, model,
-                         {"estimator": "ridge", "train_fraction": 0.3, "seed": 7})  # fmt: skip
+    first, _, _ = _round(
+        tmp_path / "1",
+        mlflow_server,
+        model,
+        {"estimator": "ridge", "train_fraction": 0.3, "seed": 7},
+    )
     assert first.summary == "champion -> v1"
 
     # v2, a small forest on all of seed 42's training rows. Against v1's logged rmse (from
     # v1's own split) it would win; scored on the same held-out rows, v1 is better: kept.
     kept, report, lines = _round(
-        tmp_path / "2", mlflow_server, model,
+        tmp_path / "2",
+        mlflow_server,
+        model,
         {"estimator": "random_forest", "n_estimators": 10, "max_depth": 2},
-    )  # fmt: skip
+    )
     assert kept.summary == "champion stays v1", "\n".join(lines)
     assert report["compared"] == "candidate and champion scored on the candidate's held-out data"
     assert any("the champion was trained on other data" in line for line in lines)
@@ -85,8 +89,9 @@ def test_a_lower_is_better_model_is_kept_then_replaced_on_the_same_rows(tmp_path
     assert rescored == pytest.approx(score(split.y_test, v1.predict(on_v2_rows))["rmse"], abs=1e-4)
 
     # v3: ridge on all rows beats v1 on the same rows: replaced.
-    replaced, report, lines = _round(tmp_path / "3", mlflow_server, model,
-                                     {"estimator": "ridge", "alpha": 0.5})  # fmt: skip
+    replaced, report, lines = _round(
+        tmp_path / "3", mlflow_server, model, {"estimator": "ridge", "alpha": 0.5}
+    )
     assert replaced.summary == "champion -> v3", "\n".join(lines)
     assert _client(mlflow_server).get_model_version_by_alias(model, "champion").version == "3"
     print("\n".join(["kept:", *kept.details["table"], "replaced:", *report["table"]]))
@@ -131,9 +136,14 @@ def test_a_candidate_that_does_not_load_never_becomes_champion(
     ctx, _ = make_context(
         tmp_path / "2",
         model="diabetes",
-        **{"mlflow.tracking_uri": mlflow_server, "mlflow.registered_model": model,
-           "mlflow.experiment": model, **REGRESSION, "model.module": "vanishing_model"},
-    )  # fmt: skip
+        **{
+            "mlflow.tracking_uri": mlflow_server,
+            "mlflow.registered_model": model,
+            "mlflow.experiment": model,
+            **REGRESSION,
+            "model.module": "vanishing_model",
+        },
+    )
     client = _client(mlflow_server)
     with ctx:
         trained = train.run(ctx)

@@ -94,8 +94,9 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("own-repository")
     dist = folder / "dist"
     build = [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist)]
-    subprocess.run([*build, str(REPO_ROOT / "packages" / "mlci")], check=True,
-                   capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [*build, str(REPO_ROOT / "packages" / "mlci")], check=True, capture_output=True, timeout=600
+    )
     (wheel,) = dist.glob("mlci-*.whl")
     venv = folder / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -124,26 +125,41 @@ def _env(venv: Path) -> dict[str, str]:
     env.update(
         PATH=f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         DOCKER_HOST="unix:///nonexistent/docker.sock",  # no engine: the image stage skips
-        GIT_AUTHOR_NAME="Ada", GIT_AUTHOR_EMAIL="ada@example.org",
-        GIT_COMMITTER_NAME="Ada", GIT_COMMITTER_EMAIL="ada@example.org",
-    )  # fmt: skip
+        GIT_AUTHOR_NAME="Ada",
+        GIT_AUTHOR_EMAIL="ada@example.org",
+        GIT_COMMITTER_NAME="Ada",
+        GIT_COMMITTER_EMAIL="ada@example.org",
+    )
     return env
 
 
 def _run(venv: Path, cwd: Path, program: str, *args: str, check: bool = True):
     proc = subprocess.run(
-        [str(venv / "bin" / program), *args], cwd=cwd, env=_env(venv),
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [str(venv / "bin" / program), *args],
+        cwd=cwd,
+        env=_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"{program} {' '.join(args)} exited {proc.returncode}:\n"
-                    f"{(proc.stdout + proc.stderr)[-4000:]}")  # fmt: skip
+        pytest.fail(
+            f"{program} {' '.join(args)} exited {proc.returncode}:\n"
+            f"{(proc.stdout + proc.stderr)[-4000:]}"
+        )
     return proc
 
 
 def _git(cwd: Path, venv: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=_env(venv), capture_output=True,
-                          text=True, check=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=_env(venv),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return proc.stdout
 
 
@@ -195,11 +211,16 @@ def test_the_wheel_alone_runs_the_pipeline_in_a_repository_with_no_mlci_files(
 
 def test_mlci_init_then_the_pipeline(environment, tmp_path):
     root = _repository(tmp_path / "acme", environment)
-    init = _run(environment, root, "mlci", "init", "--primary-metric", "rmse",
-                "--lower-is-better")  # fmt: skip
+    init = _run(environment, root, "mlci", "init", "--primary-metric", "rmse", "--lower-is-better")
     assert "create Jenkinsfile" in init.stdout
-    for path in ("Jenkinsfile", ".ci/bootstrap", "tasks.py", "sonarqube/quality-gate.toml",
-                 "Dockerfile", ".dockerignore"):  # fmt: skip
+    for path in (
+        "Jenkinsfile",
+        ".ci/bootstrap",
+        "tasks.py",
+        "sonarqube/quality-gate.toml",
+        "Dockerfile",
+        ".dockerignore",
+    ):
         assert (root / path).is_file(), path
     again = _run(environment, root, "mlci", "init", check=False)
     assert again.returncode == 2

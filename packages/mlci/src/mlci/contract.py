@@ -187,7 +187,5 @@ def _eval_problems(inputs: Any, targets: Any, names: Sequence[str] | None) -> li
     if target_shape is None or target_shape[1] is not None:
         problems.append("eval_targets must be a 1-D array")
     elif shape is not None and target_shape[0] != shape[0]:
-        problems.append(
-            f"eval_inputs has {shape[0]} rows but eval_targets has {target_shape[0]}"
-        )
+        problems.append(f"eval_inputs has {shape[0]} rows but eval_targets has {target_shape[0]}")
     return problems

@@ -56,8 +56,9 @@ def signature_change(candidate: Any, champion: Any) -> list[str]:
     new, old = _signature_lines(candidate), _signature_lines(champion)
     changes = [f"+ {k} {new[k]}" for k in sorted(new.keys() - old.keys())]
     changes += [f"- {k} {old[k]}" for k in sorted(old.keys() - new.keys())]
-    changes += [f"~ {k} {old[k]} -> {new[k]}" for k in sorted(new.keys() & old.keys())
-                if new[k] != old[k]]  # fmt: skip
+    changes += [
+        f"~ {k} {old[k]} -> {new[k]}" for k in sorted(new.keys() & old.keys()) if new[k] != old[k]
+    ]
     return changes
 
 
@@ -86,8 +87,7 @@ def validate(name: str, version: str, log: Callable[[str], None]) -> tuple[Any, 
         raise ModelRejected(
             f"{name} v{version} loads but cannot predict its own input example",
             f"{type(exc).__name__}: {str(exc)[:600]}",
-            "fix the model's predict (or its signature), train again; it will not become "
-            "champion",
+            "fix the model's predict (or its signature), train again; it will not become champion",
         ) from None
     rows = len(example)
     if predictions is None or len(predictions) != rows:
@@ -115,8 +115,11 @@ class Scores:
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)
-            and not isinstance(v, bool) and math.isfinite(float(v))}  # fmt: skip
+    return {
+        str(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
 
 
 class HeldoutScorer:
