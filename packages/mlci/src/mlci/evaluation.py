@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ class Validation:
     version: str
     rows: int
     signature: str
-    signature_change: list[str] = field(default_factory=list)
 
 
 def _load(name: str, version: str) -> Any:
@@ -103,17 +102,6 @@ def validate(name: str, version: str, log: Callable[[str], None]) -> tuple[Any, 
     return model, Validation(version, rows, shown or "no signature")
 
 
-@dataclass
-class Scores:
-    """The figures the decision is made on, and where they come from."""
-
-    candidate: dict[str, float]
-    champion: dict[str, float] | None
-    champion_logged: dict[str, float] | None
-    how: str
-    notes: list[str] = field(default_factory=list)
-
-
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     return {
         str(k): float(v)
@@ -125,9 +113,8 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
 class HeldoutScorer:
     """Scores models on one candidate's held-out data with the model package's ``score``."""
 
-    def __init__(self, module: Any, candidate_run_id: str, log: Callable[[str], None]):
+    def __init__(self, module: Any, candidate_run_id: str):
         self.score = getattr(module, "score", None) if module is not None else None
-        self.log = log
         self.frame = self._heldout(candidate_run_id) if callable(self.score) else None
         if not callable(self.score):
             self.why_not = "the model package has no score() function"

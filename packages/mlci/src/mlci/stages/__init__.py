@@ -57,7 +57,7 @@ def each_model(
     """For a project with several models ([tool.mlci.models]), run ``run`` once per model
     and combine the results; None when the settings are for one model (run it as it is)."""
     chosen = ctx.settings.each_model()
-    if chosen == [ctx.settings] and chosen[0] is ctx.settings:
+    if len(chosen) == 1 and chosen[0] is ctx.settings:
         return None
     results = []
     for settings in chosen:

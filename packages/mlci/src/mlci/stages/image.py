@@ -89,7 +89,7 @@ def run(ctx: StageContext) -> StageResult:
     image = settings.image
     # A Dockerfile that is configured and missing is a setting to fix, engine or not (an
     # unconfigured one falls back to mlci's, so a repository without one still skips).
-    dockerfile_for(settings)
+    dockerfile = dockerfile_for(settings)
     auth = registry_auth(image)
     client = docker_client(image.timeout)
     if client is None:
@@ -104,7 +104,7 @@ def run(ctx: StageContext) -> StageResult:
         ctx.log("image: skipped: no Docker engine answers (set DOCKER_HOST or start dockerd)")
         return StageResult("image", SKIPPED, "skipped: no Docker engine")
 
-    image_id, tags = _build(ctx, client)
+    image_id, tags = _build(ctx, client, *dockerfile)
     info = client.inspect_image(image_id)
     details: dict[str, Any] = {
         "image_id": image_id,
@@ -143,7 +143,9 @@ def _context_source(context: Path, dockerfile: Path) -> dict[str, Any]:
     return {"fileobj": archive, "custom_context": True, "dockerfile": name}
 
 
-def _build(ctx: StageContext, client: Any) -> tuple[str, list[str]]:
+def _build(
+    ctx: StageContext, client: Any, dockerfile: Path, is_shipped: bool
+) -> tuple[str, list[str]]:
     settings = ctx.settings
     image = settings.image
     context = settings.path(image.context)
@@ -160,7 +162,6 @@ def _build(ctx: StageContext, client: Any) -> tuple[str, list[str]]:
     )
     if image.base_image:
         build_args["BASE_IMAGE"] = image.base_image
-    dockerfile, is_shipped = dockerfile_for(settings)
     if is_shipped:
         import mlci
 

@@ -154,7 +154,7 @@ def run(ctx: StageContext) -> StageResult:
     # The candidate must load and predict as serving will, before any lease or tag.
     with mlflow_client.server_errors(f"loading {name} v{version}", uri):
         model, validation = evaluation.validate(name, version, ctx.log)
-        scorer = evaluation.HeldoutScorer(_model_module(ctx), str(trained["run_id"]), ctx.log)
+        scorer = evaluation.HeldoutScorer(_model_module(ctx), str(trained["run_id"]))
         candidate_metrics = scorer.scores(model) if scorer.usable else None
     seen: dict[str, Any] = {}
 
