@@ -233,3 +233,53 @@ def test_mlci_init_then_the_pipeline(environment, tmp_path):
     # `invoke` works there too, through the tasks.py init wrote
     listed = _run(environment, root, "invoke", "--list")
     assert "pipeline" in listed.stdout
+
+
+def _versions(root: Path) -> list[str]:
+    """The versions of `model` in the repository's local store, read with MLflow's client."""
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{root / '.mlci' / 'mlflow' / 'mlflow.db'}"
+    found = MlflowClient(tracking_uri=store, registry_uri=store).search_model_versions(
+        "name='model'"
+    )
+    return sorted(v.version for v in found)
+
+
+def test_an_unchanged_rerun_is_cached_and_a_one_byte_model_change_trains_again(
+    environment, tmp_path
+):
+    settings = textwrap.dedent(
+        """
+        [tool.mlci.model]
+        module = "acme_forecast"
+
+        [tool.mlci.promotion]
+        primary_metric = "rmse"
+        directions = { rmse = "lower" }
+        """
+    )
+    root = _repository(tmp_path / "acme", environment, settings)
+    _commit_and_tag(root, environment)
+    cold = _pipeline(root, environment)
+    assert cold["train"][0] == "passed" and cold["promote"] == ("passed", "champion -> v1")
+    assert _versions(root) == ["1"]
+
+    again = _pipeline(root, environment)
+    assert {stage: status for stage, (status, _) in again.items()} == {
+        "lint": "cached", "test": "cached", "scan": "skipped", "gate": "cached",
+        "image": "skipped", "train": "cached", "promote": "cached", "release": "cached",
+    }  # fmt: skip
+    assert again["train"][1].startswith(cold["train"][1] + " [cached ")
+    assert _versions(root) == ["1"]  # no new version of the same code, data and params
+
+    model = root / "src" / "acme_forecast" / "__init__.py"
+    model.write_bytes(model.read_bytes() + b"#")  # one byte: a comment on the last line
+    trained = _run(environment, root, "mlci", "train")
+    assert "train: passed: model v2 rmse=" in trained.stdout
+    promoted = _run(environment, root, "mlci", "promote")
+    assert "promote: passed:" in promoted.stdout
+    assert _versions(root) == ["1", "2"]
+    # and the same once more is cached again: the new inputs were recorded
+    assert "train: cached: model v2 rmse=" in _run(environment, root, "mlci", "train").stdout
+    assert _versions(root) == ["1", "2"]

@@ -53,6 +53,20 @@ def test_pipeline_runs_every_stage_to_a_green_summary(tmp_path, docker_engine):
     assert by_stage["promote"]["summary"] == "wine: champion -> v1; diabetes: champion -> v1"
     assert by_stage["release"]["summary"].endswith("uploaded, 0 already there, verified")
     assert "mlci pipeline summary" in proc.stdout
+
+    # Nothing changed: every stage that ran is cached (the image checked on the engine), its
+    # reports back in place, and no model version is added.
+    (tmp_path / "reports" / "models" / "wine" / "train.json").unlink()
+    again = _pipeline(env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    rerun = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    statuses = {s["stage"]: s["status"] for s in rerun["stages"]}
+    assert statuses.pop("scan") == "skipped"
+    assert set(statuses.values()) == {"cached"}, statuses
+    promoted = {s["stage"]: s for s in rerun["stages"]}["promote"]["summary"]
+    assert promoted.startswith("wine: champion -> v1 [cached ")
+    assert "diabetes: champion -> v1 [cached " in promoted
+    assert (tmp_path / "reports" / "models" / "wine" / "train.json").is_file()
     # the local servers were stopped with the pipeline
     leftover = [
         p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).find(str(tmp_path)) >= 0

@@ -531,7 +531,10 @@ def test_unknown_section_without_close_match_lists_the_sections(write_project, l
     with pytest.raises(ConfigError) as info:
         load()
     assert info.value.what == "unknown section [tool.mlci.zzzzqqq] in pyproject.toml"
-    assert "sections are bootstrap, gate, image, lint, mlflow, model, platform" in info.value.fix
+    assert (
+        "sections are bootstrap, cache, gate, image, lint, mlflow, model, platform"
+        in info.value.fix
+    )
 
 
 def test_unknown_section_suggests_the_close_one(write_project, load):

@@ -172,7 +172,9 @@ def recorded_run_stage(monkeypatch):
     monkeypatch.setattr(
         tasks,
         "_run_stage",
-        lambda name, overrides=None, model=None: calls.append((name, overrides)),
+        lambda name, overrides=None, model=None, force=False: calls.append(
+            (name, overrides) if not force else (name, overrides, "forced")
+        ),
     )
     return calls
 
@@ -213,6 +215,33 @@ def recorded_run_stage(monkeypatch):
 def test_task_flags_map_to_setting_keys(recorded_run_stage, task, kwargs, expected):
     getattr(tasks, task)(Context(), **kwargs)
     assert recorded_run_stage == [expected]
+
+
+@pytest.mark.parametrize("task", ["lint", "test", "gate", "image", "train", "promote", "release"])
+def test_force_flag_reaches_the_stage(recorded_run_stage, task):
+    getattr(tasks, task)(Context(), force=True)
+    [call] = recorded_run_stage
+    assert call[0] == task and call[-1] == "forced"
+
+
+def test_run_stage_force_names_the_stage_in_cache_force(isolated_loader, fake_stage):
+    tasks._run_stage("train", force=True)
+    assert isolated_loader[-1]["cache.force"] == ["train"]
+    tasks._run_stage("train")
+    assert isolated_loader[-1]["cache.force"] is None  # env and pyproject still decide
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "forced"),
+    [
+        ({}, None),
+        ({"force": True}, ["all"]),
+        ({"force_stage": ["train", "promote"]}, ["train", "promote"]),
+    ],
+)
+def test_pipeline_force_flags(isolated_loader, fake_pipeline_stages, kwargs, forced):
+    tasks.pipeline(Context(), **kwargs)
+    assert isolated_loader[-1]["cache.force"] == forced
 
 
 def test_json_arg():
@@ -294,7 +323,9 @@ def test_pipeline_task_passes_and_writes_the_summary(
     data = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert [s["status"] for s in data["stages"]] == [PASSED] * 8
     assert (tmp_path / "reports" / "summary.html").is_file()
-    assert isolated_loader == [{"mlflow.tracking_uri": None, "release.repository_url": None}]
+    assert isolated_loader == [
+        {"mlflow.tracking_uri": None, "release.repository_url": None, "cache.force": None}
+    ]
 
 
 @pytest.mark.parametrize(

@@ -95,8 +95,12 @@ class StageContext:
             return self._parent.tracking_uri()
         if self._tracking_uri is None:
             configured = self.settings.mlflow.tracking_uri
+            lasting = None if configured else servers.running_lasting_server(self.state)
             if configured:
                 self._tracking_uri = configured
+            elif lasting:
+                self.log(f"using the local mlflow server at {lasting} (`mlci server` started it)")
+                self._tracking_uri = lasting
             else:
                 state = self.state
                 server = self._stack.enter_context(
@@ -116,6 +120,14 @@ class StageContext:
     @property
     def tracking_is_local(self) -> bool:
         return not self.settings.mlflow.tracking_uri
+
+    def browse_url(self) -> str:
+        """Where people open the tracking server: the configured one; for the local store,
+        the lasting server's stable address (`mlci server`), so that links in reports
+        still open after the run that wrote them."""
+        if not self.tracking_is_local:
+            return self.settings.mlflow.tracking_uri.rstrip("/")
+        return f"http://{servers.LOOPBACK}:{self.settings.mlflow.server_port}"
 
     def package_index(self) -> tuple[str, str]:
         """(upload URL, simple-API URL): the configured index, or a local pypiserver."""

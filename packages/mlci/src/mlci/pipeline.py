@@ -93,7 +93,8 @@ def write_summary(ctx: StageContext, results: Sequence[StageResult]) -> None:
     (ctx.reports / "summary.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>mlci pipeline summary</title>\n"
         "<style>body{font-family:sans-serif}td,th{padding:4px 12px;text-align:left}"
-        ".passed{color:#176a1c}.failed{color:#b00020}.skipped,.not-run{color:#777}</style>\n"
+        ".passed{color:#176a1c}.failed{color:#b00020}.cached{color:#1a5fb4}"
+        ".skipped,.not-run{color:#777}</style>\n"
         f"<h1>mlci pipeline</h1><p>finished {data['finished']}</p>\n"
         "<table><tr><th>stage</th><th>status</th><th>time</th><th>key figure</th></tr>\n"
         f"{rows}</table>\n<ul>{links}</ul>\n{_plots(ctx)}"

@@ -97,29 +97,15 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
                 proc.wait(timeout=5.0)
 
 
-@contextlib.contextmanager
-def local_server(
-    name: str,
-    command: Callable[[int], Sequence[str]],
-    health_path: str,
-    log_path: Path,
-    *,
-    start_timeout: float = 60.0,
-    env: dict[str, str] | None = None,
-    progress: Callable[[str], None] | None = None,
-    port: int | None = None,
-) -> Iterator[RunningServer]:
-    """Start ``command(port)`` and yield once ``http://127.0.0.1:port{health_path}`` answers."""
-    port = port or free_port()
-    url = f"http://{LOOPBACK}:{port}"
+def _spawn(
+    name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None
+) -> subprocess.Popen:
+    """Start ``argv`` in its own process group (session), output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = list(command(port))
-    if progress:
-        progress(f"starting local {name} on {url} (log: {log_path})")
     with open(log_path, "ab") as log:
         try:
-            proc = subprocess.Popen(
-                argv,
+            return subprocess.Popen(
+                list(argv),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -132,29 +118,161 @@ def local_server(
                 str(exc),
                 f"check that {argv[0]} is installed in this environment",
             ) from None
+
+
+def _wait_ready(
+    name: str, proc: subprocess.Popen, health_url: str, log_path: Path, start_timeout: float
+) -> float:
+    """Seconds until ``health_url`` answers; a clear error when the server exits or is late."""
+    started = time.monotonic()
+    deadline = started + start_timeout
+    while not _healthy(health_url):
+        if proc.poll() is not None:
+            raise LocalServerError(
+                f"the local {name} exited during start-up (exit code {proc.returncode})",
+                f"last lines of {log_path}:\n{_log_tail(log_path)}",
+                "fix the cause shown in the log, or point mlci at a running server",
+            )
+        if time.monotonic() > deadline:
+            raise LocalServerError(
+                f"the local {name} was not ready after {start_timeout:.0f} s",
+                f"{health_url} did not answer; last lines of {log_path}:\n{_log_tail(log_path)}",
+                "raise MLCI_SERVER_START_TIMEOUT on a slow machine, or use a running server",
+            )
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def local_server(
+    name: str,
+    command: Callable[[int], Sequence[str]],
+    health_path: str,
+    log_path: Path,
+    *,
+    start_timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    port: int | None = None,
+) -> Iterator[RunningServer]:
+    """Start ``command(port)`` and yield once ``http://127.0.0.1:port{health_path}`` answers;
+    stopped (its whole process group) when the block ends, however it ends."""
+    port = port or free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    if progress:
+        progress(f"starting local {name} on {url} (log: {log_path})")
+    proc = _spawn(name, command(port), log_path, env)
     try:
-        started = time.monotonic()
-        deadline = started + start_timeout
-        while not _healthy(url + health_path):
-            if proc.poll() is not None:
-                raise LocalServerError(
-                    f"the local {name} exited during start-up (exit code {proc.returncode})",
-                    f"last lines of {log_path}:\n{_log_tail(log_path)}",
-                    "fix the cause shown in the log, or point mlci at a running server",
-                )
-            if time.monotonic() > deadline:
-                raise LocalServerError(
-                    f"the local {name} was not ready after {start_timeout:.0f} s",
-                    f"{url}{health_path} did not answer; last lines of {log_path}:\n"
-                    f"{_log_tail(log_path)}",
-                    "raise MLCI_SERVER_START_TIMEOUT on a slow machine, or use a running server",
-                )
-            time.sleep(0.25)
+        seconds = _wait_ready(name, proc, url + health_path, log_path, start_timeout)
         if progress:
-            progress(f"local {name} ready in {time.monotonic() - started:.1f} s")
+            progress(f"local {name} ready in {seconds:.1f} s")
         yield RunningServer(name=name, url=url, pid=proc.pid, log=log_path)
     finally:
         stop_process_group(proc)
+
+
+# --- The lasting local tracking server (`mlci server`) ----------------------------------------
+# It serves the same store as the pipeline's own server, on a stable port, until stopped: the
+# links in a summary open after the run, and a pipeline that finds it running uses it
+# instead of starting one. Its facts live next to the store, in server.json.
+
+LASTING_NAME = "mlflow server (lasting)"
+
+
+def lasting_record(state: Path) -> Path:
+    return state / "mlflow" / "server.json"
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # our own child: reap it if it has exited
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_lasting_server(state: Path) -> str | None:
+    """The URL of the lasting server of this state folder, when it runs and answers."""
+    import json
+
+    try:
+        facts = json.loads(lasting_record(state).read_text())
+        pid, url = int(facts["pid"]), str(facts["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _alive(pid) and _healthy(url + "/health"):
+        return url
+    return None
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def start_lasting_server(
+    state: Path, port: int, *, start_timeout: float = 90.0, progress: Callable[[str], None]
+) -> str:
+    """Start the lasting server (detached: it outlives this process); its URL once ready."""
+    import json
+
+    running = running_lasting_server(state)
+    if running is not None:
+        progress(f"the local mlflow server already runs at {running}")
+        return running
+    if not port_is_free(port):
+        raise LocalServerError(
+            f"port {port} on {LOOPBACK} is taken by another program",
+            "the lasting local server listens on mlflow.server_port",
+            f"stop that program, or choose another port: MLCI_MLFLOW_SERVER_PORT={port + 1}",
+        )
+    url = f"http://{LOOPBACK}:{port}"
+    log_path = state / "logs" / "mlflow-server.log"
+    progress(f"starting the local mlflow server on {url} (log: {log_path})")
+    proc = _spawn(LASTING_NAME, mlflow_server_command(state)(port), log_path, MLFLOW_SERVER_ENV)
+    try:
+        seconds = _wait_ready(LASTING_NAME, proc, url + "/health", log_path, start_timeout)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    lasting_record(state).write_text(json.dumps({"pid": proc.pid, "url": url, "port": port}))
+    progress(f"local mlflow server ready in {seconds:.1f} s")
+    return url
+
+
+def stop_lasting_server(state: Path, grace: float = 10.0) -> bool:
+    """Stop the lasting server of this state folder; False when none was running."""
+    import json
+
+    record = lasting_record(state)
+    try:
+        pid = int(json.loads(record.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    record.unlink(missing_ok=True)
+    try:  # a stale record may name a pid the system has given to another program since
+        ours = b"mlflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        ours = False
+    if not ours or not _alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
 
 
 #: The local tracking server without MLflow 3's job runner (a huey consumer pool for server

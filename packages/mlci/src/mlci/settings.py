@@ -46,6 +46,7 @@ MODEL_KEYS = {
     "module": "model.module",
     "package": "model.package",
     "params": "model.params",
+    "data": "model.data",
     "registered_model": "mlflow.registered_model",
     "experiment": "mlflow.experiment",
 }
@@ -63,7 +64,7 @@ def option(default: Any, help: str, **meta: Any) -> Any:
 
     ``meta`` keys: ``choices`` (allowed values), ``minimum``/``maximum`` (numbers),
     ``secret`` (never read from files, masked when shown), ``url`` (must be http(s) or empty),
-    ``value_choices`` (allowed values of a table's entries).
+    ``value_choices`` (allowed values of a table's or a list's entries).
     """
     metadata = {"help": help, **meta}
     if isinstance(default, list | dict):
@@ -170,6 +171,9 @@ class ModelSettings:
     module: str = option("", "import name of the model package (train_and_evaluate entry point)")
     package: str = option("", "folder of the model package (its version goes into lineage)")
     params: dict[str, Any] = option({}, "hyper-parameters passed to the model package")
+    data: list[str] = option(
+        [], "files or folders the model reads its data from (part of train's cache key)"
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,12 @@ class MlflowSettings:
     )
     experiment: str = option("default", "experiment that receives the training runs")
     registered_model: str = option("model", "registered model that versions are added to")
+    server_port: int = option(
+        5055,
+        "port of the lasting local server (`mlci server`); the pipeline uses it while it runs",
+        minimum=1,
+        maximum=65535,
+    )
     timeout: float = option(30.0, "seconds for one request to the tracking server", minimum=1)
     retries: int = option(2, "retries of one request to the tracking server", minimum=0)
     orphan_after: float = option(
@@ -281,6 +291,22 @@ class PlatformSettings:
     timeout: float = option(30.0, "seconds for one request to a platform service", minimum=1)
 
 
+#: The pipeline's stages (mlci.stages.PIPELINE_STAGES; a test holds the two together).
+STAGE_NAMES = ("lint", "test", "scan", "gate", "image", "train", "promote", "release")
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = option(
+        True, "skip a stage whose inputs are unchanged since its last success (state_dir/cache)"
+    )
+    force: list[str] = option(
+        [],
+        'stages that run even when their inputs are unchanged, e.g. ["train"]; ["all"]: each',
+        value_choices=("all", *STAGE_NAMES),
+    )
+
+
 @dataclass(frozen=True)
 class BootstrapSettings:
     requirements: list[str] = option(
@@ -309,6 +335,7 @@ class Settings:
     release: ReleaseSettings = section(ReleaseSettings)
     platform: PlatformSettings = section(PlatformSettings)
     bootstrap: BootstrapSettings = section(BootstrapSettings)
+    cache: CacheSettings = section(CacheSettings)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     #: [tool.mlci.models.<name>]: per model, the settings it sets (validated keys).
     models: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
@@ -597,9 +624,7 @@ def load_settings(
             top[key] = value
     hints = typing.get_type_hints(Settings)
     built = {name: hints[name](**kw) for name, kw in sections.items()}
-    settings = Settings(
-        project_root=project_root, sources=sources, models=models, **top, **built
-    )
+    settings = Settings(project_root=project_root, sources=sources, models=models, **top, **built)
     chosen = env.get(MODEL_ENV, "").strip()
     if chosen:
         return settings.for_model(chosen)
@@ -665,6 +690,14 @@ def _coerce(spec: _Spec, raw: Any, source: str, from_text: bool) -> Any:
             raise ConfigError(
                 f"{where} has {', '.join(f'{k} = {v!r}' for k, v in sorted(wrong.items()))}",
                 f"each value must be one of: {', '.join(meta['value_choices'])}",
+                f"fix it ({spec.help})",
+            )
+    if meta.get("value_choices") and isinstance(value, list):
+        wrong_items = [v for v in value if v not in meta["value_choices"]]
+        if wrong_items:
+            raise ConfigError(
+                f"{where} has {', '.join(repr(v) for v in wrong_items)}",
+                f"each entry must be one of: {', '.join(meta['value_choices'])}",
                 f"fix it ({spec.help})",
             )
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -19,6 +19,8 @@ PASSED = "passed"
 FAILED = "failed"
 SKIPPED = "skipped"
 NOT_RUN = "not run"
+#: Not run because its inputs are unchanged since its last success (see :mod:`mlci.cache`).
+CACHED = "cached"
 
 # The order `invoke pipeline` runs them in; the Jenkinsfile's stages follow the same order
 # (tests/contract holds the two together).
@@ -44,29 +46,63 @@ class StageResult:
     links: dict[str, str] = field(default_factory=dict)
 
 
-def stage_function(name: str) -> Callable[[StageContext], StageResult]:
-    """The ``run`` function of a stage module, imported on demand (heavy imports stay lazy)."""
+def stage_module(name: str) -> Any:
+    """A stage's module, imported on demand (heavy imports stay lazy)."""
     if name not in PIPELINE_STAGES:
         raise KeyError(name)
-    return importlib.import_module(f"mlci.stages.{name}").run
+    return importlib.import_module(f"mlci.stages.{name}")
+
+
+def stage_function(name: str) -> Callable[[StageContext], StageResult]:
+    """What runs a stage in the pipeline and its task: the module's ``run``, through the
+    stage cache when the module declares its ``inputs`` (train and promote: ``model_inputs``,
+    one cache entry per model). A module's ``run`` called directly never consults the cache."""
+    module = stage_module(name)
+    if getattr(module, "model_inputs", None) is not None:
+
+        def one_model(ctx: StageContext) -> StageResult:
+            from mlci.cache import run_cached
+
+            settings = ctx.settings
+            unit = f"{name}-{settings.model_name}" if settings.model_name else name
+            folder = settings.model_reports_path
+            return run_cached(
+                ctx, name, module.run_model, module.model_inputs, module.OUTPUTS, folder, unit
+            )
+
+        return lambda ctx: each_model(ctx, name, one_model)
+    if getattr(module, "inputs", None) is not None:
+
+        def cached(ctx: StageContext) -> StageResult:
+            from mlci.cache import run_cached
+
+            folder = ctx.settings.reports_path
+            valid = getattr(module, "still_valid", None)
+            return run_cached(
+                ctx, name, module.run, module.inputs, module.OUTPUTS, folder, None, valid
+            )
+
+        return cached
+    return module.run
 
 
 def each_model(
     ctx: StageContext, stage: str, run: Callable[[StageContext], StageResult]
-) -> StageResult | None:
-    """For a project with several models ([tool.mlci.models]), run ``run`` once per model
-    and combine the results; None when the settings are for one model (run it as it is)."""
+) -> StageResult:
+    """``run`` for each model of the project ([tool.mlci.models]: the chosen one, or all of
+    them), the results combined; with one model, ``run(ctx)`` as it is."""
     chosen = ctx.settings.each_model()
     if len(chosen) == 1 and chosen[0] is ctx.settings:
-        return None
+        return run(ctx)
     results = []
     for settings in chosen:
         ctx.log(f"{stage}: model {settings.model_name}")
         results.append((settings.model_name, run(ctx.for_model(settings))))
     statuses = {r.status for _, r in results}
+    status = next((s for s in (SKIPPED, CACHED) if statuses == {s}), PASSED)
     return StageResult(
         stage,
-        SKIPPED if statuses == {SKIPPED} else PASSED,
+        status,
         "; ".join(f"{name}: {r.summary}" for name, r in results),
         details={"models": {name: r.details for name, r in results}},
         links={f"{name} {label}": url for name, r in results for label, url in r.links.items()},

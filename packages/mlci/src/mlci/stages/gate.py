@@ -7,7 +7,9 @@ applies the same conditions (sonarqube/quality-gate.toml) to the local reports a
 
 from __future__ import annotations
 
-from mlci import qualitygate
+from typing import Any
+
+from mlci import cache, qualitygate
 from mlci.clients.sonarqube import SonarQube, SonarServer, configured_server, read_report_task
 from mlci.context import StageContext
 from mlci.errors import QualityGateFailed, StageFailed
@@ -32,6 +34,24 @@ def _fmt(value: float | None, threshold: float | None = None) -> str:
 def _print_conditions(ctx: StageContext, rows: list[tuple[str, ...]]) -> None:
     for line in format_table(("metric", "actual", "fails if", "threshold", "status"), rows):
         ctx.log("  " + line)
+
+
+#: The gate writes no report of its own; its result is the summary's.
+OUTPUTS: tuple[str, ...] = ()
+#: The reports the local gate reads (qualitygate.local_metrics).
+READS = ("junit.xml", "coverage.xml", "lint.json")
+
+
+def inputs(ctx: StageContext) -> dict[str, Any] | None:
+    """The local gate: its definition and the reports it reads. With SonarQube, None: the
+    server decides each time (its gate may have changed), so that gate is never cached."""
+    if configured_server(ctx.settings) is not None:
+        return None
+    return {
+        "definition": cache.file_hash(gate_file(ctx.settings)),
+        "reports": cache.reports_digest(ctx.settings.reports_path, READS),
+        "environment": cache.environment(),
+    }
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -111,8 +131,10 @@ def run_local(ctx: StageContext) -> StageResult:
     settings = ctx.settings
     path = gate_file(settings)
     definition = qualitygate.load_definition(path)
-    source = settings.gate.file if path == settings.path(settings.gate.file) else (
-        "mlci's default gate; `mlci init` writes an editable copy"
+    source = (
+        settings.gate.file
+        if path == settings.path(settings.gate.file)
+        else ("mlci's default gate; `mlci init` writes an editable copy")
     )
     ctx.log(
         f"gate: no SonarQube configured; evaluating gate {definition.name!r} locally "

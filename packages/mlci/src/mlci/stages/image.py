@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlci import cache
 from mlci.context import StageContext
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import git_info, package_metadata
@@ -82,6 +83,47 @@ def dockerfile_for(settings: Settings) -> tuple[Path, bool]:
             "them to use mlci's default Dockerfile (`mlci init` writes a copy)",
         )
     return path, is_shipped
+
+
+#: What the stage leaves in the reports folder, kept with its cache entry.
+OUTPUTS = (REPORT,)
+
+
+#: The image settings a build reads (the password is access, not an input).
+IMAGE_SETTINGS = ("context", "dockerfile", "name", "base_image", "network", "build_args",
+                  "registry", "registry_username")  # fmt: skip
+
+
+def inputs(ctx: StageContext) -> dict[str, Any] | None:
+    """The build context's files, the Dockerfile, the image settings and the commit (its
+    labels and tags); None without a Docker engine (the stage skips or fails: no entry)."""
+    settings = ctx.settings
+    dockerfile, is_shipped = dockerfile_for(settings)
+    if docker_client(settings.image.timeout) is None:
+        return None
+    git = git_info(settings.project_root)
+    keys = [f"image.{name}" for name in IMAGE_SETTINGS]
+    return {
+        "context": cache.files_digest(ctx, [settings.image.context]),
+        "dockerfile": cache.file_hash(dockerfile),
+        "settings": cache.settings_values(ctx, *keys, *(["model.package"] if is_shipped else [])),
+        "commit": [git.sha, git.dirty],
+        "environment": cache.environment(),
+    }
+
+
+def still_valid(ctx: StageContext, details: dict[str, Any]) -> bool:
+    """A cached build stands only while the engine still has the image it built."""
+    client = docker_client(ctx.settings.image.timeout)
+    if client is None or not details.get("image_id"):
+        return False
+    from docker.errors import DockerException
+
+    try:
+        client.inspect_image(details["image_id"])
+    except DockerException:
+        return False
+    return True
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mlci import evaluation, orphans, registry
+from mlci import cache, evaluation, orphans, registry
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
 from mlci.errors import ConfigError, ModelRejected, StageFailed, TrackingServerError
@@ -15,6 +15,8 @@ from mlci.stages import PASSED, SKIPPED, StageResult, each_model
 from mlci.table import format_table
 
 REPORT = "promote.json"
+#: What promote leaves in the model's reports folder, kept with its cache entry.
+OUTPUTS = (REPORT,)
 MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
@@ -121,10 +123,28 @@ def _data_hashes(client: Any, name: str, version: str, champion_mv: Any) -> tupl
     return (candidate, champion) if candidate and champion else None
 
 
+def model_inputs(ctx: StageContext) -> dict[str, Any]:
+    """What one model's promotion depends on: the candidate train recorded, the promotion
+    policy, and the registry it changes. Unchanged, the decision stands and nothing moves."""
+    promotion = [f"promotion.{name}" for name in (
+        "mode", "alias", "primary_metric", "greater_is_better", "directions", "min", "max",
+        "max_regression",
+    )]  # fmt: skip
+    return {
+        "candidate": cache.reports_digest(ctx.model_reports, ["train.json"]),
+        "settings": cache.settings_values(ctx, "model.module", *promotion),
+        "tracking_server": cache.tracking_server(ctx),
+        "environment": cache.environment(),
+    }
+
+
 def run(ctx: StageContext) -> StageResult:
-    combined = each_model(ctx, "promote", run)
-    if combined is not None:
-        return combined
+    """Promote each model of the project (the pipeline's stage adds the cache per model)."""
+    return each_model(ctx, "promote", run_model)
+
+
+def run_model(ctx: StageContext) -> StageResult:
+    """Decide on one model's candidate: the settings of ``ctx`` are one model's."""
     settings = ctx.settings
     policy = settings.promotion
     if policy.mode == "disabled":

@@ -17,8 +17,10 @@ import subprocess
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from mlci import cache
 from mlci.context import StageContext
 from mlci.errors import ConfigError, PackageIndexError, ReleaseRefused, StageFailed
 from mlci.lineage import UNKNOWN, commit_time, git_info, package_metadata, tags_at_head
@@ -466,6 +468,35 @@ def verify(session, simple_url: str, files: list[DistFile], timeout: float) -> N
             "; ".join(mismatched),
             "check the index; do not use this release until it is repaired",
         )
+
+
+#: What the stage leaves in the reports folder, kept with its cache entry.
+OUTPUTS = (REPORT, "release-notes.md")
+
+
+def inputs(ctx: StageContext) -> dict[str, Any]:
+    """The released packages' files, the commit and its tags (the versions), the champions
+    each model ships (train's and promote's reports), the index and the release settings."""
+    settings = ctx.settings
+    root = settings.project_root
+    git = git_info(root)
+    models = {
+        each.model_name: cache.reports_digest(
+            each.model_reports_path, ["train.json", "promote.json"]
+        )
+        for each in settings.each_model()
+    }
+    keys = ["release.packages", "release.repository_url", "release.index_url",
+            "release.username", "release.allow_dev", "release.dry_run"]  # fmt: skip
+    return {
+        "packages": cache.files_digest(ctx, settings.release.packages),
+        "commit": [git.sha, git.dirty, sorted(tags_at_head(root))],
+        "models": models,
+        "settings": cache.settings_values(ctx, *keys),
+        "index": cache.package_index(ctx),
+        "tracking_server": cache.tracking_server(ctx),
+        "environment": cache.environment(),
+    }
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -8,7 +8,9 @@ SonarQube): one place decides each limit.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from mlci import cache
 from mlci.context import StageContext
 from mlci.errors import ConfigError, TestsFailed
 from mlci.reports import read_cobertura, read_junit, write_json
@@ -18,6 +20,8 @@ from mlci.tools import run as run_tool
 
 JUNIT = "junit.xml"
 COBERTURA = "coverage.xml"
+#: What the stage leaves in the reports folder, kept with its cache entry.
+OUTPUTS = (JUNIT, COBERTURA, "test.json")
 
 # pytest's exit codes (pytest.ExitCode), without importing pytest into this process.
 _TESTS_FAILED, _INTERRUPTED, _INTERNAL, _USAGE, _NO_TESTS = 1, 2, 3, 4, 5
@@ -42,6 +46,16 @@ def pytest_argv(ctx: StageContext) -> list[str]:
         *cov_reports,
         *settings.test.args,
     )
+
+
+def inputs(ctx: StageContext) -> dict[str, Any]:
+    """Tests may read any file of the project: all of them count, with the test settings
+    and the installed distributions (pytest, its plugins, what the code imports)."""
+    return {
+        "files": cache.files_digest(ctx, ["."]),
+        "settings": cache.settings_values(ctx, "test.paths", "test.cov", "test.args"),
+        "environment": cache.environment(),
+    }
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlci import orphans
+from mlci import cache, orphans
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext
 from mlci.contract import HELDOUT, TARGET_COLUMN, check_module, check_result
@@ -24,6 +24,8 @@ from mlci.settings import TRAINING_CONTEXT_ENV
 from mlci.stages import PASSED, StageResult, each_model
 
 REPORT = "train.json"
+#: What train leaves in the model's reports folder, kept with its cache entry.
+OUTPUTS = (REPORT, "model_card.md", "*.png")
 
 
 def load_model_module(name: str) -> Any:
@@ -130,10 +132,62 @@ def training_image(ctx: StageContext) -> str | None:
     return None
 
 
+#: The settings one model's training reads (its cache key has their values).
+MODEL_SETTINGS = ("model.module", "model.params", "mlflow.registered_model", "mlflow.experiment",
+                  "train.in_image", "train.gpus")  # fmt: skip
+
+
+def model_inputs(ctx: StageContext) -> dict[str, Any]:
+    """What one model's training depends on: its code, its data, its parameters, the
+    installed distributions, the image it trains in and the tracking server it logs to.
+    Unchanged, the last success stands: no new run, no new model version."""
+    settings = ctx.settings
+    data = settings.model.data
+    missing = [p for p in data if not settings.path(p).exists()]
+    if missing:
+        raise ConfigError(
+            f"model.data names paths that do not exist: {', '.join(missing)}",
+            f"they are resolved against the project root {settings.project_root}",
+            "fix data under [tool.mlci.model] (or the model's table), or MLCI_MODEL_DATA",
+        )
+    code = _code_folder(settings)
+    return {
+        "settings": cache.settings_values(ctx, *MODEL_SETTINGS),
+        "code": cache.files_digest(ctx, [code]) if code else None,
+        "data": cache.files_digest(ctx, data) if data else None,
+        "image": training_image(ctx),
+        "tracking_server": cache.tracking_server(ctx),
+        "environment": cache.environment(),
+    }
+
+
+def _code_folder(settings: Any) -> str | None:
+    """The model package's folder in this project (model.package, else where the module
+    lives when that is inside the project); None for a package installed from elsewhere,
+    whose version the installed distributions already name."""
+    if settings.model.package:
+        return settings.model.package
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(settings.model.module) if settings.model.module else None
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    origin = Path(locations[0] if locations else (spec.origin if spec else "") or "")
+    root = settings.project_root.resolve()
+    if origin.is_absolute() and origin.resolve().is_relative_to(root):
+        return str(origin.resolve().relative_to(root))
+    return None
+
+
 def run(ctx: StageContext) -> StageResult:
-    combined = each_model(ctx, "train", run)
-    if combined is not None:
-        return combined
+    """Train each model of the project (the pipeline's stage adds the cache per model)."""
+    return each_model(ctx, "train", run_model)
+
+
+def run_model(ctx: StageContext) -> StageResult:
+    """Train one model: the settings of ``ctx`` are one model's."""
     settings = ctx.settings
     ref = training_image(ctx)
     if ref is not None:
@@ -173,8 +227,9 @@ def run(ctx: StageContext) -> StageResult:
             ) from None
         raise
     heartbeat.stop()
-    run_url = f"{uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run_id}"
-    version_url = f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
+    base = ctx.browse_url()
+    run_url = f"{base}/#/experiments/{experiment.experiment_id}/runs/{run_id}"
+    version_url = f"{base}/#/models/{name}/versions/{version}"
     details = {
         "tracking_uri": uri,
         "tracking_is_local": ctx.tracking_is_local,

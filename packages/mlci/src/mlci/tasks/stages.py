@@ -37,10 +37,14 @@ def _stage_context(
 
 
 def _run_stage(
-    name: str, overrides: Mapping[str, Any] | None = None, model: str | None = None
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    model: str | None = None,
+    force: bool = False,
 ) -> None:
     from mlci.stages import stage_function
 
+    overrides = {**(overrides or {}), "cache.force": [name] if force else None}
     with _stage_context(overrides, model) as ctx:
         result = stage_function(name)(ctx)
         print(f"{name}: {result.status}: {result.summary}")
@@ -64,16 +68,19 @@ def _json_arg(flag: str, text: str | None) -> Any:
         ) from None
 
 
-@task
-def lint(c):
+FORCE_HELP = "run even when its inputs are unchanged since its last success (stage cache)"
+
+
+@task(help={"force": FORCE_HELP})
+def lint(c, force=False):
     """Lint the code with ruff; fails on findings (report: reports/ruff.json)."""
-    _run_stage("lint")
+    _run_stage("lint", force=force)
 
 
-@task
-def test(c):
+@task(help={"force": FORCE_HELP})
+def test(c, force=False):
     """Run pytest with coverage; JUnit and Cobertura XML under reports/ (the gate judges it)."""
-    _run_stage("test")
+    _run_stage("test", force=force)
 
 
 @task
@@ -82,16 +89,21 @@ def scan(c):
     _run_stage("scan")
 
 
-@task(help={"file": "quality-gate definition (overrides gate.file)"})
-def gate(c, file=None):
+@task(help={"file": "quality-gate definition (overrides gate.file)", "force": FORCE_HELP})
+def gate(c, file=None, force=False):
     """Hold the build at the quality gate (SonarQube, or local rules); prints each condition."""
-    _run_stage("gate", {"gate.file": file})
+    _run_stage("gate", {"gate.file": file}, force=force)
 
 
-@task(help={"base_image": "BASE_IMAGE build argument (overrides image.base_image)"})
-def image(c, base_image=None):
+@task(
+    help={
+        "base_image": "BASE_IMAGE build argument (overrides image.base_image)",
+        "force": FORCE_HELP,
+    }
+)
+def image(c, base_image=None, force=False):
     """Build the model's Docker image (skipped when no Docker engine answers)."""
-    _run_stage("image", {"image.base_image": base_image})
+    _run_stage("image", {"image.base_image": base_image}, force=force)
 
 
 @task(
@@ -99,14 +111,16 @@ def image(c, base_image=None):
         "tracking_uri": "MLflow tracking server URL (default: start a local server)",
         "params": "hyper-parameters as JSON (overrides model.params)",
         "model": "train only this one of [tool.mlci.models] (default: each of them)",
+        "force": FORCE_HELP,
     }
 )
-def train(c, tracking_uri=None, params=None, model=None):
+def train(c, tracking_uri=None, params=None, model=None, force=False):
     """Train the model and log run, model and lineage to MLflow; registers a version."""
     _run_stage(
         "train",
         {"mlflow.tracking_uri": tracking_uri, "model.params": _json_arg("--params", params)},
         model,
+        force,
     )
 
 
@@ -115,12 +129,13 @@ def train(c, tracking_uri=None, params=None, model=None):
         "tracking_uri": "MLflow tracking server URL (default: start a local server)",
         "mode": "disabled | dry-run | enabled (overrides promotion.mode)",
         "model": "promote only this one of [tool.mlci.models] (default: each of them)",
+        "force": FORCE_HELP,
     }
 )
-def promote(c, tracking_uri=None, mode=None, model=None):
+def promote(c, tracking_uri=None, mode=None, model=None, force=False):
     """Move the champion alias to the new version if it meets the thresholds and wins."""
     _run_stage(
-        "promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode}, model
+        "promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode}, model, force
     )
 
 
@@ -128,12 +143,15 @@ def promote(c, tracking_uri=None, mode=None, model=None):
     help={
         "repository_url": "upload URL of the index (default: start a local index)",
         "dry_run": "print the plan (versions, files, hashes, index) and change nothing",
+        "force": FORCE_HELP,
     }
 )
-def release(c, repository_url=None, dry_run=False):
+def release(c, repository_url=None, dry_run=False, force=False):
     """Build sdist + wheel, twine check --strict, upload what is new, verify by download."""
     _run_stage(
-        "release", {"release.repository_url": repository_url, "release.dry_run": dry_run or None}
+        "release",
+        {"release.repository_url": repository_url, "release.dry_run": dry_run or None},
+        force=force,
     )
 
 
@@ -141,19 +159,33 @@ def release(c, repository_url=None, dry_run=False):
     help={
         "tracking_uri": "MLflow tracking server URL (default: start a local server)",
         "repository_url": "upload URL of the index (default: start a local index)",
-    }
+        "force": "run every stage; by default a stage whose inputs are unchanged since its last "
+        "success is not run again (the summary says cached, with its age and key)",
+        "force_stage": "run this stage even when its inputs are unchanged (repeatable)",
+    },
+    iterable=["force_stage"],
 )
-def pipeline(c, tracking_uri=None, repository_url=None):
+def pipeline(c, tracking_uri=None, repository_url=None, force=False, force_stage=None):
     """Run lint, test, scan, gate, image, train, promote, release in order; print a summary."""
     from mlci.pipeline import run_pipeline, summary_lines, write_summary
 
-    overrides = {"mlflow.tracking_uri": tracking_uri, "release.repository_url": repository_url}
+    forced = ["all"] if force else list(force_stage or []) or None
+    overrides = {
+        "mlflow.tracking_uri": tracking_uri,
+        "release.repository_url": repository_url,
+        "cache.force": forced,
+    }
     with _stage_context(overrides) as ctx:
         results, error = run_pipeline(ctx)
         write_summary(ctx, results)
         print("\nmlci pipeline summary")
         print("\n".join(summary_lines(results)))
         print(f"\nreports: {ctx.reports}/summary.json, summary.html")
+        if ctx.tracking_is_local and any(r.links for r in results):
+            from mlci.servers import running_lasting_server
+
+            if running_lasting_server(ctx.state) is None:
+                print("MLflow links: they open while the local server runs (`mlci server`)")
         if error is not None:
             raise Exit(f"pipeline failed at stage {_failed(results)}", code=error.exit_code)
 
