@@ -637,3 +637,22 @@ def test_checks_reject_a_casc_without_what_the_jenkinsfile_uses() -> None:
         "casc.credentials[0].string.secret is not a ${VAR} reference"
     ]
     assert mlci_variable_problems({"MLCI_BIND_ADDRESS": "0.0.0.0"}, "x") != []
+
+
+def test_the_agent_keeps_venvs_and_pip_cache_in_its_workspace_volume(
+    compose: dict[str, Any],
+) -> None:
+    """Prepare reinstalls nothing on a second build: .venv lies in the workspace and pip's
+    cache beside it, both in the named volume that outlives builds and the container."""
+    agent = compose["services"]["agent"]
+    env = environment(agent)
+    mounts = {
+        target: source
+        for source, _, target in (v.partition(":") for v in agent["volumes"])
+        if source in compose.get("volumes", {})
+    }
+    workdir = env["JENKINS_AGENT_WORKDIR"]
+    assert mounts.get(workdir) == "agent-workspace"
+    assert Path(env["PIP_CACHE_DIR"]).is_relative_to(workdir)
+    for name, service in compose["services"].items():
+        assert "PIP_NO_CACHE_DIR" not in environment(service), name
