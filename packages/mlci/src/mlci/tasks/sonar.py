@@ -5,7 +5,6 @@ from __future__ import annotations
 from invoke import Exit, task
 
 from mlci.errors import ConfigError, MlciError
-from mlci.resources import gate_file
 
 
 @task(help={"dry_run": "print what would change and change nothing"})
@@ -13,6 +12,7 @@ def apply_gate(c, dry_run=False):
     """Create or update the quality gate of sonarqube/quality-gate.toml and select it."""
     from mlci.clients.sonarqube import SonarQube, configured_server
     from mlci.qualitygate import load_definition
+    from mlci.resources import gate_file
     from mlci.settings import load_settings
     from mlci.sonar_gate import apply_gate as apply
 
