@@ -243,7 +243,7 @@ def _versions(root: Path) -> list[str]:
     found = MlflowClient(tracking_uri=store, registry_uri=store).search_model_versions(
         "name='model'"
     )
-    return sorted(v.version for v in found)
+    return sorted(str(v.version) for v in found)
 
 
 def test_an_unchanged_rerun_is_cached_and_a_one_byte_model_change_trains_again(
