@@ -49,3 +49,25 @@ def test_every_setting_is_documented_with_its_variable():
 def test_every_stage_is_documented():
     for stage in (*PIPELINE_STAGES, "pipeline"):
         assert f"| {stage} | `invoke {stage}` |" in README
+
+
+def test_the_benchmarks_table_shows_each_committed_result():
+    """Each benchmarks/results/<name>.json has a row whose figure is the file's value."""
+    import json
+
+    section = README[README.index("## Benchmarks") : README.index("## Tests")]
+    rows = {
+        cells[1].strip("` "): cells
+        for cells in (line.split("|") for line in section.splitlines() if line.startswith("| `"))
+    }
+    results = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    assert results
+    for path in results:
+        data = json.loads(path.read_text())
+        assert data["name"] == path.stem
+        assert {"value", "unit", "goal", "better", "runs", "machine", "date"} <= set(data)
+        assert path.stem in rows, f"README's Benchmarks table has no row for {path.stem}"
+        figure = f"{data['value']}\N{MULTIPLICATION SIGN}"
+        assert rows[path.stem][4].strip().startswith(figure), path.stem
+    for name in rows:
+        assert (ROOT / "benchmarks" / f"{name}.py").is_file(), name

@@ -51,6 +51,23 @@ def writable_folder(path: Path, setting: str) -> Path:
     return path
 
 
+def require_paths(settings: Settings, key: str, where: str) -> list[str]:
+    """The paths of setting ``key`` (a list), or one ConfigError naming those that do not
+    exist; ``where`` is the table that sets it, for the fix."""
+    from mlci.errors import ConfigError
+
+    paths = settings.get(key)
+    missing = [p for p in paths if not settings.path(p).exists()]
+    if missing:
+        variable = "MLCI_" + key.replace(".", "_").upper()
+        raise ConfigError(
+            f"{key} names paths that do not exist: {', '.join(missing)}",
+            f"they are resolved against the project root {settings.project_root}",
+            f"fix {where} or {variable}",
+        )
+    return paths
+
+
 @dataclass
 class StageContext:
     settings: Settings

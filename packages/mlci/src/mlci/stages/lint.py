@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mlci import cache
-from mlci.context import StageContext
-from mlci.errors import ConfigError, LintFailed
+from mlci.context import StageContext, require_paths
+from mlci.errors import LintFailed
 from mlci.reports import write_json
 from mlci.settings import Settings
 from mlci.stages import PASSED, StageResult
@@ -63,15 +63,7 @@ def inputs(ctx: StageContext) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    settings = ctx.settings
-    paths = settings.lint.paths
-    missing = [p for p in paths if not settings.path(p).exists()]
-    if missing:
-        raise ConfigError(
-            f"lint.paths names paths that do not exist: {', '.join(missing)}",
-            f"they are resolved against the project root {settings.project_root}",
-            "fix [tool.mlci.lint] paths or MLCI_LINT_PATHS",
-        )
+    paths = require_paths(ctx.settings, "lint.paths", "[tool.mlci.lint] paths")
     ruff_findings, fixable, report = _ruff(ctx, paths)
     hadolint_findings, dockerfiles = _hadolint(ctx)
 

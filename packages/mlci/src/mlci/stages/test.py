@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from mlci import cache
-from mlci.context import StageContext
-from mlci.errors import ConfigError, TestsFailed
+from mlci.context import StageContext, require_paths
+from mlci.errors import TestsFailed
 from mlci.reports import read_cobertura, read_junit, write_json
 from mlci.stages import PASSED, StageResult
 from mlci.tools import python_module_command, require_module
@@ -60,13 +60,7 @@ def inputs(ctx: StageContext) -> dict[str, Any]:
 
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings
-    missing = [p for p in settings.test.paths if not settings.path(p).exists()]
-    if missing:
-        raise ConfigError(
-            f"test.paths names paths that do not exist: {', '.join(missing)}",
-            f"they are resolved against the project root {settings.project_root}",
-            "fix [tool.mlci.test] paths or MLCI_TEST_PATHS",
-        )
+    require_paths(settings, "test.paths", "[tool.mlci.test] paths")
     argv = pytest_argv(ctx)
     if settings.test.cov:
         require_module("pytest_cov", "test.cov asks pytest-cov for coverage")

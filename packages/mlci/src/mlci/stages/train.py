@@ -14,7 +14,7 @@ from typing import Any
 
 from mlci import cache, orphans
 from mlci.clients import mlflow as mlflow_client
-from mlci.context import StageContext
+from mlci.context import StageContext, require_paths
 from mlci.contract import HELDOUT, TARGET_COLUMN, check_module, check_result
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import Lineage, git_info, package_metadata
@@ -142,14 +142,7 @@ def model_inputs(ctx: StageContext) -> dict[str, Any]:
     installed distributions, the image it trains in and the tracking server it logs to.
     Unchanged, the last success stands: no new run, no new model version."""
     settings = ctx.settings
-    data = settings.model.data
-    missing = [p for p in data if not settings.path(p).exists()]
-    if missing:
-        raise ConfigError(
-            f"model.data names paths that do not exist: {', '.join(missing)}",
-            f"they are resolved against the project root {settings.project_root}",
-            "fix data under [tool.mlci.model] (or the model's table), or MLCI_MODEL_DATA",
-        )
+    data = require_paths(settings, "model.data", "data in [tool.mlci.model] (or the model's table)")
     code = _code_folder(settings)
     return {
         "settings": cache.settings_values(ctx, *MODEL_SETTINGS),
