@@ -128,6 +128,18 @@ def test_a_failure_keeps_the_last_success(ctx):
     assert cached_run(ctx, stage).status == CACHED
 
 
+def test_inputs_that_cannot_be_read_leave_the_stage_to_report_it(ctx):
+    stage = Stage()
+
+    def unreadable(_ctx):
+        return {"gate": cache.file_hash(ctx.settings.project_root / "missing.toml")}
+
+    stage.declared = unreadable  # type: ignore[method-assign]
+    stage.error = StageFailed("the gate file is missing", "why", "fix")
+    with pytest.raises(StageFailed, match="the gate file is missing"):
+        cached_run(ctx, stage)
+
+
 def test_none_inputs_mean_no_caching(ctx):
     stage = Stage()
     stage.inputs = None
@@ -214,12 +226,34 @@ def test_files_digest_leaves_out_what_git_ignores(ctx, tmp_path):
 
 
 def test_the_local_store_gets_a_new_identity_when_its_data_is_deleted(ctx):
-    # Named before the server creates the store (train's inputs) and after (promote's): one id.
-    before = cache.tracking_server(ctx)
+    assert cache.tracking_server(ctx) == "local:new"
+    assert not (ctx.state / "mlflow" / ".mlci-store-id").exists()  # nothing written for it
+    (ctx.state / "mlflow").mkdir(parents=True)
     (ctx.state / "mlflow" / "mlflow.db").write_text("")
-    assert cache.tracking_server(ctx) == before
+    named = cache.tracking_server(ctx)
+    assert named != "local:new" and cache.tracking_server(ctx) == named
     (ctx.state / "mlflow" / "mlflow.db").unlink()
-    assert cache.tracking_server(ctx) != before
+    assert cache.tracking_server(ctx) == "local:new"
+    (ctx.state / "mlflow" / ".mlci-store-id").unlink()
+    (ctx.state / "mlflow" / "mlflow.db").write_text("")  # a new store: a new name
+    assert cache.tracking_server(ctx) not in ("local:new", named)
+
+
+def test_a_store_the_stage_creates_is_named_in_the_record(ctx):
+    """Keys are computed again after a success: the next run, which finds the store the
+    first one created, hits."""
+    stage = Stage()
+    stage.declared = lambda c: {"server": cache.tracking_server(c)}  # type: ignore[method-assign]
+    real = stage.run
+
+    def creating(c):
+        (c.state / "mlflow").mkdir(parents=True, exist_ok=True)
+        (c.state / "mlflow" / "mlflow.db").write_text("")
+        return real(c)
+
+    stage.run = creating  # type: ignore[method-assign]
+    assert cached_run(ctx, stage).status == PASSED
+    assert cached_run(ctx, stage).status == CACHED
 
 
 def test_a_configured_server_is_named_by_its_url(write_project, load):

@@ -113,12 +113,14 @@ def environment() -> str:
 
 
 def store_id(folder: Path, marker: str) -> str:
-    """A name for the data in ``folder`` (a local server's store): made when ``marker`` is
-    first seen missing, so that deleting the data makes every key that names it new."""
+    """A name for the data in ``folder`` (a local server's store), kept in a file beside it;
+    "new" while ``marker`` does not exist (nothing is written then: a run that fails changes
+    nothing). Deleting the data makes every key that named it new."""
+    if not (folder / marker).exists():
+        return "new"
     id_file = folder / ".mlci-store-id"
-    if (folder / marker).exists() and id_file.is_file():
+    if id_file.is_file():
         return id_file.read_text().strip()
-    folder.mkdir(parents=True, exist_ok=True)
     made = uuid.uuid4().hex
     id_file.write_text(made + "\n")
     return made
@@ -216,10 +218,10 @@ def run_cached(
     if not ctx.settings.cache.enabled:
         return run(ctx)
     unit = unit or stage
-    declared = inputs(ctx)
+    declared = _declared(ctx, inputs)
     if declared is None:
         return run(ctx)
-    key = digest({"format": FORMAT, "stage": unit, "inputs": declared})
+    key = _key(unit, declared)
     unit_dir = ctx.state / "cache" / unit
     record = _load(unit_dir / RECORD)
     if forced(ctx, stage):
@@ -242,7 +244,10 @@ def run_cached(
             links=saved["links"],
         )
     result = run(ctx)
-    if result.status == PASSED:
+    # The inputs once more, after the run: a store the stage created has its name now.
+    declared = _declared(ctx, inputs) if result.status == PASSED else None
+    if declared is not None:
+        key = _key(unit, declared)
         now = time.time()
         saved = {
             "stage": result.stage,
@@ -269,6 +274,21 @@ def run_cached(
         except OSError as exc:  # the stage succeeded; only the next run loses its shortcut
             ctx.log(f"{stage}: the result could not be cached ({exc}); the next run runs it")
     return result
+
+
+def _declared(
+    ctx: StageContext, inputs: Callable[[StageContext], dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    try:
+        return inputs(ctx)
+    except (OSError, ValueError, KeyError, TypeError):
+        # Bad input (a missing gate file, an unreadable report) that the stage itself checks
+        # and reports in its own words: it runs, uncached.
+        return None
+
+
+def _key(unit: str, declared: dict[str, Any]) -> str:
+    return digest({"format": FORMAT, "stage": unit, "inputs": declared})
 
 
 def _load(path: Path) -> dict[str, Any] | None:
