@@ -71,6 +71,18 @@ TESTS = textwrap.dedent(
     """
 )
 
+# A few settings, nothing else of mlci's: the gate and the Dockerfile come from the wheel.
+MODEL_SETTINGS = textwrap.dedent(
+    """
+    [tool.mlci.model]
+    module = "acme_forecast"
+
+    [tool.mlci.promotion]
+    primary_metric = "rmse"
+    directions = { rmse = "lower" }
+    """
+)
+
 PYPROJECT = textwrap.dedent(
     """
     [build-system]
@@ -183,19 +195,7 @@ def _pipeline(root: Path, venv: Path) -> dict:
 def test_the_wheel_alone_runs_the_pipeline_in_a_repository_with_no_mlci_files(
     environment, tmp_path
 ):
-    settings = textwrap.dedent(
-        """
-        [tool.mlci.test]
-        cov = ["acme_forecast"]
-
-        [tool.mlci.model]
-        module = "acme_forecast"
-
-        [tool.mlci.promotion]
-        primary_metric = "rmse"
-        directions = { rmse = "lower" }
-        """
-    )
+    settings = '\n[tool.mlci.test]\ncov = ["acme_forecast"]\n' + MODEL_SETTINGS
     root = _repository(tmp_path / "acme", environment, settings)
     _commit_and_tag(root, environment)
     where = _run(environment, root, "python", "-c", "import mlci; print(mlci.__file__)")
@@ -249,17 +249,7 @@ def _versions(root: Path) -> list[str]:
 def test_an_unchanged_rerun_is_cached_and_a_one_byte_model_change_trains_again(
     environment, tmp_path
 ):
-    settings = textwrap.dedent(
-        """
-        [tool.mlci.model]
-        module = "acme_forecast"
-
-        [tool.mlci.promotion]
-        primary_metric = "rmse"
-        directions = { rmse = "lower" }
-        """
-    )
-    root = _repository(tmp_path / "acme", environment, settings)
+    root = _repository(tmp_path / "acme", environment, MODEL_SETTINGS)
     _commit_and_tag(root, environment)
     cold = _pipeline(root, environment)
     assert cold["train"][0] == "passed" and cold["promote"] == ("passed", "champion -> v1")
