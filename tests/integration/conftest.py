@@ -34,6 +34,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "/health",
         state / "mlflow-server.log",
         start_timeout=180,
+        env=servers.MLFLOW_SERVER_ENV,  # as mlci starts it: no job runner (8 processes fewer)
     ) as server:
         yield server.url
 
