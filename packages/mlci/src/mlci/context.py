@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import servers
-from mlci.settings import Settings
+from mlci.settings import SPECS, Settings
 
 
 def print_progress(line: str) -> None:
@@ -59,11 +59,10 @@ def require_paths(settings: Settings, key: str, where: str) -> list[str]:
     paths = settings.get(key)
     missing = [p for p in paths if not settings.path(p).exists()]
     if missing:
-        variable = "MLCI_" + key.replace(".", "_").upper()
         raise ConfigError(
             f"{key} names paths that do not exist: {', '.join(missing)}",
             f"they are resolved against the project root {settings.project_root}",
-            f"fix {where} or {variable}",
+            f"fix {where} or {SPECS[key].env}",
         )
     return paths
 

@@ -10,6 +10,7 @@ alike (the tasks turn those two signals into the same exception path as Ctrl-C, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -198,8 +199,6 @@ def _alive(pid: int) -> bool:
 
 def running_lasting_server(state: Path) -> str | None:
     """The URL of the lasting server of this state folder, when it runs and answers."""
-    import json
-
     try:
         facts = json.loads(lasting_record(state).read_text())
         pid, url = int(facts["pid"]), str(facts["url"])
@@ -223,8 +222,6 @@ def start_lasting_server(
     state: Path, port: int, *, start_timeout: float = 90.0, progress: Callable[[str], None]
 ) -> str:
     """Start the lasting server (detached: it outlives this process); its URL once ready."""
-    import json
-
     running = running_lasting_server(state)
     if running is not None:
         progress(f"the local mlflow server already runs at {running}")
@@ -251,8 +248,6 @@ def start_lasting_server(
 
 def stop_lasting_server(state: Path, grace: float = 10.0) -> bool:
     """Stop the lasting server of this state folder; False when none was running."""
-    import json
-
     record = lasting_record(state)
     try:
         pid = int(json.loads(record.read_text())["pid"])
