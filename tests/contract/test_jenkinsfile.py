@@ -303,7 +303,7 @@ def test_test_stage_always_publishes_its_reports(jenkinsfile: Recorded) -> None:
 def test_reports_are_archived_where_they_are_written(jenkinsfile: Recorded) -> None:
     # With agents per stage there is no workspace after the last stage: each stage that
     # writes reports archives them itself, also when it fails.
-    for name in ("Lint", "Test", "Gate", "Image", "Train", "Promote", "Release"):
+    for name in ("Lint", "Test", "Gate", "Image", "Train", "Promote", "Deploy", "Release"):
         assert "archiveArtifacts" in stage(jenkinsfile, name)["post"].get("always", []), name
     assert jenkinsfile["post"] == {}
 
@@ -321,7 +321,7 @@ def test_a_failing_quality_gate_stops_the_flow(gate_failing_build: Recorded) -> 
     assert gate["status"] == "failed"
     assert [task for script in gate["ran_sh"] for task in invoke_calls(script)] == ["gate"]
     assert "invoke gate" in gate["error"]
-    assert [s["name"] for s in after] == ["Image", "Train", "Promote", "Release"]
+    assert [s["name"] for s in after] == ["Image", "Train", "Promote", "Deploy", "Release"]
     assert_skipped_without_running(after)
     assert build["result"] == "FAILURE"
     assert gate["ran_post"] == {"always": ["archiveArtifacts"]}
@@ -374,7 +374,19 @@ def test_a_build_that_is_not_for_a_tag_does_not_release(
     release = stage(build, "Release")
     assert (release["status"], release["skip_reason"]) == ("skipped", "when")
     assert release["when_result"] is False
-    assert ran_tasks(build) == [task for task in PIPELINE_STAGES if task != "release"]
+    # Nor does it deploy: only main and tags reach users.
+    deploy = stage(build, "Deploy")
+    assert (deploy["status"], deploy["when_result"]) == ("skipped", False)
+    assert ran_tasks(build) == [t for t in PIPELINE_STAGES if t not in ("deploy", "release")]
+
+
+def test_main_and_tags_deploy_after_promote(jenkinsfile: Recorded, tag_build: Recorded) -> None:
+    for build in (jenkinsfile, tag_build):
+        deploy = stage(build, "Deploy")
+        assert (deploy["status"], deploy["when_result"]) == ("passed", True)
+        assert [task for script in deploy["ran_sh"] for task in invoke_calls(script)] == ["deploy"]
+    order = [s["name"] for s in jenkinsfile["stages"]]
+    assert order.index("Promote") + 1 == order.index("Deploy")
 
 
 def test_a_failing_training_run_still_archives_its_reports(groovy: str) -> None:
@@ -387,7 +399,7 @@ def test_a_failing_training_run_still_archives_its_reports(groovy: str) -> None:
     # The reports stay on the gpu agent unless Train's own post archives them.
     assert train["ran_post"] == {"always": ["archiveArtifacts"]}
     assert "stash" not in train["ran_steps"]
-    assert [s["name"] for s in after] == ["Promote", "Release"]
+    assert [s["name"] for s in after] == ["Promote", "Deploy", "Release"]
     assert_skipped_without_running(after)
     assert build["result"] == "FAILURE"
     assert build["ran_post"] == {}
@@ -465,8 +477,10 @@ def test_stub_rejects_invalid_jenkinsfiles(groovy: str, tmp_path: Path) -> None:
 
 
 def test_unknown_task_is_reported(groovy: str, tmp_path: Path, known_tasks: set[str]) -> None:
-    recorded = record(groovy, write_jenkinsfile(tmp_path, "steps { sh '.venv/bin/invoke deploy' }"))
-    assert unknown_tasks(recorded, known_tasks) == ["deploy"]
+    recorded = record(
+        groovy, write_jenkinsfile(tmp_path, "steps { sh '.venv/bin/invoke rollout' }")
+    )
+    assert unknown_tasks(recorded, known_tasks) == ["rollout"]
 
 
 def test_extra_substance_is_reported(groovy: str, tmp_path: Path) -> None:

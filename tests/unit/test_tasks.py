@@ -321,7 +321,7 @@ def test_pipeline_task_passes_and_writes_the_summary(
     for name in ("lint", "test", "scan", "gate", "image", "train", "promote", "release"):
         assert f"{name} done" in out
     data = json.loads((tmp_path / "reports" / "summary.json").read_text())
-    assert [s["status"] for s in data["stages"]] == [PASSED] * 8
+    assert [s["status"] for s in data["stages"]] == [PASSED] * 9
     assert (tmp_path / "reports" / "summary.html").is_file()
     assert isolated_loader == [
         {"mlflow.tracking_uri": None, "release.repository_url": None, "cache.force": None}

@@ -591,11 +591,13 @@ def rollback(
     log: Callable[[str], None] = lambda _line: None,
     lease_wait: float = 300.0,
     lease_ttl: float = 120.0,
+    reason: str = "rollback",
 ) -> tuple[str | None, str]:
     """Give ``alias`` back to the champion the last unreverted promotion replaced.
 
     ``expect``: the version the caller believes holds ``alias`` now; when another holds it
-    (someone promoted meanwhile), nothing is changed. Returns (from, to).
+    (someone promoted meanwhile), nothing is changed. ``reason`` goes into the history entry
+    (a deploy whose smoke test failed says why). Returns (from, to).
     """
     expect = None if expect is None else str(expect).strip().removeprefix("v")
     with promotion_lease(client, model, owner, log=log, wait=lease_wait, ttl=lease_ttl) as lease:
@@ -626,7 +628,7 @@ def rollback(
             )
         target = stack[-1]
         _move(client, lease, model, alias, target, current,
-              {"kind": ROLLBACK, "reason": "rollback", "by": owner,
+              {"kind": ROLLBACK, "reason": reason, "by": owner,
                "build_url": build_url})  # fmt: skip
         return current, target
 
@@ -634,7 +636,7 @@ def rollback(
 # -- "where did the champion come from?" -----------------------------------------------------
 
 
-def _named_version(client: Any, model: str, version: str) -> Any:
+def _named_version(client: Any, model: str, version: str, purpose: str = "describe") -> Any:
     """The version the user named (``7`` or ``v7``), or a clear error naming the ones there are."""
     from mlflow.exceptions import MlflowException
 
@@ -657,12 +659,16 @@ def _named_version(client: Any, model: str, version: str) -> Any:
     raise StageFailed(
         f"{model} has no version {number}",
         f"its versions: {shown or 'none'}",
-        "pass one of those to --version, or leave --version out to describe the champion",
+        f"pass one of those to --version, or leave --version out to {purpose} the champion",
     )
 
 
-def describe(client: Any, model: str, alias: str, version: str | None = None) -> dict[str, Any]:
-    """The version behind ``alias`` (or ``version``): run, metrics, lineage, history."""
+def resolve_version(
+    client: Any, model: str, alias: str, version: str | None = None, purpose: str = "describe"
+) -> Any:
+    """The model version behind ``alias``, or ``version`` when given (``7`` or ``v7``); a
+    clear error when the model, the alias or the version does not exist. ``purpose`` (what
+    the caller does with it) completes the advice of that error."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -675,16 +681,21 @@ def describe(client: Any, model: str, alias: str, version: str | None = None) ->
                 "check MLCI_MLFLOW_REGISTERED_MODEL and MLCI_MLFLOW_TRACKING_URI",
             ) from None
         raise
-    if version is None:
-        mv = alias_version(client, model, alias)
-        if mv is None:
-            raise StageFailed(
-                f"{model} has no alias {alias!r}",
-                f"aliases now: {', '.join(sorted(registered.aliases)) or 'none'}",
-                "promote a version first (invoke promote), or pass --version",
-            )
-    else:
-        mv = _named_version(client, model, version)
+    if version is not None:
+        return _named_version(client, model, version, purpose)
+    mv = alias_version(client, model, alias)
+    if mv is None:
+        raise StageFailed(
+            f"{model} has no alias {alias!r}",
+            f"aliases now: {', '.join(sorted(registered.aliases)) or 'none'}",
+            "promote a version first (invoke promote), or pass --version",
+        )
+    return mv
+
+
+def describe(client: Any, model: str, alias: str, version: str | None = None) -> dict[str, Any]:
+    """The version behind ``alias`` (or ``version``): run, metrics, lineage, history."""
+    mv = resolve_version(client, model, alias, version)
     run = client.get_run(mv.run_id)
     return {
         "model": model,

@@ -291,8 +291,87 @@ class PlatformSettings:
     timeout: float = option(30.0, "seconds for one request to a platform service", minimum=1)
 
 
+@dataclass(frozen=True)
+class ServingSettings:
+    model: str = option(
+        "",
+        "the one of [tool.mlci.models] that serve and deploy serve (a project with one model: "
+        "that one)",
+    )
+    host: str = option(
+        "127.0.0.1", "address `invoke serve` and the local deployment's proxy listen on"
+    )
+    port: int = option(
+        8000,
+        "port of `invoke serve` and of the local deployment's proxy",
+        minimum=1,
+        maximum=65535,
+    )
+    runtime: str = option(
+        "auto",
+        "auto: the model's image when a Docker engine answers and the image stage built one, "
+        "else a local process; docker; process",
+        choices=("auto", "docker", "process"),
+    )
+    proxy_url: str = option(
+        "",
+        "the deployment's proxy (compose: http://model-serving:8000); empty: the local one "
+        "`invoke deploy` starts",
+        url=True,
+    )
+    proxy_token: str = option(
+        "", "token of the proxy's switch API (Jenkins binds it; local: generated)", secret=True
+    )
+    network: str = option(
+        "",
+        "Docker network the slot containers join (compose: mlci_mlci); empty: slots publish "
+        "a port on loopback",
+    )
+    deploy: str = option(
+        "auto",
+        "auto: the pipeline's deploy stage updates a running deployment (proxy_url, or the "
+        "local one) and skips when there is none; enabled: always; disabled: never",
+        choices=("auto", "enabled", "disabled"),
+    )
+    smoke_requests: int = option(
+        40, "requests of the smoke test (the input example, one after another)", minimum=5
+    )
+    smoke_p95_ms: float = option(
+        500.0, "highest p95 latency (ms) of the smoke test before the switch", minimum=0
+    )
+    ready_timeout: float = option(
+        180.0, "seconds a new slot may take to load its model and answer /ping", minimum=1
+    )
+    drain_timeout: float = option(
+        30.0, "seconds the old slot's requests in flight may take after the switch", minimum=0
+    )
+    timeout: float = option(10.0, "seconds for one request to a slot or the proxy", minimum=1)
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    input: str = option("", "CSV or Parquet file that `invoke score` scores")
+    drift_threshold: float = option(
+        0.5,
+        "drift score (share of features whose distribution moved) above which score fails",
+        minimum=0,
+        maximum=1,
+    )
+    drift_p_value: float = option(
+        0.01,
+        "a feature has drifted when the two-sample Kolmogorov-Smirnov test's p-value is below",
+        minimum=0,
+        maximum=1,
+    )
+    experiment: str = option(
+        "", "experiment of the scoring runs; empty: <mlflow.experiment>-scoring"
+    )
+
+
 #: The pipeline's stages (mlci.stages.PIPELINE_STAGES; a test holds the two together).
-STAGE_NAMES = ("lint", "test", "scan", "gate", "image", "train", "promote", "release")
+STAGE_NAMES = (
+    "lint", "test", "scan", "gate", "image", "train", "promote", "deploy", "release",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -333,6 +412,8 @@ class Settings:
     mlflow: MlflowSettings = section(MlflowSettings)
     promotion: PromotionSettings = section(PromotionSettings)
     release: ReleaseSettings = section(ReleaseSettings)
+    serving: ServingSettings = section(ServingSettings)
+    score: ScoreSettings = section(ScoreSettings)
     platform: PlatformSettings = section(PlatformSettings)
     bootstrap: BootstrapSettings = section(BootstrapSettings)
     cache: CacheSettings = section(CacheSettings)

@@ -32,6 +32,7 @@ PIPELINE_STAGES: tuple[str, ...] = (
     "image",
     "train",
     "promote",
+    "deploy",
     "release",
 )
 

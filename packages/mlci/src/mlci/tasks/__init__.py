@@ -12,11 +12,20 @@ disable_mlflow_telemetry()
 
 from invoke import Collection  # noqa: E402
 
-from mlci.tasks import model, platform, project, server, sonar, stages  # noqa: E402
+from mlci.tasks import (  # noqa: E402
+    model,
+    platform,
+    project,
+    server,
+    serving,
+    sonar,
+    stages,
+)
 
 namespace = Collection.from_module(stages, name="mlci")
 namespace.add_task(project.init)
 namespace.add_task(server.server)
+namespace.add_task(serving.serve)
 namespace.add_collection(Collection.from_module(sonar, name="sonar"))
 namespace.add_collection(Collection.from_module(model, name="model"))
 namespace.add_collection(Collection.from_module(platform, name="platform"))

@@ -141,6 +141,36 @@ def promote(c, tracking_uri=None, mode=None, model=None, force=False):
 
 @task(
     help={
+        "version": "deploy this registered version (default: the champion, resolved once)",
+        "model": "which of [tool.mlci.models] (default: serving.model, or the only one)",
+        "stop": "stop the local deployment (proxy and slots) instead",
+    }
+)
+def deploy(c, version=None, model=None, stop=False):
+    """Blue/green: the champion beside the serving version, smoke test, switch, drain."""
+    if stop:
+        with _stage_context(None, model) as ctx:
+            from mlci import deployment
+            from mlci.stages.image import docker_client
+
+            settings = ctx.settings.one_model(ctx.settings.serving.model or None)
+            name = settings.mlflow.registered_model
+            stopped = deployment.stop_local(
+                settings, name, lambda: docker_client(settings.image.timeout)
+            )
+            print(f"deploy: stopped {', '.join(stopped)}" if stopped else "deploy: nothing runs")
+        return
+    from mlci.stages.deploy import deploy as run_deploy
+
+    with _stage_context(None, model) as ctx:
+        result = run_deploy(ctx, version=version)
+        print(f"deploy: {result.status}: {result.summary}")
+        for label, url in result.links.items():
+            print(f"  {label}: {url}")
+
+
+@task(
+    help={
         "repository_url": "upload URL of the index (default: start a local index)",
         "dry_run": "print the plan (versions, files, hashes, index) and change nothing",
         "force": FORCE_HELP,
@@ -166,7 +196,7 @@ def release(c, repository_url=None, dry_run=False, force=False):
     iterable=["force_stage"],
 )
 def pipeline(c, tracking_uri=None, repository_url=None, force=False, force_stage=None):
-    """Run lint, test, scan, gate, image, train, promote, release in order; print a summary."""
+    """Run lint, test, scan, gate, image, train, promote, deploy, release; print a summary."""
     from mlci.pipeline import run_pipeline, summary_lines, write_summary
 
     forced = ["all"] if force else list(force_stage or []) or None
