@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts mlci's MLflow tracking server from the environment that services/compose.yaml
-# passes in, or runs any other command given (model-serving runs `mlflow models serve ...`).
+# passes in, or runs any other command given.
 #
 # Secrets never reach a command line: the database URIs, which contain the password, are
 # built here and handed to `mlflow server` through MLFLOW_BACKEND_STORE_URI (which it reads

@@ -116,3 +116,19 @@ def test_quoted_values_and_exports_are_read(tmp_path: Path) -> None:
     path = tmp_path / "x.env"
     path.write_text("export A='one'\nB=\"two\"\n  # comment\nC=three\n")
     assert s.read_env_file(path).values == {"A": "one", "B": "two", "C": "three"}
+
+
+def test_grafana_and_serving_proxy_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
+    """Compose requires them, so platform.up generates them; a value already there stays."""
+    names = s.required_names(COMPOSE.read_text())
+    assert {"GRAFANA_ADMIN_PASSWORD", "GRAFANA_SECRET_KEY", "SERVING_PROXY_TOKEN"} <= set(names)
+    path = tmp_path / "x.env"
+    path.write_text("SERVING_PROXY_TOKEN=kept-token-value-1234\n")
+    os.chmod(path, 0o600)
+    env = s.ensure_for_compose(path, COMPOSE)
+    assert env["SERVING_PROXY_TOKEN"] == "kept-token-value-1234"
+    assert "SERVING_PROXY_TOKEN" not in env.generated
+    for name in ("GRAFANA_ADMIN_PASSWORD", "GRAFANA_SECRET_KEY"):
+        assert name in env.generated
+        assert len(env[name]) >= 16 and URL_SAFE.match(env[name])
+    assert s.ensure_for_compose(path, COMPOSE).values == env.values
