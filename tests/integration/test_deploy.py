@@ -265,6 +265,21 @@ def test_invoke_serve_answers_like_pyfunc(deployed, mlflow_server, tmp_path):
             proc.wait(timeout=10)
 
 
+def _two_versions(ctx, model: str, uri: str) -> tuple[str, str]:
+    """Two versions of ``model`` (one is trained when only one exists)."""
+    from mlflow import MlflowClient
+
+    from mlci.stages import train
+
+    def versions() -> list[str]:
+        found = MlflowClient(uri, registry_uri=uri).search_model_versions(f"name='{model}'")
+        return sorted((str(v.version) for v in found), key=int)
+
+    if len(versions()) < 2:
+        train.run(ctx)
+    return tuple(versions()[:2])
+
+
 @pytest.mark.docker
 def test_slots_run_in_the_model_image(deployed, mlflow_server, tmp_path, docker_engine):
     """The same deploy with slots in containers of the model's image (the real engine)."""
@@ -284,7 +299,8 @@ def test_slots_run_in_the_model_image(deployed, mlflow_server, tmp_path, docker_
     try:
         with ctx:
             assert image.run(ctx).status == "passed"
-            result = deploy.deploy(ctx)
+            first, second = _two_versions(ctx, deployed["model"], mlflow_server)
+            result = deploy.deploy(ctx, version=first)
         assert result.status == "passed", lines
         assert result.details["runtime"] == "docker"
         url = f"http://127.0.0.1:{port}"
@@ -296,10 +312,26 @@ def test_slots_run_in_the_model_image(deployed, mlflow_server, tmp_path, docker_
         running = engine.containers.list(filters={"label": "org.mlci.role=serving-slot"})
         names = {c.name: c.labels["org.mlci.version"] for c in running}
         assert names.get(f"mlci-serving-{deployed['model']}-blue") == version, names
+        # Another version into the green container while clients call: none sees a failure.
+        with Stream(url, body) as stream:
+            while stream.snapshot()[0]["ok"] < 10:
+                time.sleep(0.1)
+            with ctx:
+                again = deploy.deploy(ctx, version=second)
+            before = stream.snapshot()[0]["ok"]
+            while stream.snapshot()[0]["ok"] < before + 10:
+                time.sleep(0.1)
+        counts, versions = stream.snapshot()
+        print(f"\nrequest stream (docker slots): {dict(counts)}, by version: {dict(versions)}")
+        assert again.status == "passed" and counts["failed"] == 0, (counts, lines)
+        assert versions[first] > 0 and versions[second] > 0, versions
+        running = engine.containers.list(filters={"label": "org.mlci.role=serving-slot"})
+        names = {c.name for c in running if c.name.startswith(f"mlci-serving-{deployed['model']}")}
+        assert names == {f"mlci-serving-{deployed['model']}-green"}, names
     finally:
         stopped = deployment.stop_local(ctx.settings, deployed["model"],
                                         lambda: docker_client(60))  # fmt: skip
-    assert any(s.startswith("slot blue") for s in stopped), stopped
+    assert any(s.startswith("slot green") for s in stopped), stopped
     engine = docker.from_env(timeout=30)
     left = engine.containers.list(
         all=True, filters={"label": f"org.mlci.model={deployed['model']}"}
