@@ -30,6 +30,15 @@
 // logRotator in buildDiscarder(logRotator(...)), the bindings string(...), usernamePassword(...)
 // and usernameColonPassword(...) in withCredentials([...]) (withCredentials is recorded).
 //
+// The pipeline's triggers { } and parameters { } are recorded as "triggers" ([{"cron": spec}])
+// and "parameters" ([{"type": "string", "name", "defaultValue", "description", "trim"}]), and
+// checked as Jenkins checks them when a build applies them to the job: a cron spec that
+// CronTabList refuses (five fields of N, N-M, *, H, H(N-M) terms in range, with /STEP after all
+// but N; an alias such as @daily; # comments and a first TZ= line), a string parameter without
+// a name or with an argument StringParameterDefinition does not take, are errors (exit 3).
+// Other triggers and parameter types are refused as not modelled. They do not change what a
+// build sees: params.X reads the job's parameters (with --exec, the config's params).
+//
 // What a build would run: after recording, the stub runs the pipeline once more the way Jenkins
 // would (evaluating steps and post blocks a second time), with every sh step succeeding except
 // those whose script matches --fail REGEX (found anywhere in the script, like a non-zero exit; `sh
@@ -986,6 +995,17 @@ class Recorder {
     static final List WHEN_NESTING = ['allOf', 'anyOf', 'not']
     static final Map SECTION_FRAMES = [
         steps: 'steps', post: 'post', when: 'when', environment: 'environment', options: 'options',
+        triggers: 'triggers', parameters: 'parameters',
+    ]
+    // triggers { cron(...) }: CronTab's aliases and fields (name, lowest, highest; 0 and 7 are
+    // both Sunday). Jenkins' cron has no month or day names.
+    static final List CRON_ALIASES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']
+    static final List CRON_FIELDS = [
+        ['minute', 0, 59], ['hour', 0, 23], ['day of month', 1, 31], ['month', 1, 12], ['day of week', 0, 7],
+    ]
+    // parameters { string(...) }: StringParameterDefinition's constructor argument and setters.
+    static final Map STRING_PARAMETER_ARGS = [
+        name: CharSequence, defaultValue: CharSequence, description: CharSequence, trim: Boolean,
     ]
     static final List AGENT_TYPES = ['docker', 'dockerfile', 'node', 'kubernetes']
     // The order Jenkins runs post conditions in, whatever the order they are written in.
@@ -1113,6 +1133,8 @@ class Recorder {
             case 'stages': return recStage(f, name, args)
             case 'post': return recPost(f, name, args)
             case 'agent': return recAgentCall(f, name, args)
+            case 'triggers': return recTrigger(f, name, args)
+            case 'parameters': return recParameter(f, name, args)
             case 'when': return recWhen(f, name, args)
             case 'steps': return recStep(f, name, args)
             case 'expression': return recStep(f, name, args)
@@ -1180,7 +1202,7 @@ class Recorder {
         if (recPipelineMap != null) {
             throw new StubError('a second pipeline { } block')
         }
-        recPipelineMap = recNewOwner([:])
+        recPipelineMap = recNewOwner([:]) + [triggers: [], parameters: []]
         Frame f = new Frame(kind: 'pipeline', owner: recPipelineMap)
         recRun(recBlock(name, args), f)
         ['agent', 'stages'].each {
@@ -1330,6 +1352,112 @@ class Recorder {
         }
         args.findAll { it instanceof Closure }.each { recRun((Closure) it, f) }
         return new ChainGuard(name, recordedIn)
+    }
+
+    // ---- triggers { } and parameters { }: what the job gets, checked as Jenkins checks it --------
+
+    private recTrigger(Frame f, String name, Object[] args) {
+        if (name != 'cron') {
+            throw new StubError("trigger `${name}` is not modelled by the stub (it knows cron)")
+        }
+        Map named = args.length == 1 && args[0] instanceof Map ? (Map) args[0] : null
+        def spec = named != null ? named.spec : (args.length == 1 ? args[0] : null)
+        if (!(spec instanceof CharSequence) || (named != null && named.keySet() != ['spec'] as Set)) {
+            throw new StubError("cron takes one spec: cron('H 2 * * *') or cron(spec: '...')")
+        }
+        String problem = recCronProblem(spec.toString())
+        if (problem != null) {
+            // TimerTrigger's constructor parses the spec (CronTabList.create) and throws.
+            throw new StubError("cron('${spec}') is not a valid schedule: ${problem}")
+        }
+        f.owner.triggers.add([cron: spec.toString()])
+        return new ChainGuard(name)
+    }
+
+    /** Why ``spec`` is no schedule CronTabList accepts, or null: lines (# comments, a first
+     *  TZ= line) of five fields or an alias; each field a comma list of terms. */
+    static String recCronProblem(String spec) {
+        List<String> lines = spec.readLines()*.trim().findAll { it && !it.startsWith('#') }
+        if (lines && lines[0].startsWith('TZ=')) {
+            lines = lines.drop(1)
+        }
+        if (!lines) {
+            return 'it has no schedule line'
+        }
+        for (String line : lines) {
+            if (line.startsWith('@')) {
+                if (!(line in CRON_ALIASES)) {
+                    return "unknown alias ${line} (one of ${CRON_ALIASES.join(', ')})"
+                }
+                continue
+            }
+            List<String> fields = line.split(/\s+/) as List
+            if (fields.size() != 5) {
+                return "'${line}' has ${fields.size()} fields, not 5 (minute hour day-of-month month day-of-week)"
+            }
+            for (int i = 0; i < 5; i++) {
+                def (String label, int lowest, int highest) = CRON_FIELDS[i]
+                for (String term : fields[i].split(',', -1)) {
+                    String problem = recCronTermProblem(term, lowest, highest)
+                    if (problem != null) {
+                        return "${label} '${term}': ${problem}"
+                    }
+                }
+            }
+        }
+        return null
+    }
+
+    /** CrontabParser's term: N, N-M, *, H, H(N-M), each but N with an optional /STEP. */
+    static String recCronTermProblem(String term, int lowest, int highest) {
+        def m = term =~ /^(?:(\*)|(H)|H\((\d+)-(\d+)\)|(\d+)-(\d+)|(\d+))(?:\/(\d+))?$/
+        if (!m.matches()) {
+            return 'not a term (N, N-M, *, H or H(N-M), with an optional /STEP after all but N)'
+        }
+        if (m.group(7) != null && m.group(8) != null) {
+            return 'a single value takes no /STEP'
+        }
+        List<Integer> numbers = (3..7).collect { m.group(it) }.findAll { it != null }.collect { it as int }
+        if (numbers.any { it < lowest || it > highest }) {
+            return "out of range: ${lowest}-${highest}"
+        }
+        if (numbers.size() == 2 && numbers[0] > numbers[1]) {
+            return 'the start of the range is after its end'
+        }
+        if (m.group(8) != null && (m.group(8) as int) < 1) {
+            return 'the step must be positive'
+        }
+        return null
+    }
+
+    private recParameter(Frame f, String name, Object[] args) {
+        if (name != 'string') {
+            throw new StubError("parameter type `${name}` is not modelled by the stub (it knows string)")
+        }
+        if (args.length != 1 || !(args[0] instanceof Map)) {
+            throw new StubError("a string parameter is written string(name: 'X', defaultValue: '', " +
+                "description: '...', trim: true)")
+        }
+        Map given = (Map) args[0]
+        def unknown = given.keySet().findAll { !STRING_PARAMETER_ARGS.containsKey(it) }
+        if (unknown) {
+            throw new StubError("Invalid parameter \"${unknown[0]}\" of string: it takes " +
+                STRING_PARAMETER_ARGS.keySet().join(', '))
+        }
+        given.each { key, value ->
+            if (value != null && !STRING_PARAMETER_ARGS[key].isInstance(value)) {
+                throw new StubError("string parameter ${key}: ${value} is not a ${STRING_PARAMETER_ARGS[key].simpleName}")
+            }
+        }
+        if (!given.name?.toString()) {
+            throw new StubError('Missing required parameter: "name" of string')
+        }
+        f.owner.parameters.add([
+            type: 'string', name: given.name.toString(),
+            defaultValue: given.defaultValue == null ? '' : given.defaultValue.toString(),
+            description: given.description?.toString(), trim: given.trim == true,
+        ])
+        return new ChainGuard(name)
     }
 
     private recStep(Frame f, String name, Object[] args) {

@@ -62,8 +62,15 @@ python-jenkins and api4jenkins. Fidelity points worth knowing:
   the trigger's ``<allowSeveralTriggersPerBuild>false</...>``), empty strings as ``<a></a>``
   but empty lists as ``<a/>``, ``'``/``"`` escaped, comments gone, and ``plugin="NAME@VER"``
   on an object whose plugin differs from its nearest owned ancestor (``plugin_versions``;
-  unknown plugins keep what was posted; core classes get none). ``triggers {}`` and
-  ``parameters {}`` directives are not modelled.
+  unknown plugins keep what was posted; core classes get none). What ``triggers {}`` and
+  ``parameters {}`` declare is applied first (``getTriggersToApply``,
+  ``getParametersToApply``): triggers form a ``TreeSet`` by descriptor id of the job's own
+  (less those the previous declaration set) and then the declared ones, so a trigger of the
+  same class set outside the Jenkinsfile wins; parameters are the declared ones, then the
+  job's own of other names not declared before. A changed list (per id / name: type,
+  description, XStream form) replaces the whole ``PipelineTriggersJobProperty`` or
+  ``ParametersDefinitionProperty``, appended at the end; the tracker records trigger ids and
+  parameter names. An unchanged one stays where it is.
 * **createItem** errors are ``Failure`` pages: **400** with ``X-Error: <message>``
   ("No Content-Type header set", "Query parameter 'name' is required", unsafe characters, "A
   job already exists with the name 'NAME'" with curly quotes U+2018/U+2019 around the name,
@@ -198,6 +205,8 @@ _GWT_REQUEST_VARIABLE = "org.jenkinsci.plugins.gwt.GenericRequestVariable"
 _GWT_HEADER_VARIABLE = "org.jenkinsci.plugins.gwt.GenericHeaderVariable"
 _PIPELINE_TRIGGERS = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
 _PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+_STRING_PARAMETER = "hudson.model.StringParameterDefinition"
+_TIMER_TRIGGER = "hudson.triggers.TimerTrigger"
 _DISABLE_CONCURRENT = (
     "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
 )
@@ -467,6 +476,9 @@ class _Job:
     scripted_results: dict[int, str] = field(default_factory=dict)
     # The job properties its (declarative) Jenkinsfile declares; None: not declarative.
     declared_properties: list[ET.Element] | None = None
+    # The triggers and parameters its triggers {} and parameters {} declare.
+    declared_triggers: list[ET.Element] = field(default_factory=list)
+    declared_parameters: list[ET.Element] = field(default_factory=list)
 
 
 @dataclass
@@ -872,6 +884,14 @@ _XSTREAM_FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
         ("removeLastBuild", "false"),
     ),
     _DISABLE_CONCURRENT: (("abortPrevious", "false"),),
+    _TIMER_TRIGGER: (("spec", None),),  # Trigger.spec
+    _PARAMETERS_PROPERTY: (("parameterDefinitions", None),),
+    _STRING_PARAMETER: (  # ParameterDefinition, then StringParameterDefinition
+        ("name", None),
+        ("description", None),
+        ("defaultValue", None),
+        ("trim", "false"),
+    ),
     _DECLARATIVE_JOB_ACTION: (),
     _PROPERTY_TRACKER: (
         ("jobProperties", None),
@@ -1048,12 +1068,102 @@ def _string_set(element: ET.Element | None, name: str) -> set[str]:
     return {item.text or "" for item in element.findall(f"{name}/string")}
 
 
+def _parameter_name(element: ET.Element) -> str:
+    return _text(element, "name") or ""
+
+
+def _parameter_description(element: ET.Element) -> str | None:
+    # ParameterDefinition.getDescription(): null when the element is absent, "" when empty.
+    found = element.find("description")
+    return None if found is None else found.text or ""
+
+
+def _triggers_to_apply(
+    declared: list[ET.Element], existing: list[ET.Element], previous: set[str]
+) -> list[ET.Element]:
+    """``Utils.getTriggersToApply``: a TreeSet by descriptor id holding the job's triggers
+    (the first of an id stays), less those the previous Jenkinsfile declared, then the
+    declared ones whose id is not held yet: a trigger set outside the Jenkinsfile wins."""
+    to_apply: dict[str, ET.Element] = {}
+    for trigger in existing:
+        to_apply.setdefault(_descriptor_id(trigger), trigger)
+    for key in previous:
+        to_apply.pop(key, None)
+    for trigger in declared:
+        to_apply.setdefault(_descriptor_id(trigger), trigger)
+    return [to_apply[key] for key in sorted(to_apply)]
+
+
+def _triggers_equal(
+    current: list[ET.Element], existing: list[ET.Element], writer: _XStreamWriter
+) -> bool:
+    """``Utils.isTriggersListEquals``: the same size and, per descriptor id, XStream-equal."""
+    if len(current) != len(existing):
+        return False
+    by_id = {_descriptor_id(t): t for t in current}
+    return all(
+        _descriptor_id(t) in by_id
+        and writer.fragment(t) == writer.fragment(by_id[_descriptor_id(t)])
+        for t in existing
+    )
+
+
+def _parameters_to_apply(
+    declared: list[ET.Element], existing: list[ET.Element], previous: set[str]
+) -> list[ET.Element]:
+    """``Utils.getParametersToApply``: the declared parameters, then the job's own whose name
+    is neither declared now nor was by the previous Jenkinsfile."""
+    names = {_parameter_name(p) for p in declared}
+    return list(declared) + [
+        p
+        for p in existing
+        if _parameter_name(p) not in names and _parameter_name(p) not in previous
+    ]
+
+
+def _parameters_equal(
+    current: list[ET.Element], existing: list[ET.Element], writer: _XStreamWriter
+) -> bool:
+    """``Utils.isParametersListEquals``: the same names and, per name, the same type and
+    description and XStream-equal."""
+    if len(current) != len(existing):
+        return False
+    mine = {_parameter_name(p): p for p in current}
+    theirs = {_parameter_name(p): p for p in existing}
+    if set(mine) != set(theirs):
+        return False
+    return all(
+        _descriptor_id(p) == _descriptor_id(theirs[name])
+        and _parameter_description(p) == _parameter_description(theirs[name])
+        and writer.fragment(p) == writer.fragment(theirs[name])
+        for name, p in mine.items()
+    )
+
+
+def _replace_property(
+    properties: ET.Element, tag: str, holder: str, items: list[ET.Element]
+) -> None:
+    """``job.removeProperty(class)`` then, with items, ``job.addProperty`` (appended)."""
+    for old in properties.findall(tag):
+        properties.remove(old)
+    if items:
+        prop = ET.SubElement(properties, tag)
+        inner = ET.SubElement(prop, holder)
+        inner.extend(copy.deepcopy(item) for item in items)
+
+
 def _declarative_resave(
-    root: ET.Element, declared: list[ET.Element], writer: _XStreamWriter
+    root: ET.Element,
+    declared: list[ET.Element],
+    writer: _XStreamWriter,
+    triggers: list[ET.Element] | None = None,
+    parameters: list[ET.Element] | None = None,
 ) -> bool:
     """Apply what the pipeline-model-definition plugin does to a job when a declarative run
     starts (``Utils.updateRunAndJobActions`` and ``Utils.updateJobProperties`` for the
-    ``options {}`` job properties): change ``root`` in place; True when the job is saved."""
+    ``options {}`` job properties, the ``triggers {}`` and the ``parameters {}``): change
+    ``root`` in place; True when the job is saved."""
+    triggers, parameters = list(triggers or ()), list(parameters or ())
     actions = root.find("actions")
     if actions is None:
         actions = ET.Element("actions")
@@ -1067,6 +1177,14 @@ def _declarative_resave(
     existing = [p for p in properties if _descriptor_id(p) not in handled]
     tracker = actions.find(_PROPERTY_TRACKER)
     previous = _string_set(tracker, "jobProperties")
+    existing_triggers = properties.findall(f"{_PIPELINE_TRIGGERS}/triggers/*")
+    existing_parameters = properties.findall(f"{_PARAMETERS_PROPERTY}/parameterDefinitions/*")
+    current_triggers = _triggers_to_apply(
+        triggers, existing_triggers, _string_set(tracker, "triggers")
+    )
+    current_parameters = _parameters_to_apply(
+        parameters, existing_parameters, _string_set(tracker, "parameters")
+    )
 
     # getPropertiesToApply: a TreeSet by descriptor id, so the first instance of an id stays;
     # a property the Jenkinsfile set before gives way, one it did not set is kept as it is.
@@ -1089,6 +1207,15 @@ def _declarative_resave(
         or writer.fragment(p) != writer.fragment(by_id[_descriptor_id(p)])
     ]
     changed = False
+    # The order of updateJobProperties: triggers, parameters, then the other properties.
+    if not _triggers_equal(current_triggers, existing_triggers, writer):
+        _replace_property(properties, _PIPELINE_TRIGGERS, "triggers", current_triggers)
+        changed = True
+    if not _parameters_equal(current_parameters, existing_parameters, writer):
+        _replace_property(
+            properties, _PARAMETERS_PROPERTY, "parameterDefinitions", current_parameters
+        )
+        changed = True
     for prop in to_remove:
         properties.remove(prop)
         changed = True
@@ -1098,16 +1225,22 @@ def _declarative_resave(
         properties.append(copy.deepcopy(prop))
         changed = True
 
-    declared_ids = [_descriptor_id(p) for p in declared]
-    sets = {"jobProperties": set(declared_ids), "triggers": set(), "parameters": set()}
-    sets["options"] = set()
-    if tracker is None or any(_string_set(tracker, name) != value for name, value in sets.items()):
+    # DeclarativeJobPropertyTrackerAction: property and trigger descriptor ids, parameter names.
+    recorded = {
+        "jobProperties": [_descriptor_id(p) for p in declared],
+        "triggers": [_descriptor_id(t) for t in triggers],
+        "parameters": [_parameter_name(p) for p in parameters],
+        "options": [],
+    }
+    if tracker is None or any(
+        _string_set(tracker, name) != set(values) for name, values in recorded.items()
+    ):
         for old in actions.findall(_PROPERTY_TRACKER):  # replaceAction
             actions.remove(old)
         tracker = ET.SubElement(actions, _PROPERTY_TRACKER)
-        for name in ("jobProperties", "triggers", "parameters", "options"):
+        for name, values in recorded.items():
             holder = ET.SubElement(tracker, name)
-            for value in _java_hash_order(declared_ids if name == "jobProperties" else ()):
+            for value in _java_hash_order(values):
                 ET.SubElement(holder, "string").text = value
         changed = True
     return changed
@@ -1663,29 +1796,48 @@ class JenkinsDouble:
                 raise ValueError(f"a job named {name!r} already exists")
             self._jobs[name] = _Job(name, stored, config)
 
-    def set_declared_job_properties(self, job: str, properties_xml: Iterable[str] | None) -> None:
+    def set_declared_job_properties(
+        self,
+        job: str,
+        properties_xml: Iterable[str] | None,
+        *,
+        triggers_xml: Iterable[str] = (),
+        parameters_xml: Iterable[str] = (),
+    ) -> None:
         """Say that Pipeline ``job`` runs a declarative Jenkinsfile whose ``options {}`` declare
         these job properties (XML elements as Jenkins stores them, e.g.
         :data:`DECLARED_OPTIONS_PROPERTIES`; an empty list: a declarative Jenkinsfile that
-        declares none; None: not declarative, the default).
+        declares none; None: not declarative, the default), whose ``triggers {}`` declare
+        ``triggers_xml`` (e.g. ``<hudson.triggers.TimerTrigger><spec>H 2 * * *</spec>...``)
+        and whose ``parameters {}`` declare ``parameters_xml`` (parameter definitions, e.g.
+        ``<hudson.model.StringParameterDefinition>``); none of either by default.
 
         From then on every build of ``job`` applies them when it starts, as the
         pipeline-model-definition plugin does, and Jenkins may save the job's config.xml again
         (XStream's format; see the module docstring).
         """
-        elements: list[ET.Element] | None = None
-        if properties_xml is not None:
+
+        def parse(texts: Iterable[str], what: str) -> list[ET.Element]:
             elements = []
-            for text in properties_xml:
+            for text in texts:
                 try:
                     elements.append(ET.fromstring(text.encode("utf-8")))
                 except ET.ParseError as error:
-                    raise ValueError(f"not a job property element: {error}") from None
+                    raise ValueError(f"not a {what} element: {error}") from None
+            return elements
+
+        elements = None if properties_xml is None else parse(properties_xml, "job property")
+        triggers = parse(triggers_xml, "trigger")
+        parameters = parse(parameters_xml, "parameter definition")
+        if elements is None and (triggers or parameters):
+            raise ValueError("triggers and parameters are declared by a declarative Jenkinsfile")
         with self._lock:
             target = self._job_or_error(job)
             if target.config.job_class != _WORKFLOW_JOB:
                 raise ValueError(f"{job!r} is not a Pipeline job (flow-definition)")
             target.declared_properties = elements
+            target.declared_triggers = triggers
+            target.declared_parameters = parameters
 
     def set_gwt_whitelist(self, enabled: bool, items: Iterable[Mapping[str, Any]]) -> None:
         """The Generic Webhook Trigger's global whitelist (``org.jenkinsci.plugins.gwt.global.
@@ -2013,7 +2165,9 @@ class JenkinsDouble:
         assert job.declared_properties is not None
         root = ET.fromstring(job.xml.encode("utf-8"))
         writer = _XStreamWriter(self.plugin_versions)
-        if _declarative_resave(root, job.declared_properties, writer):
+        if _declarative_resave(
+            root, job.declared_properties, writer, job.declared_triggers, job.declared_parameters
+        ):
             job.xml = writer.document(root)  # BulkChange.commit() -> Job.save()
             job.config = _parse_config(job.xml)
 

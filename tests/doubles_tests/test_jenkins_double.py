@@ -1065,6 +1065,111 @@ def test_a_declarative_jenkinsfile_without_options_saves_the_job_once(double: Je
         double.set_declared_job_properties("mlci", ["<unclosed>"])
 
 
+TRIGGERS_PROPERTY = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
+PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+TIMER = "hudson.triggers.TimerTrigger"
+
+
+def timer(spec: str) -> str:
+    return f"<{TIMER}><spec>{spec}</spec></{TIMER}>"
+
+
+def string_parameter(name: str, description: str, default: str = "", trim: bool = True) -> str:
+    return (
+        f"<hudson.model.StringParameterDefinition><name>{name}</name>"
+        f"<description>{description}</description><defaultValue>{default}</defaultValue>"
+        f"<trim>{str(trim).lower()}</trim></hudson.model.StringParameterDefinition>"
+    )
+
+
+def timed_job_xml(triggers: str, parameters: str) -> str:
+    """A Pipeline job with its own timer and parameters (no webhook trigger)."""
+    return f"""<?xml version='1.1' encoding='UTF-8'?>
+<flow-definition plugin="workflow-job">
+  <description>nightly</description>
+  <keepDependencies>false</keepDependencies>
+  <properties>
+    <{PARAMETERS_PROPERTY}><parameterDefinitions>{parameters}</parameterDefinitions></{PARAMETERS_PROPERTY}>
+    <{TRIGGERS_PROPERTY}><triggers>{triggers}</triggers></{TRIGGERS_PROPERTY}>
+  </properties>
+  <definition class="org.jenkinsci.plugins.workflow.cps.CpsScmFlowDefinition" plugin="workflow-cps">
+    <scriptPath>jenkins/score.Jenkinsfile</scriptPath>
+    <lightweight>false</lightweight>
+  </definition>
+  <triggers/>
+  <disabled>false</disabled>
+</flow-definition>"""
+
+
+def run_parameterized_build(double: JenkinsDouble, server: python_jenkins.Jenkins, name: str):
+    server.build_job(name, {"INPUT": "batch.csv"})
+    [(job, number)] = double.start_queued_builds()
+    double.finish_build(job, number, "SUCCESS")
+
+
+def triggers_and_parameters(config: str) -> tuple[list[str], list[str]]:
+    root = ET.fromstring(config.encode())
+    specs = [t.findtext("spec") for t in root.findall(f"properties/{TRIGGERS_PROPERTY}/triggers/*")]
+    names = [p.findtext("name") for p in root.findall(f"properties/{PARAMETERS_PROPERTY}/*/*")]
+    return specs, names
+
+
+def test_declared_triggers_and_parameters_equal_to_the_jobs_change_nothing(
+    double: JenkinsDouble,
+):
+    server = client(double)
+    server.create_job("nightly", timed_job_xml(timer("H 2 * * *"), string_parameter("INPUT", "x")))
+    double.set_declared_job_properties(
+        "nightly", [], triggers_xml=[timer("H 2 * * *")],
+        parameters_xml=[string_parameter("INPUT", "x")],
+    )  # fmt: skip
+    run_parameterized_build(double, server, "nightly")
+    saved = server.get_job_config("nightly")
+    # Only the declarative actions were added: the properties are where they were.
+    assert property_tags(saved) == [PARAMETERS_PROPERTY, TRIGGERS_PROPERTY]
+    assert triggers_and_parameters(saved) == (["H 2 * * *"], ["INPUT"])
+    assert tracked(saved) == {
+        "jobProperties": [], "triggers": [TIMER], "parameters": ["INPUT"], "options": [],
+    }  # fmt: skip
+    run_parameterized_build(double, server, "nightly")
+    assert server.get_job_config("nightly") == saved
+
+
+def test_a_trigger_set_outside_the_jenkinsfile_wins_until_the_jenkinsfile_set_one(
+    double: JenkinsDouble,
+):
+    server = client(double)
+    server.create_job("nightly", timed_job_xml(timer("H 3 * * *"), string_parameter("INPUT", "x")))
+    double.set_declared_job_properties(
+        "nightly", [], triggers_xml=[timer("H 2 * * *")],
+        parameters_xml=[string_parameter("INPUT", "the batch")],
+    )  # fmt: skip
+    run_parameterized_build(double, server, "nightly")
+    first = server.get_job_config("nightly")
+    # getTriggersToApply: the job's own timer stays (a TreeSet by descriptor id keeps it);
+    # getParametersToApply: the declared INPUT replaces the job's (another description), so
+    # the parameters property is replaced, at the end.
+    assert triggers_and_parameters(first) == (["H 3 * * *"], ["INPUT"])
+    assert property_tags(first) == [TRIGGERS_PROPERTY, PARAMETERS_PROPERTY]
+    described = ET.fromstring(first.encode()).find(
+        f"properties/{PARAMETERS_PROPERTY}/*/*/description"
+    )
+    assert described.text == "the batch"
+    # The next build: the timer is now one the Jenkinsfile set before, so it gives way.
+    run_parameterized_build(double, server, "nightly")
+    second = server.get_job_config("nightly")
+    assert triggers_and_parameters(second) == (["H 2 * * *"], ["INPUT"])
+    assert property_tags(second) == [PARAMETERS_PROPERTY, TRIGGERS_PROPERTY]
+    # A Jenkinsfile that no longer declares them removes what it set.
+    double.set_declared_job_properties("nightly", [])
+    run_parameterized_build(double, server, "nightly")
+    third = server.get_job_config("nightly")
+    assert triggers_and_parameters(third) == ([], [])
+    assert tracked(third)["triggers"] == [] and tracked(third)["parameters"] == []
+    with pytest.raises(ValueError, match="declared by a declarative Jenkinsfile"):
+        double.set_declared_job_properties("nightly", None, triggers_xml=[timer("H 2 * * *")])
+
+
 # ----------------------------------------------------------------------------------------------
 # The Generic Webhook Trigger's global whitelist (WhitelistVerifier, HMACVerifier).
 

@@ -395,6 +395,25 @@ MODEL_CASES = [
          "pyproject.toml ([tool.mlci])", "--dry-run"),
 ]  # fmt: skip
 
+BATCH = "alcohol,ash\n13.2,2.4\n"
+SCORE_CASES = [
+    case("score-without-a-batch", "score", 2, "ConfigError: no batch to score",
+         "MLCI_SCORE_INPUT"),
+    case("score-missing-batch", "score --input nowhere.csv", 2, "ConfigError: the batch",
+         "no such file"),
+    case("score-not-csv-or-parquet", "score", 2, "ConfigError: the batch",
+         "neither CSV nor Parquet", write("batch.txt", BATCH), MLCI_SCORE_INPUT="batch.txt"),
+    case("score-empty-batch", "score", 2, "ConfigError: the batch", "is empty",
+         write("batch.csv", ""), MLCI_SCORE_INPUT="batch.csv"),
+    case("score-header-only", "score", 2, "ConfigError: the batch", "has no rows",
+         write("batch.csv", "alcohol,ash\n"), MLCI_SCORE_INPUT="batch.csv"),
+    case("score-broken-parquet", "score", 2, "ConfigError: the batch",
+         "not a readable Parquet file", write("batch.parquet", BATCH),
+         MLCI_SCORE_INPUT="batch.parquet"),
+    case("score-threshold-above-one", "score", 2, "ConfigError: score.drift_threshold",
+         "between 0 and 1", MLCI_SCORE_DRIFT_THRESHOLD="1.5"),
+]  # fmt: skip
+
 CLI_CASES = [
     case("unknown-task", "trian", 1, "", "did you mean 'train'"),
     case("unknown-flag", "train --paramz x", 1, "", "did you mean '--params'"),
@@ -419,11 +438,17 @@ SERVER_CASES = [
          "does not exist", server=True, MLCI_MLFLOW_REGISTERED_MODEL="no-such-model"),
     case("rollback-nothing-to-roll-back-to", "model.rollback", 1, "StageFailed:",
          "roll back", server=True),
+    case("score-without-a-champion", "score", 1, "StageFailed:", "has no alias 'champion'",
+         write("batch.csv", BATCH), server=True, MLCI_SCORE_INPUT="batch.csv"),
+    case("score-unknown-version", "score --version 999", 1, "StageFailed:",
+         "has no version 999", write("batch.csv", BATCH), server=True,
+         MLCI_SCORE_INPUT="batch.csv"),
 ]  # fmt: skip
 
 CASES = (
     CONFIG + PYPROJECT_CASES + GATE_CASES + LINT_TEST_CASES + SCAN_IMAGE_CASES + TRAIN_CASES
-    + PROMOTE_CASES + RELEASE_CASES + PLATFORM_CASES + MODEL_CASES + CLI_CASES + SERVER_CASES
+    + PROMOTE_CASES + RELEASE_CASES + PLATFORM_CASES + MODEL_CASES + SCORE_CASES + CLI_CASES
+    + SERVER_CASES
 )  # fmt: skip
 
 
@@ -560,5 +585,6 @@ def test_the_corpus_is_large_and_covers_every_task() -> None:
     assert len(cases) >= 80, len(cases)
     tasks = {c.argv[0] for c in cases}
     every = {"config", "lint", "test", "scan", "gate", "image", "train", "promote", "release",
-             "model.info", "model.rollback", "platform.wire", "platform.status"}  # fmt: skip
+             "model.info", "model.rollback", "platform.wire", "platform.status",
+             "score"}  # fmt: skip
     assert every <= tasks, every - tasks

@@ -3,7 +3,8 @@
 The platform is wired by ``platform.wire`` itself against the three doubles (GitBucket with
 anonymous access off, SonarQube, Jenkins configured from jenkins/casc.yaml: nodes, secret
 texts, the trigger's HMAC whitelist) and real servers: an MLflow server with basic auth, an
-image registry with htpasswd, a package index with a login, the Docker engine. Then:
+image registry with htpasswd, a package index with a login, the Docker engine, and the
+platform's serving proxy (services/serving/proxy.py) with its token. Then:
 
 * the first build ``platform.wire`` starts (Train on the ``docker`` agent: no GPU machine);
 * a push to ``main`` delivered by GitBucket's webhook, with ``TRAIN_AGENT_LABEL=gpu``: Train
@@ -58,7 +59,9 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
     "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
 }  # fmt: skip
-STAGES = ["Prepare", "Lint", "Test", "Scan", "Gate", "Image", "Train", "Promote", "Release"]
+STAGES = [
+    "Prepare", "Lint", "Test", "Scan", "Gate", "Image", "Train", "Promote", "Deploy", "Release",
+]  # fmt: skip
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -238,7 +241,13 @@ def platform(
     sonarqube = SonarQubeDouble()
     for double in (jenkins, gitbucket, sonarqube):
         double.start()
+    # The platform's model-serving: the real proxy, with the env file's token.
+    proxy = servers.local_server(
+        "serving proxy", serving_proxy_command(work / "serving-proxy"), "/-/ping",
+        work / "serving-proxy.log", env={"MLCI_SERVING_PROXY_TOKEN": env["SERVING_PROXY_TOKEN"]},
+    )  # fmt: skip
     try:
+        serving = proxy.__enter__()
         configure_jenkins_double(jenkins, Controller.from_casc(env.values))
         services = {
             "http://mlflow:5000": mlflow_auth_server.url,
@@ -246,14 +255,49 @@ def platform(
             "http://sonarqube:9000": sonarqube.url,
             "http://gitbucket:8080": gitbucket.url,
             "http://jenkins:8080": jenkins.url,
+            "http://model-serving:8000": serving.url,
+            # The Compose network the slots join is, here, the host's: the proxy is a local
+            # process, so the slot containers take the host's network and a loopback port.
+            "mlci_mlci": "",
         }
         yield Platform(
             work, env_path, source, jenkins, gitbucket, sonarqube, mlflow_auth_server.url,
             index_url, packages, image_registry, services, groovy,
         )  # fmt: skip
     finally:
+        proxy.__exit__(None, None, None)
+        remove_slot_containers()
         for double in (jenkins, gitbucket, sonarqube):
             double.stop()
+
+
+def serving_proxy_command(folder: Path) -> Any:
+    folder.mkdir(parents=True, exist_ok=True)
+    script = REPO_ROOT / "services" / "serving" / "proxy.py"
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(port),
+                "--state-file", str(folder / "state.json")]  # fmt: skip
+
+    return command
+
+
+def remove_slot_containers() -> None:
+    """The slots the Deploy stage started for this repository's served model."""
+    import docker
+
+    engine = docker.from_env(timeout=60)
+    for container in engine.containers.list(
+        all=True,
+        filters={"label": ["org.mlci.role=serving-slot", "org.mlci.model=wine-classifier"]},
+    ):
+        if container.name.startswith("mlci-serving-wine-classifier-"):
+            container.remove(force=True)
+
+
+def serving_status(platform: Platform) -> dict[str, Any]:
+    url = platform.services["http://model-serving:8000"]
+    return requests.get(f"{url}/-/status", timeout=10).json()
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +372,16 @@ def test_the_first_build_platform_wire_starts_is_green_without_a_gpu(wired: Plat
         assert version.tags["mlci.image_digest"] == image["pushed"]
         promoted = workspace / "reports" / "models" / model / "promote.json"
         assert json.loads(promoted.read_text())["champion_after"] == report["version"]
+    # Deploy: the champion of the served model (serving.model: wine) in a slot container of
+    # the pushed image, behind the platform's proxy, switched with the serving-proxy token.
+    report, _ = model_version(wired, build)
+    status = serving_status(wired)
+    assert (status["model"], status["version"], status["slot"]) == (
+        "wine-classifier", report["version"], "blue",
+    )  # fmt: skip
+    deployed = json.loads((workspace / "reports" / "models" / "wine" / "deploy.json").read_text())
+    assert (deployed["runtime"], deployed["image"]) == ("docker", image["pushed"])
+    assert deployed["smoke"]["passed"] is True
     assert_no_secret_in_the_log(wired, build)
 
 

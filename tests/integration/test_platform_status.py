@@ -94,6 +94,7 @@ def test_status_shows_versions_health_and_wiring(
     assert "root/root: STILL WORKS" in before["GitBucket"].wiring
     assert "admin/admin: STILL WORKS" in before["SonarQube"].wiring
     assert "job mlci: missing" in before["Jenkins"].wiring
+    assert "job mlci-score: missing" in before["Jenkins"].wiring
 
     platform.wire()
     platform.reset_counters()
@@ -105,6 +106,7 @@ def test_status_shows_versions_health_and_wiring(
     assert all(r.health == "up" for r in rows), rows
     assert by["Jenkins"].wiring == [
         "job mlci: present",
+        "job mlci-score: present",
         "agent docker-agent: offline (not connected)",
     ]
     assert by["GitBucket"].wiring == ["root/root: refused", "push hook: present"]

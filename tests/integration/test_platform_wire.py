@@ -13,6 +13,7 @@ import json
 import stat
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,6 @@ def platform(tmp_path: Path, mlflow_auth_server: Any) -> Iterator[Platform]:
     for name, value in {
         "MLFLOW_ADMIN_PASSWORD": mlflow_auth_server.admin_password,
         "MLFLOW_CI_USERNAME": f"mlci-ci-{suffix}",
-        "MLFLOW_SERVING_USERNAME": f"mlci-serving-{suffix}",
     }.items():
         platform_secrets.set_value(env_path, name, value)
     env = read_env_file(env_path)
@@ -221,12 +221,12 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
         ("SonarQube", "quality gate"): CREATED,
         ("SonarQube", "webhook"): UNCHANGED,
         ("MLflow", "CI user"): CREATED,
-        ("MLflow", "serving user"): CREATED,
         ("MLflow", "CI permissions"): UPDATED,
         ("Jenkins", "credentials"): UNCHANGED,
         ("Jenkins", "agent secret"): CREATED,
         ("Jenkins", "agent"): UPDATED,
         ("Jenkins", "job"): CREATED,
+        ("Jenkins", "scoring job"): CREATED,
         ("GitBucket", "push webhook"): CREATED,
         ("Jenkins", "first build"): CREATED,
     }
@@ -245,6 +245,19 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
     assert jk.builds["mlci"][-1].parameters == {
         "ref": "refs/heads/main", "commit": "refs/heads/main"
     }  # fmt: skip
+    # The nightly scoring job is scheduled from its creation, and a build of its Jenkinsfile
+    # (options, triggers, parameters) finds its timer and parameter as declared: no drift.
+    score_job = ET.fromstring(jk.jobs["mlci-score"].encode())
+    assert score_job.findtext(".//hudson.triggers.TimerTrigger/spec") == "H 2 * * *"
+    assert score_job.findtext("definition/scriptPath") == "jenkins/score.Jenkinsfile"
+    assert score_job.findtext(".//hudson.plugins.git.BranchSpec/name") == "refs/heads/main"
+    declare_score_jenkinsfile(jk)
+    requests.post(
+        f"{jk.url}/job/mlci-score/buildWithParameters", auth=("admin", jk.api_token), timeout=10
+    ).raise_for_status()
+    assert jk.start_queued_builds() == [("mlci-score", 1)]
+    assert "jenkins.model.BuildDiscarderProperty" in jk.jobs["mlci-score"]
+    assert jk.builds["mlci-score"][-1].parameters == {"SCORE_INPUT": ""}
     state = snapshot(platform)
 
     for _ in range(2):
@@ -272,7 +285,7 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
     assert gb.collaborators["mlci/mlci"] == {"mlci-jenkins": "GUEST"}
     assert not sq.default_admin_password_in_use
     assert sq.check_password("admin", env["SONARQUBE_ADMIN_PASSWORD"])
-    assert list(jk.jobs) == ["mlci"]
+    assert list(jk.jobs) == ["mlci", "mlci-score"]
     (hook,) = gb.hooks
     assert (hook.owner, hook.repo, hook.content_type, hook.events) == ("mlci", "mlci", "json",
                                                                        ["push"])  # fmt: skip
@@ -307,9 +320,8 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
     assert all("@" not in arg for call in platform.runner.calls for arg in call)
 
 
-def test_mlflow_users_can_do_what_their_role_needs_and_no_more(platform: Platform) -> None:
+def test_the_mlflow_ci_user_can_do_what_its_role_needs(platform: Platform) -> None:
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     platform.wire()
     env = read_env_file(platform.env_path)
@@ -332,15 +344,28 @@ def test_mlflow_users_can_do_what_their_role_needs_and_no_more(platform: Platfor
         ci.set_registered_model_alias(name, "champion", version.version)  # promote
         ci.create_registered_model(f"{name}.mlci-lock")  # the promotion lease
         ci.delete_registered_model(f"{name}.mlci-lock")
-        serving = client_as(env["MLFLOW_SERVING_USERNAME"], env["MLFLOW_SERVING_PASSWORD"])
-        assert serving.get_model_version_by_alias(name, "champion").version == version.version
-        with pytest.raises(MlflowException, match=r"403|PERMISSION_DENIED|Permission denied"):
-            serving.set_registered_model_alias(name, "champion", version.version)
     finally:
         import os
 
         os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
         os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+
+
+def declare_score_jenkinsfile(jenkins: JenkinsDouble) -> None:
+    """What jenkins/score.Jenkinsfile declares, as Jenkins stores it: its options, and the
+    timer and parameter of the job wire created (tests/contract/test_score_jenkinsfile.py
+    holds the Jenkinsfile's triggers and parameters to the job template's)."""
+    job = ET.fromstring(jenkins.jobs["mlci-score"].encode())
+    timer = job.find(".//hudson.triggers.TimerTrigger")
+    parameter = job.find(".//hudson.model.StringParameterDefinition")
+    options = [
+        DECLARED_OPTIONS_PROPERTIES[0].replace("<numToKeep>30<", "<numToKeep>60<"),
+        DECLARED_OPTIONS_PROPERTIES[1],
+    ]
+    jenkins.set_declared_job_properties(
+        "mlci-score", options, triggers_xml=[ET.tostring(timer, encoding="unicode")],
+        parameters_xml=[ET.tostring(parameter, encoding="unicode")],
+    )  # fmt: skip
 
 
 def snapshot(platform: Platform) -> dict[str, Any]:
@@ -370,6 +395,13 @@ def test_drift_is_repaired_and_reported(platform: Platform) -> None:
         f"{jk.url}/job/mlci/config.xml", data=edited.encode(), timeout=10,
         auth=("admin", jk.api_token), headers={"Content-Type": "text/xml; charset=utf-8"},
     ).raise_for_status()  # fmt: skip
+    # ... and moves the nightly scoring to another hour.
+    moved = jk.jobs["mlci-score"].replace("<spec>H 2 * * *</spec>", "<spec>H 5 * * *</spec>")
+    assert moved != jk.jobs["mlci-score"]
+    requests.post(
+        f"{jk.url}/job/mlci-score/config.xml", data=moved.encode(), timeout=10,
+        auth=("admin", jk.api_token), headers={"Content-Type": "text/xml; charset=utf-8"},
+    ).raise_for_status()  # fmt: skip
     # ... and someone (or an older mlci) adds the webhook to Jenkins that nothing listens to.
     requests.post(
         f"{sq.url}/api/webhooks/create", auth=("admin", env["SONARQUBE_ADMIN_PASSWORD"]),
@@ -386,6 +418,8 @@ def test_drift_is_repaired_and_reported(platform: Platform) -> None:
     assert "<scriptPath>Jenkinsfile</scriptPath>" in jk.jobs["mlci"]
     assert sq.snapshot()["webhooks"] == []
     assert jk.mutation_count("createItem") == 0 and len(jk.builds["mlci"]) == 1
+    assert repaired[("Jenkins", "scoring job")] == UPDATED
+    assert "<spec>H 2 * * *</spec>" in jk.jobs["mlci-score"]
 
     platform.reset_counters()
     assert {c.outcome for c in platform.wire()} == {UNCHANGED}
@@ -437,6 +471,7 @@ FAULTS = [
     ("SonarQube", "webhook", "sonarqube", "fail", "api/webhooks/list"),
     ("Jenkins", "agent secret", "jenkins", "fail", "computer/docker-agent/jenkins-agent.jnlp"),
     ("Jenkins", "job", "jenkins", "fail", "createItem"),
+    ("Jenkins", "scoring job", "jenkins", "fail", "job/mlci-score/api/json"),
     ("Jenkins", "credentials", "jenkins", "hang", "me/api/json"),
     ("GitBucket", "push webhook", "gitbucket", "fail", "/api/v3/repos/mlci/mlci/hooks"),
 ]
@@ -487,7 +522,8 @@ def test_a_failing_step_names_service_and_step_and_reports_earlier_changes(
     platform.reset_counters()
     assert {c.outcome for c in platform.wire()} == {UNCHANGED}
     assert platform.mutations() == {"jenkins": 0, "sonarqube": 0, "gitbucket": 0}
-    assert len(platform.gitbucket.hooks) == 1 and list(platform.jenkins.jobs) == ["mlci"]
+    assert len(platform.gitbucket.hooks) == 1
+    assert list(platform.jenkins.jobs) == ["mlci", "mlci-score"]
 
 
 def test_wrong_root_password_everywhere_is_a_clear_error(platform: Platform) -> None:

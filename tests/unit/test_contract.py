@@ -64,6 +64,8 @@ def test_a_complete_result_passes_and_a_look_alike_class_is_fine():
         ({"eval_targets": None}, "eval_inputs and eval_targets come together"),
         ({"eval_targets": np.zeros(9)}, "eval_inputs has 10 rows but eval_targets has 9"),
         ({"eval_inputs": np.zeros((10, 3))}, "eval_inputs has 3 columns"),
+        ({"train_inputs": np.zeros(10)}, "train_inputs must be a 2-D array"),
+        ({"train_inputs": np.zeros((10, 3))}, "train_inputs has 3 columns but feature_names"),
         ({"extra_artifacts": {"a/b.png": b""}}, "extra_artifacts must map plain file names"),
     ],
 )

@@ -28,8 +28,10 @@ EXPECTED_EXIT_CODES = {
     "QualityGateFailed": 1,
     "ModelRejected": 1,
     "ReleaseRefused": 1,
+    "DataDrifted": 1,
     "ServiceError": 3,
     "TrackingServerError": 3,
+    "ServingError": 3,
     "LeaseLost": 3,
     "PackageIndexError": 3,
     "SonarQubeError": 3,
@@ -96,6 +98,7 @@ def test_service_errors_share_exit_code_3():
         "SonarQubeError",
         "DockerEngineError",
         "LocalServerError",
+        "ServingError",
         "JenkinsError",
         "GitBucketError",
         "PlatformNotReady",
@@ -111,6 +114,7 @@ def test_stage_failures_are_catchable_as_stage_failed():
         errors.QualityGateFailed,
         errors.ModelRejected,
         errors.ReleaseRefused,
+        errors.DataDrifted,
     ):
         with pytest.raises(errors.StageFailed):
             raise cls("x")

@@ -74,4 +74,5 @@ def train_and_evaluate(params: Mapping[str, Any] | None = None) -> Any:
         trusted_types=TREE_TYPES if effective["estimator"] != "ridge" else (),
         eval_inputs=split.X_test,
         eval_targets=split.y_test,
+        train_inputs=split.X_train,
     )

@@ -29,6 +29,9 @@ from mlci.errors import ConfigError
 #: TARGET_COLUMN), for promotion to score the champion on the same rows.
 HELDOUT = "heldout/heldout.csv"
 TARGET_COLUMN = "__target__"
+#: Where train logs ``train_inputs`` in the run (Parquet, one column per feature name): the
+#: reference that `invoke score` compares each batch's distributions with.
+TRAIN_INPUTS = "reference/train_inputs.parquet"
 
 
 @dataclass
@@ -59,6 +62,9 @@ class TrainResult:
     #: ``score`` function, promotion re-scores the champion on the candidate's data.
     eval_inputs: Any = None
     eval_targets: Any = None
+    #: The training inputs (2-D, ``feature_names`` columns), logged as the drift reference
+    #: that `invoke score` compares the batches it scores against.
+    train_inputs: Any = None
 
 
 @runtime_checkable
@@ -159,6 +165,7 @@ def check_result(result: Any, name: str) -> None:
                 f"input_example has {shape[1]} columns but feature_names names {len(names)}"
             )
     problems += _eval_problems(get("eval_inputs"), get("eval_targets"), names)
+    problems += _train_inputs_problems(get("train_inputs"), names)
     artefacts = getattr(result, "extra_artifacts", None) or {}
     if not isinstance(artefacts, Mapping) or not all(
         isinstance(k, str) and "/" not in k and isinstance(v, bytes) for k, v in artefacts.items()
@@ -171,6 +178,17 @@ def check_result(result: Any, name: str) -> None:
             "return an mlci.TrainResult (or an object with the same fields); see "
             "mlci.contract for what each field holds",
         )
+
+
+def _train_inputs_problems(inputs: Any, names: Sequence[str] | None) -> list[str]:
+    if inputs is None:
+        return []
+    shape = _rows(inputs)
+    if shape is None or shape[1] is None or shape[0] < 1:
+        return ["train_inputs must be a 2-D array with at least one row"]
+    if names and shape[1] != len(names):
+        return [f"train_inputs has {shape[1]} columns but feature_names names {len(names)}"]
+    return []
 
 
 def _eval_problems(inputs: Any, targets: Any, names: Sequence[str] | None) -> list[str]:

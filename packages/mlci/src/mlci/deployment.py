@@ -33,7 +33,7 @@ from mlci.errors import (
     ConfigError,
     DockerEngineError,
     LocalServerError,
-    ServiceError,
+    ServingError,
     StageFailed,
 )
 from mlci.settings import Settings
@@ -42,10 +42,6 @@ BLUE, GREEN = "blue", "green"
 SLOT_PORT = 8000  # a slot container's port on a Docker network
 TOKEN_ENV = "MLCI_SERVING_PROXY_TOKEN"
 VERSION_HEADER = "X-Mlci-Served-Version"
-
-
-class DeployError(ServiceError):
-    """The deployment's machinery (proxy, engine) failed: traffic and aliases untouched."""
 
 
 def other_slot(slot: str | None) -> str:
@@ -441,7 +437,7 @@ class Proxy:
             problem = f"HTTP {code}"
         except (OSError, ValueError) as exc:
             problem = str(exc)
-        raise DeployError(
+        raise ServingError(
             f"the serving proxy at {self.url} does not answer",
             f"GET /-/status: {problem}",
             "start it (Compose: the model-serving service; locally: invoke deploy), or fix "
@@ -464,7 +460,7 @@ class Proxy:
                 "use the token of services/.env's SERVING_PROXY_TOKEN",
             )
         if code != 200:
-            raise DeployError(
+            raise ServingError(
                 f"the serving proxy at {self.url} did not switch to v{slot.version}",
                 f"PUT /-/upstream: {code or ''} {raw[:200].decode(errors='replace')}".strip(),
                 "traffic stays on the old version; look at the proxy's log and deploy again",

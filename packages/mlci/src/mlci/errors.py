@@ -63,6 +63,10 @@ class ReleaseRefused(StageFailed):
     """The release would overwrite, or could not be checked; nothing was uploaded."""
 
 
+class DataDrifted(StageFailed):
+    """A scored batch moved further from the training data than score.drift_threshold."""
+
+
 class ServiceError(MlciError):
     """A server mlci talks to could not be reached or answered with an error."""
 
@@ -93,6 +97,10 @@ class SonarQubeError(ServiceError):
 
 class DockerEngineError(ServiceError):
     pass
+
+
+class ServingError(ServiceError):
+    """The deployment's machinery (the serving proxy) failed: traffic and aliases untouched."""
 
 
 class JenkinsError(ServiceError):

@@ -1,10 +1,11 @@
 """`mlci init`: editable copies of mlci's defaults, written into a repository.
 
 What it writes: ``[tool.mlci]`` in pyproject.toml (the model module it is given or finds),
-the Jenkinsfile, .ci/bootstrap (installs what ``[tool.mlci.bootstrap]`` lists), tasks.py,
-the quality gate, the model Dockerfile and .dockerignore, and .gitignore entries for mlci's
-folders. It never overwrites: when any of those files exists (or pyproject.toml already has
-``[tool.mlci]``) it writes nothing and says which. ``dry_run`` shows the plan only.
+the Jenkinsfile, the nightly scoring job's jenkins/score.Jenkinsfile, .ci/bootstrap (installs
+what ``[tool.mlci.bootstrap]`` lists), tasks.py, the quality gate, the model Dockerfile and
+.dockerignore, and .gitignore entries for mlci's folders. It never overwrites: when any of
+those files exists (or pyproject.toml already has ``[tool.mlci]``) it writes nothing and says
+which. ``dry_run`` shows the plan only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ CREATE, APPEND = "create", "append"
 #: (path in the repository, template name, file mode)
 COPIES = (
     ("Jenkinsfile", "Jenkinsfile", 0o644),
+    ("jenkins/score.Jenkinsfile", "score.Jenkinsfile", 0o644),
     (".ci/bootstrap", "bootstrap", 0o755),
     ("tasks.py", "tasks.py", 0o644),
     ("sonarqube/quality-gate.toml", "quality-gate.toml", 0o644),

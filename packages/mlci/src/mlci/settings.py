@@ -295,8 +295,8 @@ class PlatformSettings:
 class ServingSettings:
     model: str = option(
         "",
-        "the one of [tool.mlci.models] that serve and deploy serve (a project with one model: "
-        "that one)",
+        "the one of [tool.mlci.models] that serve, deploy and score use unless --model or "
+        "MLCI_MODEL names another (a project with one model: that one)",
     )
     host: str = option(
         "127.0.0.1", "address `invoke serve` and the local deployment's proxy listen on"
@@ -460,6 +460,13 @@ class Settings:
             "a registry task works on one registered model",
             f"choose one with --model NAME (or {MODEL_ENV}=NAME)",
         )
+
+    def served(self) -> Settings:
+        """The settings of the model serve, deploy and score work on: the one chosen
+        (--model, MLCI_MODEL), else serving.model, else the project's only model."""
+        if self.model_name:
+            return self
+        return self.one_model(self.serving.model or None)
 
     def each_model(self) -> list[Settings]:
         """One Settings per model to train and promote: the chosen one, or all of them."""

@@ -54,6 +54,9 @@ class TrainingResult:
     #: champion on them at promotion, with :func:`~wine_classifier.evaluate.score`).
     eval_inputs: np.ndarray | None = None
     eval_targets: np.ndarray | None = None
+    #: The inputs the model was fitted on: mlci keeps them with the model as the reference
+    #: its batch scoring compares new data with (drift).
+    train_inputs: np.ndarray | None = None
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -152,4 +155,5 @@ def train_and_evaluate(
         torch_module=model.module_ if torch_model else None,
         eval_inputs=split.X_test,
         eval_targets=split.y_test,
+        train_inputs=split.X_train,
     )

@@ -1,11 +1,11 @@
 """MLflow accounts of the platform, through MLflow's basic-auth admin API.
 
-Two users besides the admin: the CI user Jenkins binds for Train, Promote and Release (it
-gets MANAGE on the experiment and the registered model: it creates runs and versions, moves
-aliases, and holds the promotion lease), and model serving's user, which keeps MLflow's
-default READ: it can load ``@champion`` and never move it. The experiment and the registered
-model are created here (as the admin) when missing, because a permission can only be granted
-on something that exists.
+One user besides the admin: the CI user Jenkins binds for Train, Promote, Deploy, Release
+and the nightly scoring (it gets MANAGE on the experiment and the registered model: it
+creates runs and versions, moves aliases, and holds the promotion lease). Model serving
+needs no MLflow user: the Deploy stage downloads a version for its slots. The experiment and
+the registered model are created here (as the admin) when missing, because a permission can
+only be granted on something that exists.
 
 mlflow's ``AuthServiceClient`` takes its credentials from ``MLFLOW_TRACKING_USERNAME`` /
 ``_PASSWORD``; :func:`_acting_as` sets them for the duration of a call and restores them.

@@ -79,9 +79,11 @@ def jenkins_status(settings: Settings, env: EnvFile | None) -> ServiceStatus:
         client.whoami()
         row.version = client.version()
         row.health = "up"
-        exists = client.call("looking up the job", client.lib.job_exists, platform.job)
-        row.wiring.append(f"job {platform.job}: {'present' if exists else 'missing'}")
-        from mlci.platform.wire import AGENT_NODE
+        from mlci.platform.wire import AGENT_NODE, SCORE_JOB_SUFFIX
+
+        for job in (platform.job, f"{platform.job}{SCORE_JOB_SUFFIX}"):
+            exists = client.call(f"looking up the job {job}", client.lib.job_exists, job)
+            row.wiring.append(f"job {job}: {'present' if exists else 'missing'}")
 
         if client.call("looking up the agent", client.lib.node_exists, AGENT_NODE):
             info = client.call("reading the agent", client.lib.get_node_info, AGENT_NODE)

@@ -12,11 +12,13 @@ Order (each step reads first and changes only what differs):
    sonarqube/quality-gate.toml. No webhook: ``invoke gate`` polls the API (an old one is
    removed).
 3. MLflow (when its basic auth is on): the CI user with MANAGE on the experiment and the
-   registered model, and model serving's read-only user.
+   registered model (the models' slots need no MLflow login: the Deploy stage downloads
+   the version for them).
 4. Jenkins: prove the credentials (``get_whoami``), read the agent container's secret into
    the env file (and recreate the agent), create the job from jenkins/job.xml.template or
    update it when the part mlci owns differs (a build adds what the Jenkinsfile's options
-   declare: that is not drift).
+   declare: that is not drift); the same for the nightly scoring job ``<job>-score``
+   (jenkins/job-score.xml.template: jenkins/score.Jenkinsfile on a timer).
 5. GitBucket: the push hook to the Generic Webhook Trigger (JSON, signed).
 6. Jenkins: a first build when the job was just created (or when asked), through the same
    trigger endpoint GitBucket calls, signed as GitBucket signs, so the build has ``ref`` and
@@ -67,13 +69,16 @@ SONAR_CI_PERMISSIONS = ("scan", "user")  # Execute Analysis, Browse
 GITBUCKET_JENKINS_USER = "mlci-jenkins"
 GITBUCKET_READ_ROLE = "GUEST"  # GitBucket's name for a `pull` collaborator
 MLFLOW_CI_USER = "mlci-ci"
-MLFLOW_SERVING_USER = "mlci-serving"
 AGENT_NODE = "docker-agent"
 BRANCH = "main"
 # The job builds the commit the trigger resolved ($commit, from the push payload's `after`);
 # without a push (Build Now, Replay) the job parameter `commit` defaults to main's head.
 BRANCH_SPEC = "${commit}"
 JOB_TEMPLATE = "jenkins/job.xml.template"
+# The nightly scoring job: jenkins/score.Jenkinsfile of main's head, on a timer.
+SCORE_JOB_TEMPLATE = "jenkins/job-score.xml.template"
+SCORE_JOB_SUFFIX = "-score"
+SCORE_BRANCH_SPEC = f"refs/heads/{BRANCH}"
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,12 @@ def render_job(template: str, clone_url: str, ref_filter: str, webhook_token: st
         "filter_expression": filter_expression(ref_filter),
         "webhook_token": webhook_token,
     }
+    return string.Template(template).substitute({k: escape(v) for k, v in values.items()})
+
+
+def render_score_job(template: str, clone_url: str) -> str:
+    """jenkins/job-score.xml.template with XML-escaped values."""
+    values = {"clone_url": clone_url, "branch_spec": SCORE_BRANCH_SPEC}
     return string.Template(template).substitute({k: escape(v) for k, v in values.items()})
 
 
@@ -750,10 +761,6 @@ class Wiring:
         ci = accounts.Account(
             values.get("MLFLOW_CI_USERNAME") or MLFLOW_CI_USER, self.env["MLFLOW_CI_PASSWORD"]
         )
-        serving = accounts.Account(
-            values.get("MLFLOW_SERVING_USERNAME") or MLFLOW_SERVING_USER,
-            self.env["MLFLOW_SERVING_PASSWORD"],
-        )
         with self.step(service, "admin"):
             if not accounts.credentials_work(url, admin, timeout):
                 from mlci.errors import TrackingServerError
@@ -764,12 +771,9 @@ class Wiring:
                     "user database",
                     "put that password into the env file, or reset the mlflow-db volume",
                 )
-        for account, step in ((ci, "CI user"), (serving, "serving user")):
-            with self.step(service, step), self._mlflow_errors(url):
-                outcome, detail = accounts.ensure_user(url, admin, account, timeout)
-            if account is serving:
-                detail += " (read-only)"
-            self.record(service, step, outcome, detail)
+        with self.step(service, "CI user"), self._mlflow_errors(url):
+            outcome, detail = accounts.ensure_user(url, admin, ci, timeout)
+        self.record(service, "CI user", outcome, detail)
         # Every model's experiment and registered model ([tool.mlci.models], or the one).
         for model in self.settings.each_model():
             with self.step(service, "CI permissions"), self._mlflow_errors(url):
@@ -803,10 +807,10 @@ class Wiring:
             self.platform.timeout,
         )
 
-    def wanted_job_xml(self) -> str:
-        template_path = platform_file(self.settings, JOB_TEMPLATE)
+    def _job_template(self, relative: str) -> str:
+        template_path = platform_file(self.settings, relative)
         try:
-            template = template_path.read_text()
+            return template_path.read_text()
         except OSError as exc:
             from mlci.errors import ConfigError
 
@@ -815,45 +819,69 @@ class Wiring:
                 str(exc),
                 "run the task from the mlci checkout (MLCI_PROJECT_ROOT)",
             ) from None
+
+    def wanted_job_xml(self) -> str:
         clone_url = self._repo_http_url(self.platform.gitbucket_internal_url)
         return render_job(
-            template, clone_url, self.platform.ref_filter, self.env["JENKINS_WEBHOOK_TOKEN"]
-        )
+            self._job_template(JOB_TEMPLATE), clone_url, self.platform.ref_filter,
+            self.env["JENKINS_WEBHOOK_TOKEN"],
+        )  # fmt: skip
+
+    def wanted_score_job_xml(self) -> str:
+        clone_url = self._repo_http_url(self.platform.gitbucket_internal_url)
+        return render_score_job(self._job_template(SCORE_JOB_TEMPLATE), clone_url)
+
+    @property
+    def score_job(self) -> str:
+        return f"{self.platform.job}{SCORE_JOB_SUFFIX}"
 
     def jenkins_job(self) -> None:
-        from mlci.clients.jenkins import JenkinsError
-
-        service, name = "Jenkins", self.platform.job
+        service = "Jenkins"
         with self.step(service, "credentials"):
             client = self._jenkins()
             me = client.whoami("checking admin's credentials (get_whoami)")
             who = me.get("id") or me.get("fullName") or JENKINS_ADMIN
             self.record(service, "credentials", UNCHANGED, f"logged in as {who}")
         with self.step(service, "job"):
-            wanted = self.wanted_job_xml()
-            exists = client.call("looking up the job", client.lib.job_exists, name)
-            if not exists:
-                client.call("creating the job", client.lib.create_job, name, wanted)
-                outcome, detail = CREATED, f"{name} from {JOB_TEMPLATE}"
-                self._job_created = True
-            else:
-                stored = client.call(
-                    "reading the job's config.xml", client.lib.get_job_config, name
-                )
-                if canonical_xml(owned_part(stored, wanted)) == canonical_xml(wanted):
-                    self.record(service, "job", UNCHANGED, f"{name} matches {JOB_TEMPLATE}")
-                    return
-                client.call("updating the job", client.lib.reconfig_job, name, wanted)
-                outcome, detail = UPDATED, f"{name}: config.xml differed from {JOB_TEMPLATE}"
-            stored = client.call("reading the job back", client.lib.get_job_config, name)
-            if canonical_xml(owned_part(stored, wanted)) != canonical_xml(wanted):
-                raise JenkinsError(
-                    f"Jenkins: the job {name} reads back different from what was sent",
-                    "a plugin of the template is missing, so Jenkins dropped its elements",
-                    "install the plugins of jenkins/plugins.txt (rebuild the image: "
-                    "invoke platform.up) and run `invoke platform.wire` again",
-                )
-            self.record(service, "job", outcome, detail)
+            created = self._ensure_job(
+                client, "job", self.platform.job, self.wanted_job_xml(), JOB_TEMPLATE
+            )
+            self._job_created = created
+        with self.step(service, "scoring job"):
+            self._ensure_job(
+                client, "scoring job", self.score_job, self.wanted_score_job_xml(),
+                SCORE_JOB_TEMPLATE,
+            )  # fmt: skip
+
+    def _ensure_job(self, client: Any, step: str, name: str, wanted: str, template: str) -> bool:
+        """Create job ``name`` from ``wanted``, or update it where the part mlci owns differs;
+        True when it was created."""
+        from mlci.clients.jenkins import JenkinsError
+
+        service = "Jenkins"
+        exists = client.call(f"looking up the {step}", client.lib.job_exists, name)
+        if not exists:
+            client.call(f"creating the {step}", client.lib.create_job, name, wanted)
+            outcome, detail = CREATED, f"{name} from {template}"
+        else:
+            stored = client.call(
+                f"reading the {step}'s config.xml", client.lib.get_job_config, name
+            )
+            if canonical_xml(owned_part(stored, wanted)) == canonical_xml(wanted):
+                self.record(service, step, UNCHANGED, f"{name} matches {template}")
+                return False
+            client.call(f"updating the {step}", client.lib.reconfig_job, name, wanted)
+            outcome, detail = UPDATED, f"{name}: config.xml differed from {template}"
+        stored = client.call(f"reading the {step} back", client.lib.get_job_config, name)
+        if canonical_xml(owned_part(stored, wanted)) != canonical_xml(wanted):
+            raise JenkinsError(
+                f"Jenkins: the job {name} reads back different from what was sent",
+                "a plugin of the template is missing, so Jenkins dropped its elements",
+                "install the plugins of jenkins/plugins.txt (rebuild the image: "
+                "invoke platform.up) and run `invoke platform.wire` again",
+            )
+        self.record(service, step, outcome, detail)
+        return outcome == CREATED
 
     def jenkins_agent(self) -> None:
         """The agent container connects with the secret Jenkins derives for its node."""

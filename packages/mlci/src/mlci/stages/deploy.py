@@ -46,7 +46,7 @@ def deploy(ctx: StageContext, version: str | None = None, by_hand: bool = True) 
     if serving.deploy == "disabled":
         return _skip(ctx, "serving.deploy is disabled")
     try:
-        one = settings.one_model(serving.model or None)
+        one = settings.served()
     except ConfigError:
         if by_hand:
             raise

@@ -15,7 +15,7 @@ from typing import Any
 from mlci import cache, orphans
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext, require_paths
-from mlci.contract import HELDOUT, TARGET_COLUMN, check_module, check_result
+from mlci.contract import HELDOUT, TARGET_COLUMN, TRAIN_INPUTS, check_module, check_result
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import Lineage, git_info, package_metadata
 from mlci.metric_buffer import MetricBuffer
@@ -326,6 +326,7 @@ def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
             card = model_card(name, version, run_id, result, lineage_tags, thresholds)
             _log_artefacts(result, card)
             _log_heldout(result)
+            _log_train_inputs(result)
         (ctx.model_reports / "model_card.md").write_text(card)
         for filename, data in (getattr(result, "extra_artifacts", None) or {}).items():
             (ctx.model_reports / filename).write_bytes(data)  # for summary.html and Jenkins
@@ -360,6 +361,20 @@ def _log_heldout(result: Any) -> None:
         path = Path(tmp) / Path(HELDOUT).name
         frame.to_csv(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=str(Path(HELDOUT).parent))
+
+
+def _log_train_inputs(result: Any) -> None:
+    """The training inputs, the reference `invoke score` measures each batch's drift from."""
+    if getattr(result, "train_inputs", None) is None:
+        return
+    import mlflow
+    import pandas as pd
+
+    frame = pd.DataFrame(result.train_inputs, columns=list(result.feature_names))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(TRAIN_INPUTS).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(TRAIN_INPUTS).parent))
 
 
 def model_card(name, version, run_id, result, tags, thresholds) -> str:

@@ -16,6 +16,7 @@ from mlci.tasks import (  # noqa: E402
     model,
     platform,
     project,
+    scoring,
     server,
     serving,
     sonar,
@@ -26,6 +27,7 @@ namespace = Collection.from_module(stages, name="mlci")
 namespace.add_task(project.init)
 namespace.add_task(server.server)
 namespace.add_task(serving.serve)
+namespace.add_task(scoring.score)
 namespace.add_collection(Collection.from_module(sonar, name="sonar"))
 namespace.add_collection(Collection.from_module(model, name="model"))
 namespace.add_collection(Collection.from_module(platform, name="platform"))

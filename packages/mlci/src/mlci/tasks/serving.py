@@ -23,7 +23,7 @@ def serve(c, version=None, model=None, port=None, runtime=None):
 
     overrides = {"serving.port": port, "serving.runtime": runtime}
     with _stage_context(overrides, model) as ctx:
-        settings = ctx.settings.one_model(ctx.settings.serving.model or None)
+        settings = ctx.settings.served()
         name = settings.mlflow.registered_model
         uri = ctx.tracking_uri()
         client = mlflow_client.connect(uri, settings.mlflow)

@@ -153,7 +153,7 @@ def deploy(c, version=None, model=None, stop=False):
             from mlci import deployment
             from mlci.stages.image import docker_client
 
-            settings = ctx.settings.one_model(ctx.settings.serving.model or None)
+            settings = ctx.settings.served()
             name = settings.mlflow.registered_model
             stopped = deployment.stop_local(
                 settings, name, lambda: docker_client(settings.image.timeout)
