@@ -414,6 +414,19 @@ SCORE_CASES = [
          "between 0 and 1", MLCI_SCORE_DRIFT_THRESHOLD="1.5"),
 ]  # fmt: skip
 
+SERVING_CASES = [
+    case("deploy-proxy-without-token", "deploy", 2, "ConfigError: serving.proxy_url is set",
+         "MLCI_SERVING_PROXY_TOKEN", MLCI_SERVING_PROXY_URL="http://127.0.0.1:9"),
+    case("deploy-negative-latency-limit", "deploy", 2, "ConfigError: serving.smoke_p95_ms",
+         "MLCI_SERVING_SMOKE_P95_MS", MLCI_SERVING_SMOKE_P95_MS="-5"),
+    case("serve-unknown-runtime", "serve --runtime kubernetes", 2,
+         "ConfigError: serving.runtime", "docker"),
+    case("serve-port-out-of-range", "serve --port 70000", 2, "ConfigError: serving.port",
+         "65535"),
+    case("serve-unknown-model", "serve --model wrong", 2, "ConfigError: there is no model",
+         "[tool.mlci.models]"),
+]  # fmt: skip
+
 CLI_CASES = [
     case("unknown-task", "trian", 1, "", "did you mean 'train'"),
     case("unknown-flag", "train --paramz x", 1, "", "did you mean '--params'"),
@@ -438,6 +451,12 @@ SERVER_CASES = [
          "does not exist", server=True, MLCI_MLFLOW_REGISTERED_MODEL="no-such-model"),
     case("rollback-nothing-to-roll-back-to", "model.rollback", 1, "StageFailed:",
          "roll back", server=True),
+    case("deploy-without-a-champion", "deploy", 1, "StageFailed:",
+         "has no alias champion to deploy", server=True),
+    case("deploy-unknown-version", "deploy --version 999", 1, "StageFailed:",
+         "has no version 999", server=True),
+    case("serve-without-a-champion", "serve", 1, "StageFailed:",
+         "has no alias champion to serve", server=True),
     case("score-without-a-champion", "score", 1, "StageFailed:", "has no alias 'champion'",
          write("batch.csv", BATCH), server=True, MLCI_SCORE_INPUT="batch.csv"),
     case("score-unknown-version", "score --version 999", 1, "StageFailed:",
@@ -447,7 +466,8 @@ SERVER_CASES = [
 
 CASES = (
     CONFIG + PYPROJECT_CASES + GATE_CASES + LINT_TEST_CASES + SCAN_IMAGE_CASES + TRAIN_CASES
-    + PROMOTE_CASES + RELEASE_CASES + PLATFORM_CASES + MODEL_CASES + SCORE_CASES + CLI_CASES
+    + PROMOTE_CASES + RELEASE_CASES + PLATFORM_CASES + MODEL_CASES + SCORE_CASES
+    + SERVING_CASES + CLI_CASES
     + SERVER_CASES
 )  # fmt: skip
 
@@ -586,5 +606,5 @@ def test_the_corpus_is_large_and_covers_every_task() -> None:
     tasks = {c.argv[0] for c in cases}
     every = {"config", "lint", "test", "scan", "gate", "image", "train", "promote", "release",
              "model.info", "model.rollback", "platform.wire", "platform.status",
-             "score"}  # fmt: skip
+             "score", "serve", "deploy"}  # fmt: skip
     assert every <= tasks, every - tasks

@@ -53,8 +53,9 @@ def deploy(ctx: StageContext, version: str | None = None, by_hand: bool = True) 
         return _skip(ctx, "this project has several models; name the served one in serving.model")
     mctx = ctx if one is settings else ctx.for_model(one)
     name = one.mlflow.registered_model
-    proxy = find_proxy(mctx, name, start=by_hand or serving.deploy == "enabled")
-    if proxy is None:
+    start = by_hand or serving.deploy == "enabled"
+    proxy = find_proxy(mctx, name, start=False)
+    if proxy is None and not start:
         return _skip(ctx, "no deployment runs here to update (`invoke deploy` starts one)")
     uri = mctx.tracking_uri()
     client = mlflow_client.connect(uri, one.mlflow)
@@ -68,6 +69,8 @@ def deploy(ctx: StageContext, version: str | None = None, by_hand: bool = True) 
             "deploy serves the champion unless told a version",
             "promote a version first (invoke promote), or pass --version N",
         )
+    # Only now, with a version to serve: a deploy that cannot start leaves nothing running.
+    proxy = proxy or find_proxy(mctx, name, start=True)
     status = proxy.status()
     if status.get("version") == target and proxy.served_version() == target:
         ctx.log(f"deploy: {name} v{target} already serves at {proxy.url} ({status.get('slot')})")
