@@ -280,8 +280,11 @@ def test_bad_batches_are_clear_errors_and_log_no_run(
     assert not folder.exists() or not any(folder.iterdir())
 
 
-def test_the_task_says_how_to_name_a_batch(tmp_path: Path, champion: Trained) -> None:
+def test_the_task_scores_score_input_without_a_flag(tmp_path: Path, champion: Trained) -> None:
+    """This repository's score.input: the example batch of the wine data set (a project
+    without one gets the "no batch to score" error: see the bad-input corpus)."""
     proc = invoke_model_task(["score"], champion.uri, champion.model, tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert "ConfigError: no batch to score" in proc.stderr
-    assert "MLCI_SCORE_INPUT" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "score: batch.csv (45 rows)" in proc.stderr + proc.stdout
+    written = tmp_path / "reports" / "models" / "wine" / "score" / "batch.predictions.csv"
+    assert len(written.read_text().splitlines()) == 46  # the header and one line per row
