@@ -248,7 +248,7 @@ def runtime(settings: Settings, log: Callable[[str], None]) -> tuple[str, Any, s
     client = docker_client(settings.image.timeout)
     if client is not None and image:
         if built.get("pushed"):
-            pull(client, str(image), registry_auth(settings.image), log)
+            pull(client, str(image), registry_auth(settings.image), log, stage="serving")
         return "docker", client, str(image)
     if mode == "docker" or settings.serving.network:
         raise DockerEngineError(

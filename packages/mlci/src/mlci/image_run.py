@@ -137,7 +137,10 @@ def container_env(settings: Settings, tracking_uri: str, context: dict[str, Any]
     return env
 
 
-def pull(client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str], None]) -> str:
+def pull(
+    client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str], None],
+    stage: str = "train",
+) -> str:  # fmt: skip
     """Pull ``name@sha256:...``; returns the repo digest the engine now holds for it."""
     from docker.errors import APIError
 
@@ -148,7 +151,7 @@ def pull(client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str]
             "training runs exactly the image the image stage pushed",
             "run `invoke image` with MLCI_IMAGE_REGISTRY set; it records the digest",
         )
-    log(f"train: pulling {ref}")
+    log(f"{stage}: pulling {ref}")
     errors: list[str] = []
     try:
         for chunk in client.pull(repository, tag=digest, stream=True, decode=True,

@@ -121,10 +121,13 @@ def _blue_green(
     slots = facts.setdefault("slots", {})
     if new_slot in slots:  # a leftover of an earlier deploy that did not finish
         dep.stop_slot(slots.pop(new_slot), docker)
+    serving_now = (
+        f"v{old_version} keeps serving from {old_slot}" if old_version else "nothing serves yet"
+    )
     ctx.log(
         f"deploy: {name} v{target} into the {new_slot} slot ({kind}"
         + (f", {image}" if image else "")
-        + f"); v{old_version or '-'} keeps serving from {old_slot or 'nothing'}"
+        + f"); {serving_now}"
     )
     if kind == "docker":
         slot = dep.start_container_slot(docker, settings, image, model_dir, name, target, new_slot)
@@ -182,7 +185,8 @@ def _blue_green(
     details["outcome"] = "switched"
     details["served_after"] = served
     write_json(ctx.model_reports / REPORT, details)
-    summary = f"v{old_version or '-'} -> v{target} ({new_slot}), smoke p95 {smoke.p95_ms:.0f} ms"
+    before = f"v{old_version}" if old_version else "none"
+    summary = f"{before} -> v{target} ({new_slot}), smoke p95 {smoke.p95_ms:.0f} ms"
     return StageResult("deploy", PASSED, summary, details=details, links={"serving": proxy.url})
 
 
