@@ -48,6 +48,8 @@ def test_pipeline_runs_every_stage_to_a_green_summary(tmp_path, docker_engine):
     assert [s["stage"] for s in summary["stages"]] == list(PIPELINE_STAGES)
     statuses = {s["stage"]: s["status"] for s in summary["stages"]}
     assert statuses.pop("scan") == "skipped"  # no SonarQube here: the gate runs locally
+    # no deployment runs here, and the pipeline starts none (invoke deploy does)
+    assert statuses.pop("deploy") == "skipped"
     assert set(statuses.values()) == {"passed"}
     by_stage = {s["stage"]: s for s in summary["stages"]}
     assert by_stage["promote"]["summary"] == "wine: champion -> v1; diabetes: champion -> v1"
@@ -62,6 +64,7 @@ def test_pipeline_runs_every_stage_to_a_green_summary(tmp_path, docker_engine):
     rerun = json.loads((tmp_path / "reports" / "summary.json").read_text())
     statuses = {s["stage"]: s["status"] for s in rerun["stages"]}
     assert statuses.pop("scan") == "skipped"
+    assert statuses.pop("deploy") == "skipped"
     assert set(statuses.values()) == {"cached"}, statuses
     promoted = {s["stage"]: s for s in rerun["stages"]}["promote"]["summary"]
     assert promoted.startswith("wine: champion -> v1 [cached ")
@@ -94,6 +97,7 @@ def test_pipeline_stops_at_the_first_failure(tmp_path):
         ("image", "not run"),
         ("train", "not run"),
         ("promote", "not run"),
+        ("deploy", "not run"),
         ("release", "not run"),
     ]
     assert not (tmp_path / "state" / "mlflow").exists()  # no server was started
