@@ -15,8 +15,6 @@ the way Jenkins fails.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import textwrap
 import time
@@ -27,49 +25,16 @@ from typing import Any
 
 import pytest
 
+from .stub_runner import git, require, run_stub
+
 pytestmark = pytest.mark.contract
 
-STUB = Path(__file__).resolve().parent / "jenkins_dsl_stub.groovy"
-# Debian's groovy (2.4) needs JAVA_HOME; this is the JDK it runs on.
-JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 JOB = "mlci-test"
 # sleep 30 under a 3 s stage timeout; a background job of that sh would touch late.txt at 4 s.
 TIMEOUT_S = 3
 LATE_S = 4
 
 Build = dict[str, Any]
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not on PATH; CI installs it for the Jenkinsfile contract")
-        pytest.skip(f"{tool} is not on PATH (apt-get install {tool}; CI installs it)")
-    return path
-
-
-def run_stub(*options: str) -> subprocess.CompletedProcess[str]:
-    groovy = require("groovy")
-    env = dict(os.environ)
-    if JAVA_HOME.is_dir():
-        env["JAVA_HOME"] = str(JAVA_HOME)
-    env.setdefault("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-    return subprocess.run(
-        [groovy, str(STUB), *options],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        check=False,
-    )
-
-
-def git(*args: str, cwd: Path) -> str:
-    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
-    return subprocess.run(
-        ["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()
 
 
 def env_file(path: Path) -> dict[str, str]:

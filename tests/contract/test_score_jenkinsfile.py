@@ -12,8 +12,6 @@ records what the step sees and fails like a drifted batch when told to.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -25,36 +23,16 @@ from typing import Any
 
 import pytest
 
+from .stub_runner import git, require, run_stub
+
 pytestmark = pytest.mark.contract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JENKINSFILE = REPO_ROOT / "jenkins" / "score.Jenkinsfile"
 TEMPLATE = REPO_ROOT / "jenkins" / "job-score.xml.template"
-STUB = Path(__file__).resolve().parent / "jenkins_dsl_stub.groovy"
-JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 JOB = "mlci-score"
 
 Recorded = dict[str, Any]
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not on PATH; CI installs it for the Jenkinsfile contract")
-        pytest.skip(f"{tool} is not on PATH (apt-get install {tool}; CI installs it)")
-    return path
-
-
-def run_stub(*options: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if JAVA_HOME.is_dir():
-        env["JAVA_HOME"] = str(JAVA_HOME)
-    env.setdefault("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-    return subprocess.run(
-        [require("groovy"), str(STUB), *options], capture_output=True, text=True, env=env,
-        timeout=180, check=False,
-    )  # fmt: skip
 
 
 def stage(build: Recorded, name: str) -> Recorded:
@@ -191,13 +169,6 @@ echo "score: passed: 45 rows scored"
 STANDIN
 chmod +x .venv/bin/invoke
 """
-
-
-def git(*args: str, cwd: Path) -> str:
-    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
-    return subprocess.run(
-        ["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()
 
 
 @dataclass
