@@ -10,7 +10,13 @@
 #
 # Environment:
 #   MLFLOW_DB_HOST, MLFLOW_DB_PORT (5432), MLFLOW_DB_NAME, MLFLOW_DB_USER, MLFLOW_DB_PASSWORD
+#   MLFLOW_DB_OPTIONS              libpq options for the URIs, e.g. sslmode=require (managed
+#                                  databases); empty by default
+#   MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS   read by MLflow: true on exactly one replica
 #   MLFLOW_ARTIFACTS_BUCKET        the S3 bucket behind --artifacts-destination
+#   MLFLOW_ARTIFACTS_DESTINATION   another artifact store URI instead (s3://BUCKET/ by default)
+#   MLFLOW_HOST (0.0.0.0), MLFLOW_PORT (5000)   where the server listens
+#   MLCI_MLFLOW_PREPARE            prepare_db.py to run (the image's copy by default)
 #   MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   read by boto3
 #   MLFLOW_ALLOWED_HOSTS           Host headers the server accepts
 #   MLFLOW_WORKERS                 web workers (2)
@@ -23,7 +29,7 @@ if [[ $# -gt 0 && $1 != server ]]; then
 fi
 
 : "${MLFLOW_DB_HOST:?}" "${MLFLOW_DB_NAME:?}" "${MLFLOW_DB_USER:?}" "${MLFLOW_DB_PASSWORD:?}"
-: "${MLFLOW_ARTIFACTS_BUCKET:?}"
+[[ -n ${MLFLOW_ARTIFACTS_DESTINATION:-} ]] || : "${MLFLOW_ARTIFACTS_BUCKET:?}"
 export MLFLOW_DB_PORT=${MLFLOW_DB_PORT:-5432}
 
 # A SQLAlchemy URI for database $1, user and password percent-encoded. The code is on the
@@ -36,7 +42,9 @@ env = os.environ
 user = quote(env["MLFLOW_DB_USER"], safe="")
 password = quote(env["MLFLOW_DB_PASSWORD"], safe="")
 host, port = env["MLFLOW_DB_HOST"], env["MLFLOW_DB_PORT"]
-print(f"postgresql+psycopg://{user}:{password}@{host}:{port}/{sys.argv[1]}")
+options = env.get("MLFLOW_DB_OPTIONS", "").lstrip("?")
+print(f"postgresql+psycopg://{user}:{password}@{host}:{port}/{sys.argv[1]}"
+      + (f"?{options}" if options else ""))
 ' "$1"
 }
 
@@ -44,10 +52,10 @@ MLFLOW_BACKEND_STORE_URI=$(database_uri "$MLFLOW_DB_NAME")
 export MLFLOW_BACKEND_STORE_URI
 
 args=(
-    --artifacts-destination "s3://${MLFLOW_ARTIFACTS_BUCKET}/"
+    --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-s3://${MLFLOW_ARTIFACTS_BUCKET:-}/}"
     --serve-artifacts
-    --host 0.0.0.0
-    --port 5000
+    --host "${MLFLOW_HOST:-0.0.0.0}"
+    --port "${MLFLOW_PORT:-5000}"
     --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-mlflow,mlflow:5000,localhost,localhost:5000,127.0.0.1,127.0.0.1:5000}"
     --workers "${MLFLOW_WORKERS:-2}"
 )
@@ -57,22 +65,10 @@ case "${MLFLOW_AUTH:-none}" in
         : "${MLFLOW_ADMIN_USERNAME:?}" "${MLFLOW_ADMIN_PASSWORD:?}"
         : "${MLFLOW_FLASK_SERVER_SECRET_KEY:?}"
         auth_db="${MLFLOW_DB_NAME}_auth"
-        # The users and permissions live in their own database next to the tracking one.
-        python -c '
-import os, sys
-import psycopg
-from psycopg import sql
-env = os.environ
-name = sys.argv[1]
-with psycopg.connect(
-    host=env["MLFLOW_DB_HOST"], port=env["MLFLOW_DB_PORT"], dbname=env["MLFLOW_DB_NAME"],
-    user=env["MLFLOW_DB_USER"], password=env["MLFLOW_DB_PASSWORD"],
-    autocommit=True, connect_timeout=10,
-) as conn:
-    if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        print(f"mlflow entrypoint: created database {name}")
-' "$auth_db"
+        # The users and permissions live in their own database next to the tracking one;
+        # prepare_db.py (below) creates it when it is missing.
+        MLCI_MLFLOW_AUTH_DATABASE_URI=$(database_uri "$auth_db")
+        export MLCI_MLFLOW_AUTH_DATABASE_URI
         config_dir=$(mktemp -d)
         export MLFLOW_AUTH_CONFIG_PATH="${config_dir}/basic_auth.ini"
         # configparser interpolates `%`: the percent-encoded URI doubles each one.
@@ -104,6 +100,11 @@ os.umask(old)
         exit 2
         ;;
 esac
+
+# Create or upgrade the schemas under a PostgreSQL advisory lock, so that replicas of this
+# server that start together do not race to create the same tables (prepare_db.py says more).
+python "${MLCI_MLFLOW_PREPARE:-/usr/local/lib/mlci/prepare_db.py}"
+unset MLCI_MLFLOW_AUTH_DATABASE_URI
 
 # The pieces are in the URIs now; the server needs neither them nor the admin password
 # under their mlci names.
