@@ -265,6 +265,52 @@ def test_invoke_serve_answers_like_pyfunc(deployed, mlflow_server, tmp_path):
             proc.wait(timeout=10)
 
 
+def test_a_replica_downloads_its_version_by_model_uri(deployed, mlflow_server, tmp_path):
+    """The Kubernetes model-serving replica's command: --model-uri into an empty --model-dir,
+    then the same answers as the version itself; a version that does not exist is one line."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model, port = deployed["model"], free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
+    env.update(MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_DISABLE_TELEMETRY="true")
+    argv = [sys.executable, "-m", "mlci.serving_app", "--model-dir", str(tmp_path / "models"),
+            "--model-name", model, "--version", "1", "--slot", "replica-0",
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    missing = subprocess.run(
+        [*argv, "--model-uri", f"models:/{model}/99"], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 3, missing.stderr
+    assert "ServingError: could not download models:/" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    assert not (tmp_path / "models").exists()  # nothing half-downloaded left behind
+
+    proc = subprocess.Popen(
+        [*argv, "--model-uri", f"models:/{model}/1"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while not deployment.answers(url + "/ping"):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the replica did not answer /ping"
+            time.sleep(0.25)
+        assert (tmp_path / "models" / "MLmodel").is_file()
+        body = _example_body(deployed["tmp"], model)
+        status, _, answer = _post(url + "/invocations", body)
+        frame = pd.DataFrame(**body["dataframe_split"])
+        expected = mlflow.pyfunc.load_model(f"models:/{model}/1").predict(frame)
+        assert status == 200
+        assert answer["predictions"] == list(expected)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert f"serving: models:/{model}/1 in " in output
+
+
 def _two_versions(ctx, model: str, uri: str) -> tuple[str, str]:
     """Two versions of ``model`` (one is trained when only one exists)."""
     from mlflow import MlflowClient

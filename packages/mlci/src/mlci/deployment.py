@@ -59,6 +59,14 @@ def download_model(uri: str, name: str, version: str, dest: Path, log: Callable)
     """The version's MLflow model folder, downloaded once (a complete copy or none)."""
     if (dest / "MLmodel").is_file():
         return dest
+    log(f"deploy: downloading {name} v{version} into {dest}")
+    return download_model_uri(f"models:/{name}/{version}", dest, uri, f"{name} v{version}")
+
+
+def download_model_uri(model_uri: str, dest: Path, tracking_uri: str | None, what: str) -> Path:
+    """The MLflow model ``model_uri`` names, downloaded into ``dest`` (complete or not at all)."""
+    if (dest / "MLmodel").is_file():
+        return dest
     import shutil
 
     import mlflow.artifacts
@@ -66,10 +74,9 @@ def download_model(uri: str, name: str, version: str, dest: Path, log: Callable)
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    log(f"deploy: downloading {name} v{version} into {dest}")
     try:
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(partial), tracking_uri=uri
+            artifact_uri=model_uri, dst_path=str(partial), tracking_uri=tracking_uri
         )
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -78,7 +85,7 @@ def download_model(uri: str, name: str, version: str, dest: Path, log: Callable)
     if found is None:
         shutil.rmtree(partial, ignore_errors=True)
         raise StageFailed(
-            f"{name} v{version} has no MLflow model (no MLmodel file in its artifacts)",
+            f"{what} has no MLflow model (no MLmodel file in its artifacts)",
             "a slot serves what mlflow.pyfunc can load",
             "serve a version that train registered",
         )

@@ -7,7 +7,12 @@ test passed. A slot serves MLflow's own scoring app unchanged (``/ping``, ``/hea
 ``mlci_serving_*`` series the stack's Prometheus scrapes and its dashboard reads.
 
     python -m mlci.serving_app --model-dir DIR --model-name NAME --version N --slot SLOT \\
-        --host H --port P
+        --host H --port P [--model-uri models:/NAME/N]
+
+With ``--model-uri`` the slot first downloads that model from the tracking server
+(MLFLOW_TRACKING_URI, with MLFLOW_TRACKING_USERNAME / _PASSWORD when it asks for a login)
+into ``--model-dir``, unless the folder already holds it: how a replica of the Kubernetes
+``model-serving`` Deployment (services/kubernetes/) gets the version it serves.
 
 SIGTERM stops it gracefully: no new connections, the requests in flight are answered (for at
 most ``--graceful-timeout`` seconds), then it exits 0.
@@ -177,6 +182,34 @@ def build_app(model: Any, model_name: str, version: str, slot: str) -> Any:
     return app
 
 
+def fetch_model(model_uri: str, model_dir: str) -> None:
+    """Download ``model_uri`` into ``model_dir`` (nothing to do when it holds a model)."""
+    from pathlib import Path
+
+    from mlci.deployment import download_model_uri
+    from mlci.errors import ServingError
+
+    started = time.monotonic()
+    try:
+        download_model_uri(model_uri, Path(model_dir), None, model_uri)
+    # The tracking client raises MlflowException, requests' errors or OSError for a server
+    # that is away, a login that is refused or a version that does not exist.
+    except Exception as exc:
+        from mlci.errors import MlciError
+
+        if isinstance(exc, MlciError):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ServingError(
+            f"could not download {model_uri}",
+            reason,
+            "check MLFLOW_TRACKING_URI, the login (MLFLOW_TRACKING_USERNAME / _PASSWORD) and "
+            "that the version exists",
+        ) from None
+    print(f"serving: {model_uri} in {model_dir} ({time.monotonic() - started:.1f} s)",
+          file=sys.stderr, flush=True)  # fmt: skip
+
+
 def load_model(model_dir: str) -> Any:
     """``mlflow.pyfunc.load_model(model_dir)``; a folder that does not load is a ConfigError."""
     from mlci.errors import ConfigError
@@ -204,6 +237,11 @@ def parser() -> argparse.ArgumentParser:
         "protocol and Prometheus metrics on /metrics.",
     )
     cli.add_argument("--model-dir", required=True, help="MLflow model folder (with MLmodel)")
+    cli.add_argument(
+        "--model-uri", default="",
+        help="download this MLflow model (models:/NAME/VERSION) into --model-dir first, "
+        "from MLFLOW_TRACKING_URI",
+    )  # fmt: skip
     cli.add_argument("--model-name", required=True, help="registered model name (a label)")
     cli.add_argument("--version", required=True, help="model version (a label)")
     cli.add_argument("--slot", required=True, help="deployment slot, e.g. blue or green")
@@ -224,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
 
     disable_mlflow_telemetry()  # before mlflow is imported (see mlci.servers)
     try:
+        if args.model_uri:
+            fetch_model(args.model_uri, args.model_dir)
         model = load_model(args.model_dir)
     except MlciError as exc:
         print(f"{type(exc).__name__}: {exc.what}: {exc.why} ({exc.fix})", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
     import uvicorn
 
