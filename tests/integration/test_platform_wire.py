@@ -320,6 +320,33 @@ def test_wire_three_times_converges_and_changes_nothing_after_the_first(
     assert all("@" not in arg for call in platform.runner.calls for arg in call)
 
 
+def test_on_kubernetes_wire_restarts_no_container_and_connects_no_agent(
+    platform: Platform,
+) -> None:
+    """platform.kind = kubernetes: the same wiring of the services through their APIs, but
+    Jenkins is told how to take the new token (Secrets + rollout) instead of being recreated,
+    and there is no permanent agent: agents are pods of the Kubernetes cloud."""
+    changes = wire(
+        platform.settings(**{"platform.kind": "kubernetes"}),
+        read_env_file(platform.env_path),
+        source=platform.source,
+        runner=platform.runner,
+        log=platform.log.append,
+        recreate_jenkins=lambda: platform.recreated.append(1),
+        recreate_agent=lambda: platform.agent_recreated.append(1),
+    )
+    done = outcomes(changes)
+    assert done[("Jenkins", "restart")] == UNCHANGED
+    assert "invoke platform.kube-secrets" in next(c.detail for c in changes if c.step == "restart")
+    assert done[("Jenkins", "agent")] == UNCHANGED
+    assert ("Jenkins", "recreate") not in done and ("Jenkins", "agent secret") not in done
+    assert platform.recreated == [] and platform.agent_recreated == []
+    assert read_env_file(platform.env_path).is_placeholder("JENKINS_AGENT_SECRET")
+    assert done[("SonarQube", "token for Jenkins")] == CREATED
+    assert done[("Jenkins", "job")] == CREATED and done[("GitBucket", "push webhook")] == CREATED
+    assert_no_secret_leaked(platform)
+
+
 def test_the_mlflow_ci_user_can_do_what_its_role_needs(platform: Platform) -> None:
     from mlflow import MlflowClient
 

@@ -256,6 +256,12 @@ class ReleaseSettings:
 
 @dataclass(frozen=True)
 class PlatformSettings:
+    kind: str = option(
+        "compose",
+        "where the platform runs: compose (one host, services/compose.yaml) or kubernetes "
+        "(services/kubernetes/ and the Jenkins chart); wire restarts containers only on compose",
+        choices=("compose", "kubernetes"),
+    )
     compose_file: str = option("services/compose.yaml", "the Compose file of the platform")
     env_file: str = option(
         "services/.env", "the generated secrets (untracked, mode 0600) Compose reads"

@@ -688,6 +688,14 @@ class Wiring:
             self.record("SonarQube", "admin's token", UPDATED, detail)
 
     def _recreate_jenkins_for_token(self) -> None:
+        if self.platform.kind == "kubernetes":
+            self.record(
+                "Jenkins", "restart", UNCHANGED,
+                "give Jenkins the new SONARQUBE_TOKEN: invoke platform.kube-secrets, "
+                "kubectl apply -f the file it writes, then kubectl rollout restart the "
+                "Jenkins StatefulSet",
+            )  # fmt: skip
+            return
         if self.recreate_jenkins is not None:
             from mlci.clients.jenkins import forget_clients
 
@@ -888,6 +896,10 @@ class Wiring:
         from mlci.platform.secrets import JENKINS_AGENT_SECRET
 
         service, step = "Jenkins", "agent secret"
+        if self.platform.kind == "kubernetes":
+            detail = "agents are pods of the Kubernetes cloud: no permanent agent to connect"
+            self.record(service, "agent", UNCHANGED, detail)
+            return
         with self.step(service, step):
             secret = self._jenkins().agent_secret(AGENT_NODE)
             if self.env.values.get(JENKINS_AGENT_SECRET) == secret:

@@ -102,13 +102,14 @@ def wire(c, source=None, build=False):
             # ... or when the agent's secret was read for the first time (or changed).
             _compose(settings).up("agent", build=False)
 
+        on_compose = settings.platform.kind == "compose"
         changes = run_wiring(
             settings,
             env,
             source=Path(source).resolve() if source else settings.project_root,
             log=print_progress,
-            recreate_jenkins=recreate_jenkins,
-            recreate_agent=recreate_agent,
+            recreate_jenkins=recreate_jenkins if on_compose else None,
+            recreate_agent=recreate_agent if on_compose else None,
             build=build,
         )
     except MlciError as exc:
@@ -116,6 +117,57 @@ def wire(c, source=None, build=False):
     print("\n".join(change_table(changes)))
     changed = [ch for ch in changes if ch.outcome != "unchanged"]
     print(f"\n{len(changed)} change(s); re-running `invoke platform.wire` changes nothing more")
+
+
+@task(
+    help={
+        "output": "where to write the Secrets (default: kubernetes-secrets.yaml beside the "
+        "env file)",
+        "namespace": "the namespace of the overlays (default mlci)",
+        "db_host": "PostgreSQL host of the tracking tier (default mlflow-db: the single-node "
+        "overlay's own)",
+        "db_port": "its port (default 5432)",
+        "db_name": "its database (default mlflow)",
+        "db_options": "libpq options for it, e.g. sslmode=require (a managed database)",
+    }
+)
+@stops_cleanly
+def kube_secrets(
+    c, output=None, namespace="mlci", db_host="mlflow-db", db_port=5432, db_name="mlflow",
+    db_options="",
+):  # fmt: skip
+    """Write the platform's secrets as Kubernetes Secrets (one 0600 file) from the env file."""
+    from pathlib import Path
+
+    from mlci.platform.kubernetes import Database, secret_manifests, write_manifests
+    from mlci.platform.secrets import ensure_for_compose
+    from mlci.resources import platform_file
+
+    try:
+        if not 1 <= int(db_port) <= 65535:
+            from mlci.errors import ConfigError
+
+            raise ConfigError(
+                f"--db-port is {db_port}, not a TCP port",
+                "PostgreSQL listens on a port from 1 to 65535 (5432 unless told otherwise)",
+                "pass the port the database listens on, e.g. --db-port 5432",
+            )
+        settings = _settings()
+        platform = settings.platform
+        env_path = settings.path(platform.env_file)
+        # The same names Compose requires: one env file serves either platform.
+        env = ensure_for_compose(env_path, platform_file(settings, platform.compose_file))
+        database = Database(db_host, int(db_port), db_name, db_options)
+        documents = secret_manifests(env, namespace, database)
+        path = Path(output) if output else env_path.with_name("kubernetes-secrets.yaml")
+        write_manifests(path, documents)
+    except MlciError as exc:
+        raise Exit(exc.render(), code=exc.exit_code) from None
+    if env.generated:
+        print(f"generated into {env.path} (mode 0600): {', '.join(env.generated)}")
+    names = ", ".join(d["metadata"]["name"] for d in documents)
+    print(f"wrote {len(documents)} Secrets to {path} (mode 0600): {names}")
+    print(f"next: kubectl apply -f {path}  (namespace {namespace})")
 
 
 @task
