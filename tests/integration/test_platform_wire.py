@@ -344,6 +344,21 @@ def test_on_kubernetes_wire_restarts_no_container_and_connects_no_agent(
     assert read_env_file(platform.env_path).is_placeholder("JENKINS_AGENT_SECRET")
     assert done[("SonarQube", "token for Jenkins")] == CREATED
     assert done[("Jenkins", "job")] == CREATED and done[("GitBucket", "push webhook")] == CREATED
+    # the serving replicas' login: it reads the registry, and may change nothing in it
+    assert done[("MLflow", "serving user")] == CREATED
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from mlci.platform.mlflow_accounts import _acting_as
+    from mlci.platform.mlflow_accounts import Account as MlflowAccount
+
+    env = read_env_file(platform.env_path)
+    serving = MlflowAccount("mlci-serving", env["MLFLOW_SERVING_PASSWORD"])
+    with _acting_as(serving, 10):
+        client = MlflowClient(platform.mlflow_url, registry_uri=platform.mlflow_url)
+        assert client.get_registered_model(platform.names).name == platform.names
+        with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
+            client.set_registered_model_alias(platform.names, "champion", "1")
     assert_no_secret_leaked(platform)
 
 

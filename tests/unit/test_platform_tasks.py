@@ -66,7 +66,10 @@ def test_kube_secrets_writes_the_env_files_secrets_as_kubernetes_secrets(
     env = read_env_file(tmp_path / "services" / ".env")
     documents = list(yaml.safe_load_all(path.read_text()))
     by_name = {d["metadata"]["name"]: d for d in documents}
-    assert all(d["kind"] == "Secret" and d["metadata"]["namespace"] == "mlci" for d in documents)
+    assert all(d["kind"] == "Secret" for d in documents)
+    namespaces = {d["metadata"]["name"]: d["metadata"]["namespace"] for d in documents}
+    assert namespaces.pop("mlci-jenkins") == "jenkins"  # beside the chart's release
+    assert set(namespaces.values()) == {"mlci"}
     database = by_name["mlci-mlflow-db"]["stringData"]
     assert database["password"] == env["MLFLOW_DB_PASSWORD"]
     assert (database["host"], database["port"], database["options"]) == (

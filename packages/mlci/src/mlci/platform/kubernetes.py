@@ -39,7 +39,7 @@ def _user(env: EnvFile, name: str, default: str) -> str:
 
 def secret_data(env: EnvFile, database: Database) -> dict[str, dict[str, str]]:
     """Secret name -> {key: value}, as services/kubernetes/ and the Jenkins values read them."""
-    from mlci.platform.wire import MLFLOW_CI_USER
+    from mlci.platform.wire import MLFLOW_CI_USER, MLFLOW_SERVING_USER
 
     ci_user = _user(env, "MLFLOW_CI_USERNAME", MLFLOW_CI_USER)
     return {
@@ -73,9 +73,12 @@ def secret_data(env: EnvFile, database: Database) -> dict[str, dict[str, str]]:
             "password": env["REGISTRY_PASSWORD"],
             "http-secret": env["REGISTRY_HTTP_SECRET"],
         },
-        # The serving replicas download the version they serve with the CI user's login
-        # (platform.wire gives it the models' registered models).
-        "mlci-serving-mlflow": {"username": ci_user, "password": env["MLFLOW_CI_PASSWORD"]},
+        # The serving replicas download the version they serve with a read-only login that
+        # platform.wire creates when platform.kind is kubernetes.
+        "mlci-serving-mlflow": {
+            "username": _user(env, "MLFLOW_SERVING_USERNAME", MLFLOW_SERVING_USER),
+            "password": env["MLFLOW_SERVING_PASSWORD"],
+        },
         "mlci-jenkins": {
             "admin-user": "admin",
             "admin-password": env["JENKINS_ADMIN_PASSWORD"],
@@ -94,14 +97,25 @@ def secret_data(env: EnvFile, database: Database) -> dict[str, dict[str, str]]:
     }
 
 
-def secret_manifests(env: EnvFile, namespace: str, database: Database) -> list[dict[str, Any]]:
-    """One ``v1/Secret`` (type Opaque, ``stringData``) per entry of :func:`secret_data`."""
+#: The Secret the Jenkins chart's release reads; it lives in Jenkins' own namespace.
+JENKINS_SECRET = "mlci-jenkins"
+
+
+def secret_manifests(
+    env: EnvFile, namespace: str, database: Database, jenkins_namespace: str = "jenkins"
+) -> list[dict[str, Any]]:
+    """One ``v1/Secret`` (type Opaque, ``stringData``) per entry of :func:`secret_data`, in
+    the platform's namespace; Jenkins' own in ``jenkins_namespace`` (the chart's release)."""
     labels = {"app.kubernetes.io/part-of": "mlci", "app.kubernetes.io/managed-by": "mlci"}
     return [
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "metadata": {
+                "name": name,
+                "namespace": jenkins_namespace if name == JENKINS_SECRET else namespace,
+                "labels": labels,
+            },
             "type": "Opaque",
             "stringData": data,
         }

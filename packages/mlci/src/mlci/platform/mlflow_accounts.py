@@ -1,9 +1,10 @@
 """MLflow accounts of the platform, through MLflow's basic-auth admin API.
 
-One user besides the admin: the CI user Jenkins binds for Train, Promote, Deploy, Release
-and the nightly scoring (it gets MANAGE on the experiment and the registered model: it
-creates runs and versions, moves aliases, and holds the promotion lease). Model serving
-needs no MLflow user: the Deploy stage downloads a version for its slots. The experiment and
+The CI user Jenkins binds for Train, Promote, Deploy, Release and the nightly scoring (it
+gets MANAGE on the experiment and the registered model: it creates runs and versions, moves
+aliases, and holds the promotion lease). On Compose model serving needs no MLflow user (the
+Deploy stage downloads a version for its slots); on Kubernetes each serving replica
+downloads its version itself, with a user that keeps the server's default READ. The experiment and
 the registered model are created here (as the admin) when missing, because a permission can
 only be granted on something that exists.
 

@@ -46,6 +46,8 @@ WIRING_SECRETS = (
     "SONARQUBE_CI_PASSWORD",
     "GITBUCKET_WEBHOOK_SECRET",
     "JENKINS_WEBHOOK_TOKEN",
+    # On Kubernetes: the read-only MLflow user the serving replicas download their model with.
+    "MLFLOW_SERVING_PASSWORD",
 )
 GITBUCKET_MAX_PASSWORD = 20
 SONARQUBE_SPECIAL = "-_"

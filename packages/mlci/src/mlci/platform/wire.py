@@ -69,6 +69,7 @@ SONAR_CI_PERMISSIONS = ("scan", "user")  # Execute Analysis, Browse
 GITBUCKET_JENKINS_USER = "mlci-jenkins"
 GITBUCKET_READ_ROLE = "GUEST"  # GitBucket's name for a `pull` collaborator
 MLFLOW_CI_USER = "mlci-ci"
+MLFLOW_SERVING_USER = "mlci-serving"
 AGENT_NODE = "docker-agent"
 BRANCH = "main"
 # The job builds the commit the trigger resolved ($commit, from the push payload's `after`);
@@ -782,6 +783,16 @@ class Wiring:
         with self.step(service, "CI user"), self._mlflow_errors(url):
             outcome, detail = accounts.ensure_user(url, admin, ci, timeout)
         self.record(service, "CI user", outcome, detail)
+        if self.platform.kind == "kubernetes":
+            # The model-serving replicas download their version with a login of their own,
+            # which gets no permission beyond the server's default (READ).
+            serving = accounts.Account(
+                values.get("MLFLOW_SERVING_USERNAME") or MLFLOW_SERVING_USER,
+                self.env["MLFLOW_SERVING_PASSWORD"],
+            )
+            with self.step(service, "serving user"), self._mlflow_errors(url):
+                outcome, detail = accounts.ensure_user(url, admin, serving, timeout)
+            self.record(service, "serving user", outcome, detail + " (read only)")
         # Every model's experiment and registered model ([tool.mlci.models], or the one).
         for model in self.settings.each_model():
             with self.step(service, "CI permissions"), self._mlflow_errors(url):

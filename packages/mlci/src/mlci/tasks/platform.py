@@ -124,6 +124,7 @@ def wire(c, source=None, build=False):
         "output": "where to write the Secrets (default: kubernetes-secrets.yaml beside the "
         "env file)",
         "namespace": "the namespace of the overlays (default mlci)",
+        "jenkins_namespace": "the namespace of the Jenkins chart's release (default jenkins)",
         "db_host": "PostgreSQL host of the tracking tier (default mlflow-db: the single-node "
         "overlay's own)",
         "db_port": "its port (default 5432)",
@@ -133,8 +134,8 @@ def wire(c, source=None, build=False):
 )
 @stops_cleanly
 def kube_secrets(
-    c, output=None, namespace="mlci", db_host="mlflow-db", db_port=5432, db_name="mlflow",
-    db_options="",
+    c, output=None, namespace="mlci", jenkins_namespace="jenkins", db_host="mlflow-db",
+    db_port=5432, db_name="mlflow", db_options="",
 ):  # fmt: skip
     """Write the platform's secrets as Kubernetes Secrets (one 0600 file) from the env file."""
     from pathlib import Path
@@ -158,7 +159,7 @@ def kube_secrets(
         # The same names Compose requires: one env file serves either platform.
         env = ensure_for_compose(env_path, platform_file(settings, platform.compose_file))
         database = Database(db_host, int(db_port), db_name, db_options)
-        documents = secret_manifests(env, namespace, database)
+        documents = secret_manifests(env, namespace, database, jenkins_namespace)
         path = Path(output) if output else env_path.with_name("kubernetes-secrets.yaml")
         write_manifests(path, documents)
     except MlciError as exc:
@@ -167,7 +168,8 @@ def kube_secrets(
         print(f"generated into {env.path} (mode 0600): {', '.join(env.generated)}")
     names = ", ".join(d["metadata"]["name"] for d in documents)
     print(f"wrote {len(documents)} Secrets to {path} (mode 0600): {names}")
-    print(f"next: kubectl apply -f {path}  (namespace {namespace})")
+    print(f"next: kubectl apply -f {path}  (namespaces {namespace} and {jenkins_namespace} "
+          "must exist)")  # fmt: skip
 
 
 @task
