@@ -1,6 +1,7 @@
 #!/bin/sh
-# The Job minio-init of the single-node overlay (minio.yaml): prepares the in-cluster MinIO for
-# MLflow. Every step may run again without harm, so the Job can be re-run at any time:
+# Prepares MinIO for MLflow: the Job minio-init of this overlay (minio.yaml) and the one-shot
+# minio-init service of services/compose.yaml both run this file. Every step may run again
+# without harm, so either can run it at any time:
 #
 #   1. wait until MinIO serves requests;
 #   2. make the artifact bucket unless it exists;
