@@ -349,15 +349,15 @@ def test_on_kubernetes_wire_restarts_no_container_and_connects_no_agent(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from mlci.platform.mlflow_accounts import _acting_as
     from mlci.platform.mlflow_accounts import Account as MlflowAccount
+    from mlci.platform.mlflow_accounts import _acting_as
 
     env = read_env_file(platform.env_path)
     serving = MlflowAccount("mlci-serving", env["MLFLOW_SERVING_PASSWORD"])
     with _acting_as(serving, 10):
         client = MlflowClient(platform.mlflow_url, registry_uri=platform.mlflow_url)
         assert client.get_registered_model(platform.names).name == platform.names
-        with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
+        with pytest.raises(MlflowException, match=r"PERMISSION_DENIED|Permission denied"):
             client.set_registered_model_alias(platform.names, "champion", "1")
     assert_no_secret_leaked(platform)
 
