@@ -20,6 +20,8 @@ from mlci import servers
 from mlci.context import StageContext
 from mlci.settings import load_settings
 from tests.doubles.fixtures import sonarqube  # noqa: F401 - the SonarQube double
+from tests.integration import tracking_tier as tracking_tier_module
+from tests.integration.tracking_tier import TrackingTier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "local/python:3.11-bookworm"
@@ -129,14 +131,14 @@ def docker_engine() -> None:
         pytest.skip(f"no Docker engine or no {BASE_IMAGE} (run .ci/provision): {exc}")
 
 
-def _postgres_running() -> bool:
-    import shutil
-    import subprocess
+_postgres_running = tracking_tier_module.postgres_online
 
-    if not shutil.which("pg_lsclusters"):
-        return False
-    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
-    return " online " in f" {out.stdout} "
+
+def _needs(what: str) -> None:
+    """CI must have ``what``; elsewhere its absence skips the test."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide {what} (.ci/provision installs it)")
+    pytest.skip(f"{what} is missing here (run .ci/provision)")
 
 
 @pytest.fixture(scope="session")
@@ -146,49 +148,43 @@ def postgres_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     A throw-away role and database with a random password; the password reaches the server
     through PGPASSWORD, never its command line.
     """
-    import secrets
-    import subprocess
-    import sys
-
     if not _postgres_running():
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide PostgreSQL (.ci/provision starts it)")
-        pytest.skip("no PostgreSQL cluster online (run .ci/provision)")
-    suffix = secrets.token_hex(4)
-    role, database, password = f"mlci_{suffix}", f"mlflow_{suffix}", secrets.token_urlsafe(18)
-    sql = [
-        f"create role {role} login password '{password}'",
-        f"create database {database} owner {role}",
-    ]
-    for statement in sql:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", "psql", "-q", "-c", statement],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+        _needs("a PostgreSQL cluster online")
     state = tmp_path_factory.mktemp("mlflow-pg")
     artifacts = state / "artifacts"
     artifacts.mkdir()
 
-    def command(port: int) -> list[str]:
-        return [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"postgresql+psycopg://{role}@127.0.0.1:5432/{database}",
-            "--artifacts-destination", str(artifacts), "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-        ]  # fmt: skip
+    with tracking_tier_module.throwaway_database() as db:
 
-    try:
+        def command(port: int) -> list[str]:
+            return [
+                sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db.uri,
+                "--artifacts-destination", str(artifacts), "--serve-artifacts",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+            ]  # fmt: skip
+
         with servers.local_server(
             "mlflow server (PostgreSQL)", command, "/health", state / "server.log",
-            start_timeout=180, env={"PGPASSWORD": password},
+            start_timeout=180, env={"PGPASSWORD": db.password},
         ) as server:  # fmt: skip
             yield server.url
-    finally:
-        for statement in (f"drop database if exists {database}", f"drop role if exists {role}"):
-            subprocess.run(
-                ["runuser", "-u", "postgres", "--", "psql", "-q", "-c", statement],
-                check=False, capture_output=True, timeout=60,
-            )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tracking_tier(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrackingTier]:
+    """N `mlflow server` replicas on one PostgreSQL database behind HAProxy (see
+    tests/integration/tracking_tier.py); N is 3 unless a test parametrises it indirectly.
+    Per module: the tier's processes and database connections are gone once its tests ran."""
+    replicas = getattr(request, "param", 3)
+    why = tracking_tier_module.missing_prerequisites()
+    if why:
+        _needs(f"HAProxy and PostgreSQL for the tracking tier: {why}")
+    with tracking_tier_module.tracking_tier(
+        replicas, tmp_path_factory.mktemp(f"tracking-tier-{replicas}")
+    ) as tier:
+        yield tier
 
 
 @dataclass(frozen=True)

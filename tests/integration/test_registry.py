@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import os
-import random
 import signal
 import subprocess
-import threading
 import time
 import uuid
 
@@ -17,91 +14,23 @@ import pytest
 
 from mlci import orphans, registry, servers
 from mlci.errors import StageFailed, TrackingServerError
-from mlci.settings import PromotionSettings
 from mlci.stages import promote, train
 
 from .conftest import REPO_ROOT, invoke_model_task, make_context
+from .workloads import ENABLED, check_history, promotion_race
+from .workloads import candidate as _candidate
+from .workloads import champion as _champion
+from .workloads import client as _client
 
 pytestmark = pytest.mark.integration
 
-ENABLED = PromotionSettings(mode="enabled", min={})
-
-
-def _client(uri):
-    from mlflow import MlflowClient
-
-    return MlflowClient(uri, registry_uri=uri)
-
-
-def _candidate(client, model, experiment_id, f1):
-    """A registered version whose run logged ``f1_macro`` (no artefacts: a fast candidate)."""
-    run = client.create_run(experiment_id)
-    client.log_metric(run.info.run_id, "f1_macro", f1)
-    client.set_terminated(run.info.run_id, "FINISHED")
-    mv = client.create_model_version(
-        model, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
-    )
-    return str(mv.version)
-
-
-def _champion(client, model, alias="champion"):
-    mv = registry.alias_version(client, model, alias)
-    return None if mv is None else str(mv.version)
-
 
 def test_concurrent_promotions_leave_exactly_one_best_champion(postgres_mlflow_server):
-    uri = postgres_mlflow_server
-    setup = _client(uri)
-    model = f"race-{uuid.uuid4().hex[:8]}"
-    setup.create_registered_model(model)
-    experiment_id = setup.create_experiment(model)
-    rng = random.Random(20261127)
-    scores: dict[str, float] = {}
-    rounds, per_round = 20, 8
-    started = time.monotonic()
-    for _ in range(rounds):
-        batch = {}
-        for _ in range(per_round):
-            f1 = round(rng.uniform(0.5, 1.0), 6)
-            while f1 in scores.values() or f1 in batch.values():
-                f1 = round(rng.uniform(0.5, 1.0), 6)
-            batch[_candidate(setup, model, experiment_id, f1)] = f1
-        scores.update(batch)
-        barrier = threading.Barrier(per_round)
-        errors: list[BaseException] = []
-
-        def promote_one(version, barrier=barrier, errors=errors):
-            client = _client(uri)  # one client per pipeline, as separate processes would have
-            barrier.wait()
-            try:
-                registry.promote_version(client, model, version, ENABLED, owner=f"p{version}")
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=promote_one, args=(v,)) for v in batch]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        assert errors == []
-        best = max(scores, key=scores.get)
-        assert _champion(setup, model) == best
-        assert registry._read_lock(setup, model + registry.LOCK_SUFFIX) is None
-
-    holders = [v for v in scores if "champion" in setup.get_model_version(model, v).aliases]
-    assert holders == [max(scores, key=scores.get)]  # exactly one version holds the alias
-    moves = [e for e in registry.history(setup, model) if e["alias"] == "champion"]
-    # every move starts where the previous one ended, and each one raised the score
-    assert moves[0]["from"] is None
-    for before, after in itertools.pairwise(moves):
-        assert after["from"] == before["to"]
-        assert scores[after["to"]] > scores[before["to"]]
-    assert moves[-1]["to"] == max(scores, key=scores.get)
-    assert _champion(setup, model, "previous") == moves[-1]["from"]
-    print(
-        f"\n{rounds} rounds x {per_round} concurrent promotions: {len(moves)} moves, "
-        f"{time.monotonic() - started:.1f} s"
-    )
+    # 20 rounds x 8 concurrent promote_version calls; after each round exactly one champion,
+    # the best so far, and no lease left (checked in promotion_race); then the history.
+    race = promotion_race(postgres_mlflow_server, rounds=20, per_round=8)
+    moves = check_history(postgres_mlflow_server, race)
+    print(f"\n20 rounds x 8 concurrent promotions: {len(moves)} moves, {race.seconds:.1f} s")
 
 
 def test_rollback_restores_the_replaced_champion_and_is_no_toggle(mlflow_server):
