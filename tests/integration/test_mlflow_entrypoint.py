@@ -24,7 +24,6 @@ import requests
 from mlci import servers
 
 from .conftest import REPO_ROOT, _postgres_running
-from .tracking_tier import POOL_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +88,6 @@ def test_three_replicas_start_together_on_an_empty_database(tmp_path, empty_data
         "MLFLOW_HOST": "127.0.0.1",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLCI_MLFLOW_PREPARE": str(PREPARE),
-        **POOL_ENV,  # small database pools: the suite's other servers share the cluster
     }
     try:
         for i, (port, log) in enumerate(zip(ports, logs, strict=True)):
