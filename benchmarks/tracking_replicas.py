@@ -243,6 +243,7 @@ def main() -> int:
 
         servers.disable_mlflow_telemetry()  # before the first `import mlflow`
         from mlci.errors import MlciError
+        from mlci.tasks._signals import Stopped, stop_on_signals
         from tests.integration import workloads
         from tests.integration.tracking_tier import TierUnavailable, tracking_tier
     except ImportError as exc:
@@ -251,7 +252,8 @@ def main() -> int:
 
     runs: list[dict] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        # SIGTERM and SIGHUP unwind like Ctrl-C: the tier's servers and database go too.
+        with stop_on_signals(), tempfile.TemporaryDirectory() as tmp:
             for repeat in range(REPEATS):
                 order = TIERS if repeat % 2 == 0 else tuple(reversed(TIERS))
                 for n in order:
@@ -268,6 +270,9 @@ def main() -> int:
                         f"repeat {repeat + 1}, {n} replica(s): up in {up:.0f} s, measured",
                         flush=True,
                     )
+    except Stopped as exc:
+        print(f"tracking_replicas: stopped by {exc.name}; the tier was taken down")
+        return exc.exit_code
     except TierUnavailable as exc:
         print(f"tracking_replicas: cannot measure: {exc}")
         return 2

