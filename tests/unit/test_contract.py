@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sized
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 
-from mlci import ModelPackage, TrainResult
-from mlci.contract import check_module, check_result
+import mlci
+from mlci.contract import ModelPackage, TrainResult, check_module, check_result
 from mlci.errors import ConfigError
 
 
 class _Model:
-    def predict(self, x):
+    def predict(self, x: Sized) -> object:
         return np.zeros(len(x))
 
 
-def _good(**changes):
-    fields = dict(
+def _good(**changes: Any) -> TrainResult:
+    # Any: the cases put values of every wrong type into the result on purpose.
+    fields: dict[str, Any] = dict(
         model=_Model(),
         metrics={"rmse": 3.5, "r2": 0.4},
         params={"alpha": 1.0},
@@ -34,17 +37,17 @@ def _good(**changes):
     return TrainResult(**fields)
 
 
-def test_a_complete_result_passes_and_a_look_alike_class_is_fine():
+def test_a_complete_result_passes_and_a_look_alike_class_is_fine() -> None:
     check_result(_good(), "m")
 
     @dataclass
     class Own:  # a package's own result type, without importing mlci
         model: object
-        metrics: dict
-        params: dict
+        metrics: dict[str, float]
+        params: dict[str, object]
         data_hash: str
         input_example: object
-        feature_names: tuple
+        feature_names: tuple[str, ...]
 
     check_result(Own(_Model(), {"acc": 1.0}, {}, "h", [[1.0, 2.0]], ("a", "b")), "m")
 
@@ -69,7 +72,7 @@ def test_a_complete_result_passes_and_a_look_alike_class_is_fine():
         ({"extra_artifacts": {"a/b.png": b""}}, "extra_artifacts must map plain file names"),
     ],
 )
-def test_each_wrong_field_is_named(changes, problem):
+def test_each_wrong_field_is_named(changes: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         check_result(_good(**changes), "my_model")
     assert info.value.what == "train_and_evaluate() of 'my_model' returned a result mlci cannot log"
@@ -77,10 +80,10 @@ def test_each_wrong_field_is_named(changes, problem):
     assert "mlci.TrainResult" in info.value.fix
 
 
-def test_every_problem_is_in_one_message():
+def test_every_problem_is_in_one_message() -> None:
     class Partial:
         model = object()
-        metrics: typing.ClassVar[dict] = {}
+        metrics: typing.ClassVar[dict[str, float]] = {}
 
     with pytest.raises(ConfigError) as info:
         check_result(Partial(), "m")
@@ -90,15 +93,19 @@ def test_every_problem_is_in_one_message():
     assert "metrics must be a non-empty dict" in why
 
 
-def test_the_module_needs_train_and_evaluate_and_callable_optional_functions():
+def test_the_module_needs_train_and_evaluate_and_callable_optional_functions() -> None:
     module = types.ModuleType("m")
-    module.score = 3
+    vars(module)["score"] = 3
     with pytest.raises(ConfigError) as info:
         check_module(module, "m")
     assert info.value.why.startswith(
         "it has no train_and_evaluate() function; score is a int, not a function."
     )
-    module.train_and_evaluate = lambda params: None
-    module.score = lambda y, p: {}
+    vars(module).update(train_and_evaluate=lambda params: None, score=lambda y, p: {})
     check_module(module, "m")
     assert isinstance(module, ModelPackage)
+
+
+def test_the_contract_types_are_exported_by_mlci() -> None:
+    # Model packages import them from the top-level package (a lazy attribute there).
+    assert (mlci.TrainResult, mlci.ModelPackage) == (TrainResult, ModelPackage)

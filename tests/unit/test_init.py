@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("path", "name"), [(p, n) for p, n, _ in COPIES if p not in ("Dockerfile", ".dockerignore")]
 )
-def test_this_repository_holds_what_init_writes(path, name):
+def test_this_repository_holds_what_init_writes(path: str, name: str) -> None:
     # This repository's Dockerfile and .dockerignore are its own (two packages in one image);
     # the rest is exactly what `mlci init` writes into any repository.
     assert (REPO / path).read_text() == template(name)
@@ -36,7 +36,7 @@ def _repository(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_init_writes_settings_and_files_that_mlci_loads(tmp_path):
+def test_init_writes_settings_and_files_that_mlci_loads(tmp_path: Path) -> None:
     root = _repository(tmp_path)
     planned = plan(root, metric="rmse", lower=True)
     assert [(p.path, p.action) for p in planned] == [
@@ -60,7 +60,7 @@ def test_init_writes_settings_and_files_that_mlci_loads(tmp_path):
     assert "services/.env" in lines  # the platform's secrets never get committed
 
 
-def test_init_never_overwrites_and_writes_nothing_when_it_would(tmp_path):
+def test_init_never_overwrites_and_writes_nothing_when_it_would(tmp_path: Path) -> None:
     root = _repository(tmp_path)
     (root / "Jenkinsfile").write_text("mine\n")
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -75,7 +75,7 @@ def test_init_never_overwrites_and_writes_nothing_when_it_would(tmp_path):
     assert info.value.what.startswith("mlci init would overwrite pyproject.toml ([tool.mlci])")
 
 
-def test_init_asks_for_the_module_when_it_cannot_tell(tmp_path):
+def test_init_asks_for_the_module_when_it_cannot_tell(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "thing"\nversion = "1"\n')
     for name in ("a", "b"):
         (tmp_path / "src" / name).mkdir(parents=True)
@@ -87,7 +87,7 @@ def test_init_asks_for_the_module_when_it_cannot_tell(tmp_path):
     assert plan(tmp_path, module="b")[0].content.count('module = "b"') == 1
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     root = _repository(tmp_path)
     before = sorted(p.name for p in root.rglob("*"))
     argv = [sys.executable, "-m", "mlci", "init", "--dry-run"]

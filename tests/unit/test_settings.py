@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,15 @@ PRECEDENCE_CASES = [
 
 
 @pytest.mark.parametrize(("key", "toml", "env", "cli", "expected"), PRECEDENCE_CASES)
-def test_each_layer_overrides_the_one_below(write_project, load, key, toml, env, cli, expected):
+def test_each_layer_overrides_the_one_below(
+    write_project: Callable[..., Path],
+    load: Callable[..., Settings],
+    key: str,
+    toml: str,
+    env: tuple[str, str],
+    cli: object,
+    expected: tuple[object, object, object, object],
+) -> None:
     env_name, env_text = env
     default, from_file, from_env, from_cli = expected
 
@@ -101,7 +110,9 @@ def test_each_layer_overrides_the_one_below(write_project, load, key, toml, env,
     assert s.sources[key] == "command line"
 
 
-def test_precedence_is_decided_per_key(write_project, load):
+def test_precedence_is_decided_per_key(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project(
         """
         state_dir = "file-state"
@@ -126,7 +137,9 @@ def test_precedence_is_decided_per_key(write_project, load):
     assert "reports_dir" not in s.sources
 
 
-def test_a_command_line_value_of_none_falls_through_to_the_env(write_project, load):
+def test_a_command_line_value_of_none_falls_through_to_the_env(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     # Invoke passes None for every flag that was not given.
     write_project("[tool.mlci.gate]\nfile = 'from-file.toml'")
     s = load({"gate.file": None}, env={"MLCI_GATE_FILE": "from-env.toml"})
@@ -134,7 +147,7 @@ def test_a_command_line_value_of_none_falls_through_to_the_env(write_project, lo
     assert s.sources["gate.file"] == "env MLCI_GATE_FILE"
 
 
-def test_defaults_without_any_pyproject(tmp_path, load):
+def test_defaults_without_any_pyproject(tmp_path: Path, load: Callable[..., Settings]) -> None:
     s = load()
     assert s.project_root == tmp_path.resolve()
     assert s.sources == {}
@@ -144,7 +157,7 @@ def test_defaults_without_any_pyproject(tmp_path, load):
     assert all(source == "default" for _, _, source, _ in s.describe())
 
 
-def test_list_defaults_are_not_shared_between_instances(load):
+def test_list_defaults_are_not_shared_between_instances(load: Callable[..., Settings]) -> None:
     a, b = load(), load()
     a.lint.paths.append("mutated")
     assert b.lint.paths == ["."]
@@ -155,20 +168,20 @@ def test_list_defaults_are_not_shared_between_instances(load):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_env_names_follow_section_and_key():
+def test_env_names_follow_section_and_key() -> None:
     assert SPECS["mlflow.tracking_uri"].env == "MLCI_MLFLOW_TRACKING_URI"
     assert SPECS["server_start_timeout"].env == "MLCI_SERVER_START_TIMEOUT"
     assert SPECS["release.password"].env == "MLCI_RELEASE_PASSWORD"
 
 
-def test_env_names_are_unique_and_do_not_clash_with_the_root_variable():
+def test_env_names_are_unique_and_do_not_clash_with_the_root_variable() -> None:
     names = [spec.env for spec in SPECS.values()]
     assert len(names) == len(set(names))
     assert ROOT_ENV not in names
     assert all(name.startswith("MLCI_") for name in names)
 
 
-def test_every_setting_has_one_line_of_help():
+def test_every_setting_has_one_line_of_help() -> None:
     for key, spec in SPECS.items():
         assert spec.help.strip(), key
         assert "\n" not in spec.help, key
@@ -189,18 +202,22 @@ def test_every_setting_has_one_line_of_help():
         ("", []),
     ],
 )
-def test_list_from_env_json_or_commas(load, text, expected):
+def test_list_from_env_json_or_commas(
+    load: Callable[..., Settings], text: str, expected: list[str]
+) -> None:
     assert load(env={"MLCI_LINT_PATHS": text}).lint.paths == expected
 
 
-def test_list_from_env_with_broken_json_names_the_variable(load):
+def test_list_from_env_with_broken_json_names_the_variable(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_TEST_ARGS": '["-m", '})
     assert "test.args (from env MLCI_TEST_ARGS)" in info.value.what
     assert "a list" in info.value.fix
 
 
-def test_text_in_toml_where_a_list_is_expected(write_project, load):
+def test_text_in_toml_where_a_list_is_expected(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.lint]\npaths = "src,tests"')
     with pytest.raises(ConfigError) as info:
         load()
@@ -216,18 +233,20 @@ def test_text_in_toml_where_a_list_is_expected(write_project, load):
         ("f1_macro=1", {"f1_macro": 1.0}),
     ],
 )
-def test_float_table_from_env(load, text, expected):
+def test_float_table_from_env(
+    load: Callable[..., Settings], text: str, expected: dict[str, float]
+) -> None:
     s = load(env={"MLCI_PROMOTION_MIN": text})
     assert s.promotion.min == expected
     assert all(isinstance(v, float) for v in s.promotion.min.values())
 
 
-def test_params_table_from_env_key_value_decodes_json_values(load):
+def test_params_table_from_env_key_value_decodes_json_values(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCI_MODEL_PARAMS": "estimator=random_forest,n_estimators=300,deep=true"})
     assert s.model.params == {"estimator": "random_forest", "n_estimators": 300, "deep": True}
 
 
-def test_params_table_from_env_json(load):
+def test_params_table_from_env_json(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCI_MODEL_PARAMS": '{"n_estimators": 50, "nested": {"a": [1, 2]}}'})
     assert s.model.params == {"n_estimators": 50, "nested": {"a": [1, 2]}}
 
@@ -236,19 +255,23 @@ def test_params_table_from_env_json(load):
     "text",
     ["f1_macro", "=0.9", "f1_macro=high", "f1_macro=true", '{"f1_macro": "x"}', "{broken"],
 )
-def test_bad_float_table_from_env(load, text):
+def test_bad_float_table_from_env(load: Callable[..., Settings], text: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_PROMOTION_MIN": text})
     assert "promotion.min (from env MLCI_PROMOTION_MIN)" in info.value.what
 
 
-def test_toml_table_with_text_values_for_floats(write_project, load):
+def test_toml_table_with_text_values_for_floats(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.promotion]\nmin = { f1_macro = "0.9" }')
     with pytest.raises(ConfigError, match=r"promotion\.min \(from pyproject\.toml\)"):
         load()
 
 
-def test_toml_inline_table_and_subtable_both_work(write_project, load):
+def test_toml_inline_table_and_subtable_both_work(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project(
         """
         [tool.mlci.model]
@@ -263,19 +286,19 @@ def test_toml_inline_table_and_subtable_both_work(write_project, load):
 
 
 @pytest.mark.parametrize("text", ["1", "true", "TRUE", " yes ", "On"])
-def test_bool_true_from_env(load, text):
+def test_bool_true_from_env(load: Callable[..., Settings], text: str) -> None:
     s = load(env={"MLCI_PROMOTION_GREATER_IS_BETTER": text})
     assert s.promotion.greater_is_better is True
 
 
 @pytest.mark.parametrize("text", ["0", "false", "No", "off "])
-def test_bool_false_from_env(load, text):
+def test_bool_false_from_env(load: Callable[..., Settings], text: str) -> None:
     s = load(env={"MLCI_PROMOTION_GREATER_IS_BETTER": text})
     assert s.promotion.greater_is_better is False
 
 
 @pytest.mark.parametrize("text", ["maybe", "", "2", "t"])
-def test_bool_nonsense_from_env(load, text):
+def test_bool_nonsense_from_env(load: Callable[..., Settings], text: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_PROMOTION_GREATER_IS_BETTER": text})
     assert "promotion.greater_is_better" in info.value.what
@@ -283,13 +306,17 @@ def test_bool_nonsense_from_env(load, text):
 
 
 @pytest.mark.parametrize("value", ['"false"', "0", "1"])
-def test_bool_in_toml_must_be_a_toml_boolean(write_project, load, value):
+def test_bool_in_toml_must_be_a_toml_boolean(
+    write_project: Callable[..., Path], load: Callable[..., Settings], value: str
+) -> None:
     write_project(f"[tool.mlci.promotion]\ngreater_is_better = {value}")
     with pytest.raises(ConfigError, match=r"greater_is_better \(from pyproject\.toml\)"):
         load()
 
 
-def test_numbers_from_toml_int_is_accepted_for_a_float(write_project, load):
+def test_numbers_from_toml_int_is_accepted_for_a_float(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project("server_start_timeout = 30\n[tool.mlci.image]\ntimeout = 600")
     s = load()
     assert s.server_start_timeout == 30.0
@@ -297,14 +324,14 @@ def test_numbers_from_toml_int_is_accepted_for_a_float(write_project, load):
     assert s.image.timeout == 600
 
 
-def test_numbers_from_env_are_stripped_and_typed(load):
+def test_numbers_from_env_are_stripped_and_typed(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCI_SERVER_START_TIMEOUT": " 12.5 ", "MLCI_IMAGE_TIMEOUT": " 42 "})
     assert s.server_start_timeout == 12.5
     assert s.image.timeout == 42
     assert isinstance(s.image.timeout, int)
 
 
-def test_invalid_number_in_env_names_key_and_source(load):
+def test_invalid_number_in_env_names_key_and_source(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_SONAR_POLL_INTERVAL": "abc"})
     err = info.value
@@ -327,26 +354,28 @@ def test_invalid_number_in_env_names_key_and_source(load):
         ('[tool.mlci.mlflow]\nexperiment = ["a"]', "mlflow.experiment"),
     ],
 )
-def test_wrong_type_in_toml_names_key_and_source(write_project, load, toml, key):
+def test_wrong_type_in_toml_names_key_and_source(
+    write_project: Callable[..., Path], load: Callable[..., Settings], toml: str, key: str
+) -> None:
     write_project(toml)
     with pytest.raises(ConfigError) as info:
         load()
     assert f"{key} (from pyproject.toml)" in info.value.what
 
 
-def test_whole_number_from_env_rejects_a_fraction(load):
+def test_whole_number_from_env_rejects_a_fraction(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match=r"mlflow\.retries \(from env MLCI_MLFLOW_RETRIES\)"):
         load(env={"MLCI_MLFLOW_RETRIES": "2.5"})
 
 
-def test_text_from_the_command_line_is_parsed_like_env_text(load):
+def test_text_from_the_command_line_is_parsed_like_env_text(load: Callable[..., Settings]) -> None:
     # Invoke hands flags over as text: "--timeout 55" arrives as "55".
     s = load({"mlflow.timeout": "55", "lint.paths": "a,b"})
     assert s.mlflow.timeout == 55.0
     assert s.lint.paths == ["a", "b"]
 
 
-def test_text_values_are_stripped(load):
+def test_text_values_are_stripped(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCI_MLFLOW_EXPERIMENT": "  exp  "})
     assert s.mlflow.experiment == "exp"
 
@@ -356,12 +385,13 @@ def test_text_values_are_stripped(load):
 # ---------------------------------------------------------------------------------------------
 
 
-PERCENT = _Spec("x.percent", "x", "percent", float,
-                {"help": "a percentage", "minimum": 0.0, "maximum": 100.0})  # fmt: skip
+PERCENT = _Spec(
+    "x.percent", "x", "percent", float, {"help": "a percentage", "minimum": 0.0, "maximum": 100.0}
+)
 
 
 @pytest.mark.parametrize("value", ["150", "-1", "100.01"])
-def test_a_value_outside_both_bounds_is_refused(value):
+def test_a_value_outside_both_bounds_is_refused(value: str) -> None:
     with pytest.raises(ConfigError) as info:
         _coerce(PERCENT, value, "env MLCI_X_PERCENT", True)
     assert "x.percent (from env MLCI_X_PERCENT)" in info.value.what
@@ -369,18 +399,20 @@ def test_a_value_outside_both_bounds_is_refused(value):
 
 
 @pytest.mark.parametrize("value", ["0", "100"])
-def test_both_bounds_are_inclusive(value):
+def test_both_bounds_are_inclusive(value: str) -> None:
     assert _coerce(PERCENT, value, "env", True) == float(value)
 
 
-def test_out_of_range_in_toml_names_the_file(write_project, load):
+def test_out_of_range_in_toml_names_the_file(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project("[tool.mlci.sonar]\npoll_interval = 0.01")
     with pytest.raises(ConfigError, match=r"at least 0\.05") as info:
         load()
     assert "(from pyproject.toml) is 0.01" in info.value.what
 
 
-def test_minimum_only_bound(load):
+def test_minimum_only_bound(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_MLFLOW_RETRIES": "-1"})
     assert "at least 0" in info.value.why
@@ -391,7 +423,9 @@ def test_minimum_only_bound(load):
 
 @pytest.mark.parametrize("source", ["toml", "env"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_non_finite_numbers_are_rejected(write_project, load, source, value):
+def test_non_finite_numbers_are_rejected(
+    write_project: Callable[..., Path], load: Callable[..., Settings], source: str, value: str
+) -> None:
     # NaN slips through < and > comparisons; a NaN limit would never be reached.
     if source == "toml":
         write_project(f"[tool.mlci.sonar]\npoll_interval = {value}")
@@ -404,12 +438,12 @@ def test_non_finite_numbers_are_rejected(write_project, load, source, value):
     assert "not a finite number" in info.value.why
 
 
-def test_infinite_timeout_is_rejected(load):
+def test_infinite_timeout_is_rejected(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match=r"mlflow\.timeout \(from env MLCI_MLFLOW_TIMEOUT\)"):
         load(env={"MLCI_MLFLOW_TIMEOUT": "inf"})
 
 
-def test_bad_choice(write_project, load):
+def test_bad_choice(write_project: Callable[..., Path], load: Callable[..., Settings]) -> None:
     write_project('[tool.mlci.promotion]\nmode = "sometimes"')
     with pytest.raises(ConfigError) as info:
         load()
@@ -419,12 +453,12 @@ def test_bad_choice(write_project, load):
 
 
 @pytest.mark.parametrize("mode", ["disabled", "dry-run", "enabled"])
-def test_every_choice_is_accepted(load, mode):
+def test_every_choice_is_accepted(load: Callable[..., Settings], mode: str) -> None:
     s = load(env={"MLCI_PROMOTION_MODE": mode})
     assert s.promotion.mode == mode
 
 
-def test_choices_are_case_sensitive(load):
+def test_choices_are_case_sensitive(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match=r"promotion\.mode"):
         load({"promotion.mode": "Enabled"})
 
@@ -437,7 +471,7 @@ def test_choices_are_case_sensitive(load):
 @pytest.mark.parametrize(
     "uri", ["file:///tmp/x", "./mlruns", "mlruns", "sqlite:///x.db", "/abs/mlruns"]
 )
-def test_file_store_tracking_uri_in_env_is_refused(load, uri):
+def test_file_store_tracking_uri_in_env_is_refused(load: Callable[..., Settings], uri: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_MLFLOW_TRACKING_URI": uri})
     err = info.value
@@ -448,7 +482,9 @@ def test_file_store_tracking_uri_in_env_is_refused(load, uri):
     assert "MLCI_MLFLOW_TRACKING_URI" in err.fix
 
 
-def test_file_store_tracking_uri_in_toml_is_refused(write_project, load):
+def test_file_store_tracking_uri_in_toml_is_refused(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.mlflow]\ntracking_uri = "file:///tmp/x"')
     with pytest.raises(ConfigError, match="not a file or database store") as info:
         load()
@@ -458,7 +494,7 @@ def test_file_store_tracking_uri_in_toml_is_refused(write_project, load):
 @pytest.mark.parametrize(
     "uri", ["http://127.0.0.1:5000", "https://mlflow.example", "databricks", "databricks://p", ""]
 )
-def test_server_tracking_uris_are_accepted(load, uri):
+def test_server_tracking_uris_are_accepted(load: Callable[..., Settings], uri: str) -> None:
     assert load(env={"MLCI_MLFLOW_TRACKING_URI": uri}).mlflow.tracking_uri == uri
 
 
@@ -469,7 +505,7 @@ def test_server_tracking_uris_are_accepted(load, uri):
         ("http://mlflow.example:99999", "port"),
     ],
 )
-def test_http_url_with_a_bad_port(load, uri, why):
+def test_http_url_with_a_bad_port(load: Callable[..., Settings], uri: str, why: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_MLFLOW_TRACKING_URI": uri})
     assert "not a valid URL" in info.value.what
@@ -478,13 +514,13 @@ def test_http_url_with_a_bad_port(load, uri, why):
 
 
 @pytest.mark.parametrize("uri", ["http://", "https:///path", "http://:5000"])
-def test_http_url_without_a_host(load, uri):
+def test_http_url_without_a_host(load: Callable[..., Settings], uri: str) -> None:
     with pytest.raises(ConfigError, match="names no host") as info:
         load(env={"MLCI_RELEASE_REPOSITORY_URL": uri})
     assert "release.repository_url" in info.value.what
 
 
-def test_other_url_settings_need_http(load):
+def test_other_url_settings_need_http(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_RELEASE_REPOSITORY_URL": "ftp://index.example"})
     assert "release.repository_url" in info.value.what
@@ -499,7 +535,9 @@ def test_other_url_settings_need_http(load):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_unknown_key_in_pyproject_suggests_the_close_one(write_project, load):
+def test_unknown_key_in_pyproject_suggests_the_close_one(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project("[tool.mlci.test]\npath = ['t']")
     with pytest.raises(ConfigError) as info:
         load()
@@ -510,7 +548,9 @@ def test_unknown_key_in_pyproject_suggests_the_close_one(write_project, load):
 
 
 @pytest.mark.parametrize("toml", ['lint = "src"', "test = 80", "mlflow = []"])
-def test_a_section_written_as_a_value(write_project, load, toml):
+def test_a_section_written_as_a_value(
+    write_project: Callable[..., Path], load: Callable[..., Settings], toml: str
+) -> None:
     write_project(toml)
     name = toml.split()[0]
     with pytest.raises(ConfigError) as info:
@@ -520,13 +560,17 @@ def test_a_section_written_as_a_value(write_project, load, toml):
     assert f"[tool.mlci.{name}]" in info.value.fix
 
 
-def test_unknown_top_level_key_in_pyproject(write_project, load):
+def test_unknown_top_level_key_in_pyproject(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('report_dir = "r"')
     with pytest.raises(ConfigError, match="did you mean 'reports_dir'"):
         load()
 
 
-def test_unknown_section_without_close_match_lists_the_sections(write_project, load):
+def test_unknown_section_without_close_match_lists_the_sections(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project("[tool.mlci.zzzzqqq]\nxyzzy = 1")
     with pytest.raises(ConfigError) as info:
         load()
@@ -537,21 +581,25 @@ def test_unknown_section_without_close_match_lists_the_sections(write_project, l
     )
 
 
-def test_unknown_section_suggests_the_close_one(write_project, load):
+def test_unknown_section_suggests_the_close_one(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.mlfow]\nexperiment = "x"')
     with pytest.raises(ConfigError) as info:
         load()
     assert info.value.fix == "did you mean [tool.mlci.mlflow]?"
 
 
-def test_a_wrong_file_value_is_refused_even_where_the_environment_wins(write_project, load):
+def test_a_wrong_file_value_is_refused_even_where_the_environment_wins(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     # The file is committed: a wrong value there must not wait for the day nothing overrides it.
     write_project('[tool.mlci.mlflow]\ntimeout = "soon"')
     with pytest.raises(ConfigError, match=r"mlflow\.timeout \(from pyproject\.toml\)"):
         load(env={"MLCI_MLFLOW_TIMEOUT": "10"})
 
 
-def test_unknown_mlci_env_var(load):
+def test_unknown_mlci_env_var(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_MLFLOW_TRACKING_URL": "http://x:5000"})
     err = info.value
@@ -560,12 +608,12 @@ def test_unknown_mlci_env_var(load):
     assert err.fix == "did you mean 'MLCI_MLFLOW_TRACKING_URI'?"
 
 
-def test_other_env_vars_are_ignored(load):
+def test_other_env_vars_are_ignored(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCIX": "1", "HOME": "/nowhere", "mlci_lint_paths": "x"})
     assert s.lint.paths == ["."]
 
 
-def test_unknown_command_line_key(load):
+def test_unknown_command_line_key(load: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match="in the command line"):
         load({"test.fail": "3"})
 
@@ -575,7 +623,9 @@ def test_unknown_command_line_key(load):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_secret_in_pyproject_is_refused_without_echoing_it(write_project, load):
+def test_secret_in_pyproject_is_refused_without_echoing_it(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.release]\npassword = "hunter2"')
     with pytest.raises(ConfigError) as info:
         load()
@@ -586,13 +636,15 @@ def test_secret_in_pyproject_is_refused_without_echoing_it(write_project, load):
     assert "hunter2" not in err.render()
 
 
-def test_secret_in_pyproject_is_refused_even_when_env_also_sets_it(write_project, load):
+def test_secret_in_pyproject_is_refused_even_when_env_also_sets_it(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.release]\npassword = "hunter2"')
     with pytest.raises(ConfigError, match=r"release\.password"):
         load(env={"MLCI_RELEASE_PASSWORD": "from-env"})
 
 
-def test_secret_from_env_is_used_and_masked_by_describe(load):
+def test_secret_from_env_is_used_and_masked_by_describe(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCI_RELEASE_PASSWORD": "hunter2"})
     assert s.release.password == "hunter2"
     rows = {key: (shown, source) for key, shown, source, _ in s.describe()}
@@ -600,12 +652,14 @@ def test_secret_from_env_is_used_and_masked_by_describe(load):
     assert all("hunter2" not in shown for shown, _ in rows.values())
 
 
-def test_empty_secret_is_shown_empty(load):
+def test_empty_secret_is_shown_empty(load: Callable[..., Settings]) -> None:
     rows = {key: shown for key, shown, _, _ in load().describe()}
     assert rows["release.password"] == ""
 
 
-def test_describe_lists_every_setting_with_value_source_and_help(write_project, load):
+def test_describe_lists_every_setting_with_value_source_and_help(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.lint]\npaths = ["src", "tests"]')
     rows = load(env={"MLCI_MODEL_PARAMS": "a=1"}).describe()
     assert [key for key, *_ in rows] == list(SPECS)
@@ -621,7 +675,7 @@ def test_describe_lists_every_setting_with_value_source_and_help(write_project, 
 # ---------------------------------------------------------------------------------------------
 
 
-def test_invalid_toml(tmp_path, load):
+def test_invalid_toml(tmp_path: Path, load: Callable[..., Settings]) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.mlci\nreports_dir = 'x'\n")
     with pytest.raises(ConfigError) as info:
         load()
@@ -630,18 +684,20 @@ def test_invalid_toml(tmp_path, load):
     assert info.value.why  # the parser's message with the line
 
 
-def test_tool_mlci_that_is_not_a_table(tmp_path, load):
+def test_tool_mlci_that_is_not_a_table(tmp_path: Path, load: Callable[..., Settings]) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool]\nmlci = 3\n")
     with pytest.raises(ConfigError, match="must be a table"):
         load()
 
 
-def test_pyproject_without_tool_mlci_gives_defaults(tmp_path, load):
+def test_pyproject_without_tool_mlci_gives_defaults(
+    tmp_path: Path, load: Callable[..., Settings]
+) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.ruff]\nfix = true\n')
     assert load().sources == {}
 
 
-def test_find_project_root_walks_up_to_the_mlci_pyproject(tmp_path):
+def test_find_project_root_walks_up_to_the_mlci_pyproject(tmp_path: Path) -> None:
     top = tmp_path / "proj"
     inner = top / "packages" / "pkg"
     deep = inner / "src" / "pkg"
@@ -653,20 +709,20 @@ def test_find_project_root_walks_up_to_the_mlci_pyproject(tmp_path):
     assert find_project_root(top, environ={}) == top.resolve()
 
 
-def test_find_project_root_accepts_a_section_header_only(tmp_path):
+def test_find_project_root_accepts_a_section_header_only(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.mlci.lint]\npaths = ['.']\n")
     sub = tmp_path / "sub"
     sub.mkdir()
     assert find_project_root(sub, environ={}) == tmp_path.resolve()
 
 
-def test_find_project_root_from_env(tmp_path):
+def test_find_project_root_from_env(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert find_project_root(tmp_path, environ={ROOT_ENV: str(elsewhere)}) == elsewhere.resolve()
 
 
-def test_find_project_root_env_pointing_at_a_missing_folder(tmp_path):
+def test_find_project_root_env_pointing_at_a_missing_folder(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(ConfigError) as info:
         find_project_root(tmp_path, environ={ROOT_ENV: str(missing)})
@@ -675,14 +731,16 @@ def test_find_project_root_env_pointing_at_a_missing_folder(tmp_path):
     assert ROOT_ENV in info.value.fix
 
 
-def test_find_project_root_env_pointing_at_a_file(tmp_path):
+def test_find_project_root_env_pointing_at_a_file(tmp_path: Path) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(ConfigError, match=ROOT_ENV):
         find_project_root(tmp_path, environ={ROOT_ENV: str(a_file)})
 
 
-def test_load_settings_without_root_uses_the_root_variable(write_project, tmp_path):
+def test_load_settings_without_root_uses_the_root_variable(
+    write_project: Callable[..., Path], tmp_path: Path
+) -> None:
     write_project('reports_dir = "via-root-env"')
     s = load_settings(environ={ROOT_ENV: str(tmp_path)})
     assert s.project_root == tmp_path.resolve()
@@ -690,7 +748,7 @@ def test_load_settings_without_root_uses_the_root_variable(write_project, tmp_pa
     assert s.sources["reports_dir"] == "pyproject.toml"
 
 
-def test_load_settings_with_missing_root_variable_folder(tmp_path):
+def test_load_settings_with_missing_root_variable_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=ROOT_ENV):
         load_settings(environ={ROOT_ENV: str(tmp_path / "missing")})
 
@@ -700,7 +758,9 @@ def test_load_settings_with_missing_root_variable_folder(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_paths_resolve_against_the_project_root(tmp_path, load):
+def test_paths_resolve_against_the_project_root(
+    tmp_path: Path, load: Callable[..., Settings]
+) -> None:
     s = load(env={"MLCI_REPORTS_DIR": "out/reports", "MLCI_STATE_DIR": str(tmp_path / "abs")})
     assert s.reports_path == tmp_path.resolve() / "out" / "reports"
     assert s.state_path == tmp_path / "abs"
@@ -708,19 +768,19 @@ def test_paths_resolve_against_the_project_root(tmp_path, load):
     assert s.path(Path("/x/y")) == Path("/x/y")
 
 
-def test_settings_are_frozen(load):
+def test_settings_are_frozen(load: Callable[..., Settings]) -> None:
     s = load()
     with pytest.raises(AttributeError):
         s.reports_dir = "x"  # type: ignore[misc]
 
 
-def test_get_reads_dotted_keys(load):
+def test_get_reads_dotted_keys(load: Callable[..., Settings]) -> None:
     s = load(env={"MLCI_MLFLOW_EXPERIMENT": "e"})
     assert s.get("mlflow.experiment") == "e"
     assert s.get("reports_dir") == "reports"
 
 
-def test_section_dataclass_can_be_built_directly():
+def test_section_dataclass_can_be_built_directly() -> None:
     policy = PromotionSettings(primary_metric="auc", min={"auc": 0.7})
     assert policy.mode == "enabled"
     assert policy.alias == "champion"
@@ -728,7 +788,9 @@ def test_section_dataclass_can_be_built_directly():
     assert isinstance(Settings(project_root=Path("/p")).promotion, PromotionSettings)
 
 
-def test_a_direction_other_than_higher_or_lower_is_refused(write_project, load):
+def test_a_direction_other_than_higher_or_lower_is_refused(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project('[tool.mlci.promotion]\ndirections = { rmse = "down" }')
     with pytest.raises(ConfigError) as info:
         load()
@@ -756,7 +818,9 @@ min = {}
 """
 
 
-def test_each_model_has_its_table_over_the_projects_settings(write_project, load):
+def test_each_model_has_its_table_over_the_projects_settings(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project(MODELS)
     settings = load()
     assert [s.model_name for s in settings.each_model()] == ["wine", "diabetes"]
@@ -771,7 +835,9 @@ def test_each_model_has_its_table_over_the_projects_settings(write_project, load
     assert diabetes.model_reports_path == settings.reports_path / "models" / "diabetes"
 
 
-def test_the_environment_still_wins_over_a_models_table(write_project, load):
+def test_the_environment_still_wins_over_a_models_table(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project(MODELS)
     settings = load(env={"MLCI_MODEL": "diabetes", "MLCI_PROMOTION_PRIMARY_METRIC": "mae"})
     assert settings.model_name == "diabetes"
@@ -780,7 +846,9 @@ def test_the_environment_still_wins_over_a_models_table(write_project, load):
     assert settings.mlflow.registered_model == "diabetes-v2"
 
 
-def test_choosing_a_model_that_is_not_there_says_which_are(write_project, load):
+def test_choosing_a_model_that_is_not_there_says_which_are(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project(MODELS)
     with pytest.raises(ConfigError) as info:
         load(env={"MLCI_MODEL": "wnie"})
@@ -795,21 +863,27 @@ def test_choosing_a_model_that_is_not_there_says_which_are(write_project, load):
     ("table", "what"),
     [
         ('[tool.mlci.models.a]\nmodul = "x"', "unknown setting 'modul' in [tool.mlci.models.a]"),
-        ('[tool.mlci.models.a]\nparams = { n = 1 }', "[tool.mlci.models.a] names no module"),
-        ('[tool.mlci.models.a]\nmodule = "x"\npromotion = { mni = {} }',
-         "unknown setting 'mni' in [tool.mlci.models.a] promotion"),
+        ("[tool.mlci.models.a]\nparams = { n = 1 }", "[tool.mlci.models.a] names no module"),
+        (
+            '[tool.mlci.models.a]\nmodule = "x"\npromotion = { mni = {} }',
+            "unknown setting 'mni' in [tool.mlci.models.a] promotion",
+        ),
         ("models = 3", "[tool.mlci.models] must hold one table per model"),
-        ('[tool.mlci.models.a]\nmodule = 3', "model.module (from [tool.mlci.models.a]) has an"),
+        ("[tool.mlci.models.a]\nmodule = 3", "model.module (from [tool.mlci.models.a]) has an"),
     ],
-)  # fmt: skip
-def test_a_wrong_models_table_is_named(write_project, load, table, what):
+)
+def test_a_wrong_models_table_is_named(
+    write_project: Callable[..., Path], load: Callable[..., Settings], table: str, what: str
+) -> None:
     write_project(table)
     with pytest.raises(ConfigError) as info:
         load()
     assert info.value.what.startswith(what)
 
 
-def test_a_variable_that_would_make_several_models_one_is_refused(write_project, load):
+def test_a_variable_that_would_make_several_models_one_is_refused(
+    write_project: Callable[..., Path], load: Callable[..., Settings]
+) -> None:
     write_project(MODELS)
     settings = load(env={"MLCI_MLFLOW_REGISTERED_MODEL": "shared"})
     with pytest.raises(ConfigError) as info:

@@ -56,7 +56,7 @@ def require_paths(settings: Settings, key: str, where: str) -> list[str]:
     exist; ``where`` is the table that sets it, for the fix."""
     from mlci.errors import ConfigError
 
-    paths = settings.get(key)
+    paths: list[str] = settings.get(key)
     missing = [p for p in paths if not settings.path(p).exists()]
     if missing:
         raise ConfigError(

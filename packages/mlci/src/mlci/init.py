@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlci.errors import ConfigError
 from mlci.resources import template
@@ -41,7 +43,7 @@ class Planned:
     mode: int = 0o644
 
 
-def _project(root: Path) -> dict:
+def _project(root: Path) -> dict[str, Any]:
     path = root / "pyproject.toml"
     if not path.is_file():
         return {}
@@ -55,7 +57,7 @@ def _project(root: Path) -> dict:
         ) from None
 
 
-def find_module(root: Path, data: dict) -> str:
+def find_module(root: Path, data: Mapping[str, Any]) -> str:
     """The model package's import name: from [project] name, else the one package in src/."""
     name = str(data.get("project", {}).get("name", ""))
     candidates = [re.sub(r"[-.]+", "_", name).lower()] if name else []
