@@ -132,3 +132,30 @@ def test_grafana_and_serving_proxy_secrets_are_generated_once_and_kept(tmp_path:
         assert name in env.generated
         assert len(env[name]) >= 16 and URL_SAFE.match(env[name])
     assert s.ensure_for_compose(path, COMPOSE).values == env.values
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["p$ss$WORD $$", "has # hash", 'a "quoted" word', "two  spaces ", "plain-Value_1.2:3/4@5+6=7"],
+)
+def test_values_with_special_characters_round_trip(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "x.env"
+    path.write_text("# mine\nKEEP=$OTHER\n")
+    os.chmod(path, 0o600)
+    s.set_value(path, "SONARQUBE_TOKEN", value)
+    assert s.read_env_file(path).values == {"KEEP": "$OTHER", "SONARQUBE_TOKEN": value}
+    line = path.read_text().splitlines()[-1]
+    # Anything but a plain value is single-quoted: Compose reads it literally too.
+    shown = value if s.PLAIN_VALUE.fullmatch(value) else f"'{value}'"
+    assert line == f"SONARQUBE_TOKEN={shown}"
+    assert path.read_text().startswith("# mine\nKEEP=$OTHER\n") and mode(path) == 0o600
+
+
+@pytest.mark.parametrize("value", ["it's", "back\\slash", "two\nlines", "a${B}c"])
+def test_values_compose_would_read_differently_are_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "x.env"
+    s.ensure_env_file(path, ["A_PASSWORD"])
+    before = path.read_text()
+    with pytest.raises(ConfigError, match="cannot write SONARQUBE_TOKEN"):
+        s.set_value(path, "SONARQUBE_TOKEN", value)
+    assert path.read_text() == before

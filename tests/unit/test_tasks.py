@@ -26,6 +26,7 @@ from mlci.errors import (
 from mlci.stages import FAILED, PASSED, StageResult
 from mlci.tasks import namespace
 from mlci.tasks import stages as tasks
+from mlci.tasks._signals import VERBOSE_ENV, ends_cleanly
 
 TASKS = (
     "lint",
@@ -412,3 +413,95 @@ def test_invoke_list_shows_every_task_with_its_help(repo_root):
     assert set(TASKS) <= set(helps)
     for name in TASKS:
         assert helps[name] == namespace[name].__doc__.strip(), name
+
+
+# ---------------------------------------------------------------------------------------------
+# The one error handler (mlci.tasks._signals.ends_cleanly) and --verbose / MLCI_VERBOSE
+# ---------------------------------------------------------------------------------------------
+
+
+def _fails_with(error: BaseException) -> None:
+    with ends_cleanly():
+        raise error
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (LintFailed("ruff found 2 problem(s)", "see above", "fix them"), 1),
+        (ConfigError("lint.paths is wrong", "", "fix it"), 2),
+        (TrackingServerError("unreachable", "refused", "start it"), 3),
+        (ToolMissing("no ruff", "", "pip install ruff"), 4),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, MlciError) else str(v),
+)
+def test_the_handler_turns_an_mlci_error_into_its_message_and_exit_code(error, code):
+    with pytest.raises(Exit) as info:
+        _fails_with(error)
+    assert (info.value.message, info.value.code) == (error.render(), code)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_the_handler_turns_ctrl_c_into_130_and_leaves_bugs_alone(monkeypatch):
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    with pytest.raises(Exit) as info:
+        _fails_with(KeyboardInterrupt())
+    assert (info.value.code, info.value.message) == (130, "interrupted; local servers were stopped")
+    with pytest.raises(KeyError):  # a bug keeps its exception and traceback, verbose or not
+        _fails_with(KeyError("a bug"))
+
+
+def test_nested_handlers_answer_once(capsys, monkeypatch):
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    with pytest.raises(Exit) as info, ends_cleanly(), ends_cleanly():
+        raise ConfigError("bad")
+    assert info.value.code == 2
+    assert capsys.readouterr().err.count("Traceback (most recent call last)") == 1
+
+
+def _hidden_cause() -> None:
+    try:
+        {}["missing"]
+    except KeyError:
+        raise ConfigError("the setting is missing", "why", "fix") from None
+
+
+@pytest.mark.parametrize("value", ["1", "", None])
+def test_verbose_prints_the_traceback_before_the_message(capsys, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(VERBOSE_ENV, value)
+    with pytest.raises(Exit) as info, ends_cleanly():
+        _hidden_cause()
+    err = capsys.readouterr().err
+    assert info.value.message.startswith("ConfigError: the setting is missing")
+    if value == "1":
+        assert "Traceback (most recent call last)" in err
+        assert "in _hidden_cause" in err and "KeyError: 'missing'" in err  # the hidden cause
+        assert "mlci.errors.ConfigError: the setting is missing" in err
+    else:
+        assert err == ""
+
+
+def test_every_task_runs_inside_the_handler():
+    for name in namespace.task_names:
+        body = namespace[name].body
+        assert getattr(body, "__wrapped__", None) is not None, f"{name}: no @stops_cleanly"
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_mlci_verbose_flag_shows_the_traceback_of_a_task(
+    isolated_loader, write_project, capsys, monkeypatch, flag
+):
+    from mlci.cli import program
+
+    monkeypatch.setenv(VERBOSE_ENV, "")  # restored after the test: the flag sets it
+    write_project("[tool.mlci.lint]\npath = ['src']")
+    argv = ["mlci", *(["--verbose"] if flag else []), "config"]
+    program().run(argv, exit=False)
+    err = capsys.readouterr().err
+    assert "ConfigError: unknown setting 'lint.path'" in err
+    assert ("Traceback (most recent call last)" in err) is flag
+    if flag:
+        assert err.index("Traceback") < err.index("ConfigError: unknown setting")

@@ -1,6 +1,10 @@
 """mlci: CI/CD for machine-learning code, one Invoke task per pipeline stage."""
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time __getattr__ imports them
+    from mlci.contract import ModelPackage, TrainResult
 
 try:
     __version__ = version("mlci")
@@ -12,7 +16,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = ["ModelPackage", "TrainResult", "__version__"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in ("ModelPackage", "TrainResult"):
         from mlci import contract
 

@@ -1,14 +1,20 @@
 """The ``mlci`` command: the same tasks as ``invoke`` in the project root.
 
 Invoke's parser says "No idea what 'trian' is!" and stops there; the ``mlci`` program adds
-the task or flag that was probably meant, and how to list them all.
+the task or flag that was probably meant, and how to list them all. Its one flag of its own,
+``mlci --verbose TASK``, shows the full traceback before a task's error message (the same as
+``MLCI_VERBOSE=1``, which plain ``invoke`` honours too).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from invoke.program import Program
 
 UNKNOWN_TASK = re.compile(r"No idea what '(?P<name>[^']+)' is!")
 UNKNOWN_FLAG = re.compile(r"No idea what '(?P<name>-[^']+)' is!")
@@ -33,14 +39,29 @@ def hint(message: str, tasks: list[str], flags: list[str]) -> str:
     return f"{message}\n  {suggestion}(unknown {what}; {listing})"
 
 
-def program() -> Any:
-    from invoke import Program
+VERBOSE_HELP = "show the full traceback before an error's message (or set MLCI_VERBOSE=1)"
+
+
+def program() -> Program:
     from invoke.exceptions import ParseError
+    from invoke.parser.argument import Argument
+    from invoke.program import Program
 
     from mlci import __version__
+    from mlci.errors import VERBOSE_ENV
     from mlci.tasks import namespace
 
     class MlciProgram(Program):
+        def core_args(self) -> list[Argument]:
+            verbose = Argument(names=("verbose",), kind=bool, default=False, help=VERBOSE_HELP)
+            return [*super().core_args(), verbose]
+
+        def parse_core(self, argv: list[str] | None) -> None:
+            super().parse_core(argv)
+            if self.args.verbose.value:
+                # The task layer's error handler reads it (and so do mlci commands it runs).
+                os.environ[VERBOSE_ENV] = "1"
+
         def parse_tasks(self) -> None:
             try:
                 super().parse_tasks()

@@ -1,11 +1,21 @@
 """The one exception hierarchy of mlci.
 
 Every error a user can cause says three things: what failed, why, and what to do next.
-The Invoke layer and the ``mlci`` command turn these into a message and an exit code;
-a traceback is shown only for real bugs (anything that is not an ``MlciError``).
+The Invoke layer (``mlci.tasks._signals.ends_cleanly``) turns these into a message and an
+exit code; a traceback is shown only for real bugs (anything that is not an ``MlciError``),
+or for any error when asked (``mlci --verbose``, ``MLCI_VERBOSE=1``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlci.platform.wire import Change
+
+#: Set to 1 (``mlci --verbose`` does) to see the full traceback of any error a task ends with.
+VERBOSE_ENV = "MLCI_VERBOSE"
 
 
 class MlciError(Exception):
@@ -126,12 +136,12 @@ class WiringFailed(ServiceError):
         *,
         service: str = "",
         step: str = "",
-        changes: tuple = (),
+        changes: Iterable[Change] = (),
     ) -> None:
         super().__init__(what, why, fix)
         self.service = service
         self.step = step
-        self.changes = list(changes)
+        self.changes: list[Change] = list(changes)
 
 
 class LocalServerError(ServiceError):

@@ -27,31 +27,77 @@ CONDITION_KEYS = frozenset({"metric", "op", "error"})
 # SonarQube's metrics a gate condition may use, with the one operator that fits each:
 # "LT" for those where higher is better, "GT" for those where higher is worse.
 HIGHER_IS_BETTER = (
-    "coverage", "new_coverage", "line_coverage", "new_line_coverage", "branch_coverage",
-    "new_branch_coverage", "tests", "test_success_density", "security_hotspots_reviewed",
+    "coverage",
+    "new_coverage",
+    "line_coverage",
+    "new_line_coverage",
+    "branch_coverage",
+    "new_branch_coverage",
+    "tests",
+    "test_success_density",
+    "security_hotspots_reviewed",
     "new_security_hotspots_reviewed",
-)  # fmt: skip
+)
 HIGHER_IS_WORSE = (
-    "test_failures", "test_errors", "skipped_tests", "violations", "new_violations",
-    "blocker_violations", "new_blocker_violations", "critical_violations",
-    "new_critical_violations", "major_violations", "new_major_violations", "minor_violations",
-    "new_minor_violations", "info_violations", "new_info_violations", "bugs", "new_bugs",
-    "vulnerabilities", "new_vulnerabilities", "code_smells", "new_code_smells",
-    "duplicated_lines_density", "new_duplicated_lines_density", "duplicated_lines",
-    "new_duplicated_lines", "duplicated_blocks", "new_duplicated_blocks", "reliability_rating",
-    "new_reliability_rating", "security_rating", "new_security_rating", "sqale_rating",
-    "new_maintainability_rating", "security_review_rating", "new_security_review_rating",
-    "sqale_index", "new_technical_debt", "sqale_debt_ratio", "new_sqale_debt_ratio",
-    "complexity", "cognitive_complexity", "ncloc", "security_hotspots",
-)  # fmt: skip
+    "test_failures",
+    "test_errors",
+    "skipped_tests",
+    "violations",
+    "new_violations",
+    "blocker_violations",
+    "new_blocker_violations",
+    "critical_violations",
+    "new_critical_violations",
+    "major_violations",
+    "new_major_violations",
+    "minor_violations",
+    "new_minor_violations",
+    "info_violations",
+    "new_info_violations",
+    "bugs",
+    "new_bugs",
+    "vulnerabilities",
+    "new_vulnerabilities",
+    "code_smells",
+    "new_code_smells",
+    "duplicated_lines_density",
+    "new_duplicated_lines_density",
+    "duplicated_lines",
+    "new_duplicated_lines",
+    "duplicated_blocks",
+    "new_duplicated_blocks",
+    "reliability_rating",
+    "new_reliability_rating",
+    "security_rating",
+    "new_security_rating",
+    "sqale_rating",
+    "new_maintainability_rating",
+    "security_review_rating",
+    "new_security_review_rating",
+    "sqale_index",
+    "new_technical_debt",
+    "sqale_debt_ratio",
+    "new_sqale_debt_ratio",
+    "complexity",
+    "cognitive_complexity",
+    "ncloc",
+    "security_hotspots",
+)
 METRIC_OPERATOR = {m: "LT" for m in HIGHER_IS_BETTER} | {m: "GT" for m in HIGHER_IS_WORSE}
 # What the local reports let mlci compute (see local_metrics); the rest only SonarQube does.
 LOCAL_METRICS = frozenset(
     {
-        "tests", "test_failures", "test_errors", "skipped_tests", "test_success_density",
-        "coverage", "line_coverage", "branch_coverage", "violations",
+        "tests",
+        "test_failures",
+        "test_errors",
+        "skipped_tests",
+        "test_success_density",
+        "coverage",
+        "line_coverage",
+        "branch_coverage",
+        "violations",
     }
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def write_json(path: Path, data: Any) -> Path:
 
 def read_json(path: Path, produced_by: str) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
         raise StageFailed(
             f"{path} does not exist",
@@ -117,3 +117,4 @@ def read_json(path: Path, produced_by: str) -> dict[str, Any]:
             f"`invoke {produced_by}` writes a file there",
             "remove the folder and run the stage again",
         ) from None
+    return data

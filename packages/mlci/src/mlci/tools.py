@@ -22,6 +22,7 @@ from mlci.errors import ToolMissing
 #: the extra that brings each: pip install 'mlci[lint]', or 'mlci[all]' for every one.
 EXTRAS = {
     "ruff": "lint",
+    "mypy": "lint",
     "pytest": "test",
     "pytest_cov": "test",
     "pysonar": "scan",
@@ -68,7 +69,7 @@ def run(
     capture: bool = False,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run a program; output streams to the console unless captured."""
     return subprocess.run(
         list(argv),

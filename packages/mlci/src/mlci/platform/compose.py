@@ -18,7 +18,7 @@ from mlci.errors import DockerEngineError, ToolMissing
 from mlci.resources import platform_file
 from mlci.settings import Settings
 
-Runner = Callable[..., subprocess.CompletedProcess]
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def compose_program(which: Callable[[str], str | None] | None = None) -> list[str]:
@@ -123,8 +123,9 @@ class Compose:
 
     def up(self, *services: str, build: bool = True) -> None:
         args = ["up", "-d"] + (["--build"] if build else []) + list(services)
-        self.run("starting the services" if not services else f"recreating {', '.join(services)}",
-                 *args)  # fmt: skip
+        self.run(
+            "starting the services" if not services else f"recreating {', '.join(services)}", *args
+        )
 
     def down(self, *, volumes: bool = False) -> None:
         self.run("stopping the services", "down", *(["--volumes"] if volumes else []))

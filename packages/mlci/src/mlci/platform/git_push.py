@@ -19,7 +19,7 @@ from pathlib import Path
 from mlci.clients.gitbucket import GitBucketError
 from mlci.errors import ConfigError, ToolMissing
 
-Runner = Callable[..., subprocess.CompletedProcess]
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 USER_VARIABLE = "GITBUCKET_PUSH_USERNAME"
 PASSWORD_VARIABLE = "GITBUCKET_PUSH_PASSWORD"
 ASKPASS_SCRIPT = f"""#!/bin/sh
@@ -39,7 +39,7 @@ class PushResult:
 
 def _git(
     runner: Runner, args: list[str], cwd: Path, env: dict[str, str], timeout: float, step: str
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     try:
         return runner(["git", *args], cwd, capture=True, timeout=timeout, env=env)
     except FileNotFoundError:
@@ -56,7 +56,7 @@ def _git(
         ) from None
 
 
-def _stderr(result: subprocess.CompletedProcess) -> str:
+def _stderr(result: subprocess.CompletedProcess[str]) -> str:
     lines = [ln for ln in (result.stderr or "").splitlines() if ln.strip()]
     return " / ".join(lines[-3:])[:400]
 
@@ -95,8 +95,14 @@ def push_head(
         }
         no_helper = ["-c", "credential.helper="]
         ref = f"refs/heads/{branch}"
-        listed = _git(runner, [*no_helper, "ls-remote", remote_url, ref], source, env, timeout,
-                      f"{step} (reading the remote branch)")  # fmt: skip
+        listed = _git(
+            runner,
+            [*no_helper, "ls-remote", remote_url, ref],
+            source,
+            env,
+            timeout,
+            f"{step} (reading the remote branch)",
+        )
         if listed.returncode != 0:
             raise GitBucketError(
                 f"GitBucket: {step}: git ls-remote {remote_url} failed",
@@ -108,8 +114,14 @@ def push_head(
         )
         if remote == local:
             return PushResult(local, remote, pushed=False)
-        pushed = _git(runner, [*no_helper, "push", "--porcelain", remote_url, f"HEAD:{ref}"],
-                      source, env, timeout, step)  # fmt: skip
+        pushed = _git(
+            runner,
+            [*no_helper, "push", "--porcelain", remote_url, f"HEAD:{ref}"],
+            source,
+            env,
+            timeout,
+            step,
+        )
         if pushed.returncode != 0:
             text = _stderr(pushed) + " " + (pushed.stdout or "")
             fix = "read git's message above and run `invoke platform.wire` again"

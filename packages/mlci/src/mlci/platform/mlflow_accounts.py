@@ -53,10 +53,11 @@ def _acting_as(account: Account, timeout: float) -> Iterator[None]:
 def _get(url: str, path: str, timeout: float, auth: tuple[str, str] | None = None) -> int:
     import requests
 
+    from mlci.http import session
+
     try:
-        return requests.get(
-            url.rstrip("/") + path, auth=auth, timeout=timeout, params={"max_results": 1}
-        ).status_code
+        with session(timeout, auth=auth) as http:
+            return http.get(url.rstrip("/") + path, params={"max_results": 1}).status_code
     except requests.RequestException as exc:
         raise TrackingServerError(
             f"MLflow at {url} cannot be reached",

@@ -11,7 +11,8 @@ the next step depends on:
   off, as the platform runs it; the API answers 401 to anyone not signed in).
 * MLflow: ``/health`` answers 200.
 
-Progress goes to ``log`` whenever a service's state changes.
+Progress goes to ``log`` whenever a service's state changes. Each probe asks once (no
+retries inside it): tenacity's loop around all of them is the backoff, up to the deadline.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mlci.errors import PlatformNotReady
+
+if TYPE_CHECKING:
+    import requests
+    from tenacity import RetryCallState
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -32,12 +38,11 @@ class Probe:
     check: Check
 
 
-def _get(url: str, timeout: float, auth: tuple[str, str] | None = None):
-    import requests
+def _get(url: str, timeout: float, auth: tuple[str, str] | None = None) -> requests.Response:
+    from mlci.http import session
 
-    return requests.get(
-        url, auth=auth, timeout=timeout, allow_redirects=False, headers={"User-Agent": "mlci"}
-    )
+    with session(timeout, auth=auth, retries=0) as http:
+        return http.get(url, allow_redirects=False)
 
 
 def _unreachable(exc: Exception) -> tuple[bool, str]:
@@ -160,12 +165,19 @@ def wait_until_ready(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Poll every probe until all are ready; PlatformNotReady at the deadline."""
+    """Poll every probe until all are ready; PlatformNotReady at the deadline.
+
+    The pause grows by half each round, from ``first_interval`` up to ``max_interval``, and
+    never runs past the deadline. An exception from a probe (wrong credentials) ends the wait.
+    """
+    from tenacity import Retrying, retry_if_result, wait_exponential
+
     pending = list(probes)
     last: dict[str, str] = {}
     deadline = clock() + timeout
-    interval = first_interval
-    while True:
+    backoff = wait_exponential(multiplier=first_interval, exp_base=1.5, max=max_interval)
+
+    def one_round() -> list[Probe]:
         for probe in list(pending):
             ready, detail = probe.check()
             if last.get(probe.service) != detail:
@@ -173,18 +185,28 @@ def wait_until_ready(
                 last[probe.service] = detail
             if ready:
                 pending.remove(probe)
-        if not pending:
-            return
-        remaining = deadline - clock()
-        if remaining <= 0:
-            names = ", ".join(f"{p.service} ({last.get(p.service, 'no answer')})" for p in pending)
-            raise PlatformNotReady(
-                f"platform: waiting for readiness: not ready after {timeout:g} s: {names}",
-                "a first start takes minutes (SonarQube migrates its database and builds its "
-                "search index; Jenkins installs its configuration)",
-                "look at `docker-compose ps` and `docker-compose logs SERVICE`; for SonarQube "
-                "check the kernel settings in sonarqube/README.md; raise "
-                "MLCI_PLATFORM_READY_TIMEOUT if the machine is only slow",
-            )
-        sleep(min(interval, remaining))
-        interval = min(interval * 1.5, max_interval)
+        return pending
+
+    def past_deadline(_state: RetryCallState) -> bool:
+        return deadline - clock() <= 0
+
+    def pause(state: RetryCallState) -> float:
+        return min(backoff(state), deadline - clock())
+
+    Retrying(
+        retry=retry_if_result(bool),
+        stop=past_deadline,
+        wait=pause,
+        sleep=sleep,
+        retry_error_callback=lambda _state: None,  # the check below names who is late
+    )(one_round)
+    if pending:
+        names = ", ".join(f"{p.service} ({last.get(p.service, 'no answer')})" for p in pending)
+        raise PlatformNotReady(
+            f"platform: waiting for readiness: not ready after {timeout:g} s: {names}",
+            "a first start takes minutes (SonarQube migrates its database and builds its "
+            "search index; Jenkins installs its configuration)",
+            "look at `docker-compose ps` and `docker-compose logs SERVICE`; for SonarQube "
+            "check the kernel settings in sonarqube/README.md; raise "
+            "MLCI_PLATFORM_READY_TIMEOUT if the machine is only slow",
+        )

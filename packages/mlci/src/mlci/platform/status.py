@@ -3,19 +3,23 @@
 One row per service: URL, version (Jenkins: ``X-Jenkins`` of ``/`` after ``get_whoami``;
 SonarQube: ``api/system/status``; MLflow: ``/version``; GitBucket's API does not report its
 version), health, and the wiring that ``invoke platform.wire`` sets up (job, hook, gate,
-webhook, default passwords gone). A service that does not answer is reported, not raised.
+webhook, default passwords gone). A service that does not answer is reported, not raised:
+each request is sent once (no retries), so a service that is restarting shows as down now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlci.errors import MlciError
 from mlci.platform.secrets import EnvFile
 from mlci.resources import gate_file
 from mlci.settings import Settings
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass
@@ -27,13 +31,13 @@ class ServiceStatus:
     wiring: list[str] = field(default_factory=list)
 
 
-def _http(method: str, url: str, timeout: float, **kwargs: Any) -> Any:
-    import requests
+def _http(
+    method: str, url: str, timeout: float, auth: tuple[str, str] | None = None
+) -> requests.Response:
+    from mlci.http import session
 
-    return requests.request(
-        method, url, timeout=timeout, allow_redirects=False,
-        headers={"User-Agent": "mlci"}, **kwargs,
-    )  # fmt: skip
+    with session(timeout, auth=auth, retries=0) as http:
+        return http.request(method, url, allow_redirects=False)
 
 
 def _down(exc: Exception) -> str:

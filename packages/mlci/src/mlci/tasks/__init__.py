@@ -10,7 +10,7 @@ from mlci.servers import disable_mlflow_telemetry
 # Before anything imports mlflow: it starts its telemetry thread on import (see servers.py).
 disable_mlflow_telemetry()
 
-from invoke import Collection  # noqa: E402
+from invoke.collection import Collection  # noqa: E402
 
 from mlci.tasks import (  # noqa: E402
     model,

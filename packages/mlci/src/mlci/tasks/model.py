@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from invoke import Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
-from mlci.errors import MlciError
 from mlci.tasks._signals import stops_cleanly
+
+if TYPE_CHECKING:
+    from mlci.context import StageContext
 
 
 @contextlib.contextmanager
-def _registry_client(model=None):
+def _registry_client(model: str | None = None) -> Iterator[tuple[StageContext, Any, str]]:
     """The context, a client and the tracking URI; a local server started for it stops after."""
     from mlci.clients import mlflow as mlflow_client
     from mlci.context import StageContext
@@ -34,19 +40,22 @@ def _registry_client(model=None):
     }
 )
 @stops_cleanly
-def info(c, alias=None, version=None, as_json=False, model=None):
+def info(
+    c: Context,
+    alias: str | None = None,
+    version: str | None = None,
+    as_json: bool = False,
+    model: str | None = None,
+) -> None:
     """Where did the champion come from? Version, run, metrics, lineage, alias history."""
     from mlci import registry
     from mlci.clients import mlflow as mlflow_client
 
-    try:
-        with _registry_client(model) as (ctx, client, uri):
-            settings = ctx.settings
-            name = settings.mlflow.registered_model
-            with mlflow_client.server_errors(f"reading {name}", uri):
-                data = registry.describe(client, name, alias or settings.promotion.alias, version)
-    except MlciError as exc:
-        raise Exit(exc.render(), code=exc.exit_code) from None
+    with _registry_client(model) as (ctx, client, uri):
+        settings = ctx.settings
+        name = settings.mlflow.registered_model
+        with mlflow_client.server_errors(f"reading {name}", uri):
+            data = registry.describe(client, name, alias or settings.promotion.alias, version)
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -77,28 +86,28 @@ def info(c, alias=None, version=None, as_json=False, model=None):
     }
 )
 @stops_cleanly
-def rollback(c, expect=None, model=None):
+def rollback(c: Context, expect: str | None = None, model: str | None = None) -> None:
     """Walk the champion alias back one promotion (v7 -> v6 -> v5), recorded in its history."""
     from mlci import registry
     from mlci.clients import mlflow as mlflow_client
 
-    try:
-        with _registry_client(model) as (ctx, client, uri):
-            settings = ctx.settings
-            name, alias = settings.mlflow.registered_model, settings.promotion.alias
-            if settings.promotion.mode != "enabled":
-                raise Exit(
-                    f"promotion.mode is {settings.promotion.mode}: not moving aliases", code=1
-                )
-            with mlflow_client.server_errors(f"rolling back {name}", uri):
-                old, new = registry.rollback(
-                    client, name, alias, owner=registry.new_owner(),
-                    build_url=os.environ.get("BUILD_URL", ""), expect=expect, log=ctx.log,
-                    lease_wait=settings.promotion.lease_wait,
-                    lease_ttl=settings.promotion.lease_ttl,
-                )  # fmt: skip
-    except MlciError as exc:
-        raise Exit(exc.render(), code=exc.exit_code) from None
+    with _registry_client(model) as (ctx, client, uri):
+        settings = ctx.settings
+        name, alias = settings.mlflow.registered_model, settings.promotion.alias
+        if settings.promotion.mode != "enabled":
+            raise Exit(f"promotion.mode is {settings.promotion.mode}: not moving aliases", code=1)
+        with mlflow_client.server_errors(f"rolling back {name}", uri):
+            old, new = registry.rollback(
+                client,
+                name,
+                alias,
+                owner=registry.new_owner(),
+                build_url=os.environ.get("BUILD_URL", ""),
+                expect=expect,
+                log=ctx.log,
+                lease_wait=settings.promotion.lease_wait,
+                lease_ttl=settings.promotion.lease_ttl,
+            )
     print(f"{name}: {alias} v{old} -> v{new} (rolled back; v{old} is now {registry.PREVIOUS})")
     if expect is None:
         print(

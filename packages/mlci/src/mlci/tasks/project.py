@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from invoke import Exit, task
+from invoke.context import Context
+from invoke.tasks import task
 
-from mlci.errors import MlciError
+from mlci.tasks._signals import stops_cleanly
 
 
 @task(
@@ -15,18 +16,22 @@ from mlci.errors import MlciError
         "dry_run": "print what would be written and write nothing",
     }
 )
-def init(c, module="", primary_metric="f1_macro", lower_is_better=False, dry_run=False):
+@stops_cleanly
+def init(
+    c: Context,
+    module: str = "",
+    primary_metric: str = "f1_macro",
+    lower_is_better: bool = False,
+    dry_run: bool = False,
+) -> None:
     """Write editable copies of mlci's defaults here: [tool.mlci], Jenkinsfile, bootstrap, ..."""
     from mlci.init import apply, plan
     from mlci.settings import find_project_root
 
-    try:
-        # Here, or the project this folder belongs to (MLCI_PROJECT_ROOT, or the nearest
-        # folder upwards with [tool.mlci], which init then refuses to overwrite).
-        root = find_project_root()
-        planned = plan(root, module, primary_metric, lower_is_better)
-    except MlciError as exc:
-        raise Exit(exc.render(), code=exc.exit_code) from None
+    # Here, or the project this folder belongs to (MLCI_PROJECT_ROOT, or the nearest
+    # folder upwards with [tool.mlci], which init then refuses to overwrite).
+    root = find_project_root()
+    planned = plan(root, module, primary_metric, lower_is_better)
     for item in planned:
         lines = item.content.strip("\n").count("\n") + 1
         print(f"{'would ' if dry_run else ''}{item.action} {item.path} ({lines} lines)")

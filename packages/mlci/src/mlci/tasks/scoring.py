@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
+from invoke.context import Context
+from invoke.tasks import task
 
+from mlci.tasks._signals import stops_cleanly
 from mlci.tasks.stages import _stage_context
 
 
@@ -16,7 +18,10 @@ from mlci.tasks.stages import _stage_context
         "model": "which of [tool.mlci.models] (default: serving.model, or the only one)",
     }
 )
-def score(c, input=None, version=None, model=None):
+@stops_cleanly
+def score(
+    c: Context, input: str | None = None, version: str | None = None, model: str | None = None
+) -> None:
     """Score a CSV or Parquet batch with the champion; write predictions and a drift report."""
     from mlci.errors import ConfigError
     from mlci.stages import score as scoring

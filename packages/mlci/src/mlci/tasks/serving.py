@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from invoke import task
+from invoke.context import Context
+from invoke.tasks import task
+
+from mlci.tasks._signals import stops_cleanly
 
 
 @task(
@@ -13,7 +16,14 @@ from invoke import task
         "runtime": "auto | docker | process (overrides serving.runtime)",
     }
 )
-def serve(c, version=None, model=None, port=None, runtime=None):
+@stops_cleanly
+def serve(
+    c: Context,
+    version: str | None = None,
+    model: str | None = None,
+    port: str | None = None,
+    runtime: str | None = None,
+) -> None:
     """Serve a registered version over HTTP here: /invocations, /ping, /metrics; Ctrl-C stops."""
     from mlci import deployment
     from mlci.clients import mlflow as mlflow_client

@@ -4,36 +4,37 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from invoke import Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
-from mlci.errors import ConfigError, MlciError
-from mlci.tasks._signals import interrupted, stop_on_signals
+from mlci.errors import ConfigError
+from mlci.tasks._signals import as_exit, ends_cleanly, stops_cleanly
+
+if TYPE_CHECKING:
+    from mlci.context import StageContext
+    from mlci.stages import StageResult
 
 
 @contextmanager
 def _stage_context(
     overrides: Mapping[str, Any] | None = None, model: str | None = None
-) -> Iterator[Any]:
+) -> Iterator[StageContext]:
+    """Settings loaded, a stage context open; closed (local servers stopped, a training
+    container removed) before the task's one-line message or its exit for a signal."""
     from mlci.context import StageContext
     from mlci.settings import load_settings
 
-    # SIGTERM / SIGHUP take Ctrl-C's path: the context closes (local servers stopped, a
-    # training container removed), then one line and exit 143 / 129 (130 for Ctrl-C).
-    with stop_on_signals():
-        try:
-            settings = load_settings(overrides)
-            if model:
-                settings = settings.for_model(model)
-            with StageContext(settings) as ctx:
-                yield ctx
-        except MlciError as exc:
-            raise Exit(exc.render(), code=exc.exit_code) from None
-        except KeyboardInterrupt as exc:
-            raise interrupted(exc) from None
+    with ends_cleanly():
+        settings = load_settings(overrides)
+        if model:
+            settings = settings.for_model(model)
+        with StageContext(settings) as ctx:
+            yield ctx
 
 
 def _run_stage(
@@ -58,39 +59,41 @@ def _json_arg(flag: str, text: str | None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise Exit(
-            ConfigError(
-                f"{flag} is not valid JSON",
-                str(exc),
-                f"""quote it for the shell, e.g. {flag} '{{"n_estimators": 300}}'""",
-            ).render(),
-            code=ConfigError.exit_code,
-        ) from None
+        error = ConfigError(
+            f"{flag} is not valid JSON",
+            str(exc),
+            f"""quote it for the shell, e.g. {flag} '{{"n_estimators": 300}}'""",
+        )
+        raise as_exit(error) from None
 
 
 FORCE_HELP = "run even when its inputs are unchanged since its last success (stage cache)"
 
 
 @task(help={"force": FORCE_HELP})
-def lint(c, force=False):
+@stops_cleanly
+def lint(c: Context, force: bool = False) -> None:
     """Lint the code with ruff; fails on findings (report: reports/ruff.json)."""
     _run_stage("lint", force=force)
 
 
 @task(help={"force": FORCE_HELP})
-def test(c, force=False):
+@stops_cleanly
+def test(c: Context, force: bool = False) -> None:
     """Run pytest with coverage; JUnit and Cobertura XML under reports/ (the gate judges it)."""
     _run_stage("test", force=force)
 
 
 @task
-def scan(c):
+@stops_cleanly
+def scan(c: Context) -> None:
     """Run the SonarQube scanner with the test and lint reports (skipped without SonarQube)."""
     _run_stage("scan")
 
 
 @task(help={"file": "quality-gate definition (overrides gate.file)", "force": FORCE_HELP})
-def gate(c, file=None, force=False):
+@stops_cleanly
+def gate(c: Context, file: str | None = None, force: bool = False) -> None:
     """Hold the build at the quality gate (SonarQube, or local rules); prints each condition."""
     _run_stage("gate", {"gate.file": file}, force=force)
 
@@ -101,7 +104,8 @@ def gate(c, file=None, force=False):
         "force": FORCE_HELP,
     }
 )
-def image(c, base_image=None, force=False):
+@stops_cleanly
+def image(c: Context, base_image: str | None = None, force: bool = False) -> None:
     """Build the model's Docker image (skipped when no Docker engine answers)."""
     _run_stage("image", {"image.base_image": base_image}, force=force)
 
@@ -114,7 +118,14 @@ def image(c, base_image=None, force=False):
         "force": FORCE_HELP,
     }
 )
-def train(c, tracking_uri=None, params=None, model=None, force=False):
+@stops_cleanly
+def train(
+    c: Context,
+    tracking_uri: str | None = None,
+    params: str | None = None,
+    model: str | None = None,
+    force: bool = False,
+) -> None:
     """Train the model and log run, model and lineage to MLflow; registers a version."""
     _run_stage(
         "train",
@@ -132,7 +143,14 @@ def train(c, tracking_uri=None, params=None, model=None, force=False):
         "force": FORCE_HELP,
     }
 )
-def promote(c, tracking_uri=None, mode=None, model=None, force=False):
+@stops_cleanly
+def promote(
+    c: Context,
+    tracking_uri: str | None = None,
+    mode: str | None = None,
+    model: str | None = None,
+    force: bool = False,
+) -> None:
     """Move the champion alias to the new version if it meets the thresholds and wins."""
     _run_stage(
         "promote", {"mlflow.tracking_uri": tracking_uri, "promotion.mode": mode}, model, force
@@ -146,7 +164,10 @@ def promote(c, tracking_uri=None, mode=None, model=None, force=False):
         "stop": "stop the local deployment (proxy and slots) instead",
     }
 )
-def deploy(c, version=None, model=None, stop=False):
+@stops_cleanly
+def deploy(
+    c: Context, version: str | None = None, model: str | None = None, stop: bool = False
+) -> None:
     """Blue/green: the champion beside the serving version, smoke test, switch, drain."""
     if stop:
         with _stage_context(None, model) as ctx:
@@ -176,7 +197,10 @@ def deploy(c, version=None, model=None, stop=False):
         "force": FORCE_HELP,
     }
 )
-def release(c, repository_url=None, dry_run=False, force=False):
+@stops_cleanly
+def release(
+    c: Context, repository_url: str | None = None, dry_run: bool = False, force: bool = False
+) -> None:
     """Build sdist + wheel, twine check --strict, upload what is new, verify by download."""
     _run_stage(
         "release",
@@ -195,7 +219,14 @@ def release(c, repository_url=None, dry_run=False, force=False):
     },
     iterable=["force_stage"],
 )
-def pipeline(c, tracking_uri=None, repository_url=None, force=False, force_stage=None):
+@stops_cleanly
+def pipeline(
+    c: Context,
+    tracking_uri: str | None = None,
+    repository_url: str | None = None,
+    force: bool = False,
+    force_stage: list[str] | None = None,
+) -> None:
     """Run lint, test, scan, gate, image, train, promote, deploy, release; print a summary."""
     from mlci.pipeline import run_pipeline, summary_lines, write_summary
 
@@ -220,20 +251,18 @@ def pipeline(c, tracking_uri=None, repository_url=None, force=False, force_stage
             raise Exit(f"pipeline failed at stage {_failed(results)}", code=error.exit_code)
 
 
-def _failed(results) -> str:
+def _failed(results: Sequence[StageResult]) -> str:
     return next(r.stage for r in results if r.status == "failed")
 
 
 @task
-def config(c):
+@stops_cleanly
+def config(c: Context) -> None:
     """Print every setting, its value and where it came from (secrets masked)."""
     from mlci.settings import load_settings
     from mlci.table import format_table
 
-    try:
-        settings = load_settings()
-    except MlciError as exc:
-        raise Exit(exc.render(), code=exc.exit_code) from None
+    settings = load_settings()
     print(f"project root: {settings.project_root}")
     rows = [(key, value, source) for key, value, source, _ in settings.describe()]
     print("\n".join(format_table(("setting", "value", "source"), rows)))
