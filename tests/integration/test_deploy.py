@@ -25,7 +25,7 @@ import pytest
 
 from mlci import deployment
 from mlci.errors import StageFailed
-from mlci.servers import free_port
+from mlci.servers import free_port, poll
 from mlci.stages import deploy, promote
 
 from .conftest import REPO_ROOT, make_context, train_and_promote
@@ -38,9 +38,11 @@ STRONG = {"estimator": "random_forest", "n_estimators": 200, "seed": 42}
 
 def _post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict, dict]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, dict(resp.headers), json.loads(resp.read())
@@ -89,6 +91,18 @@ class Stream:
             thread.join(timeout=60)
 
 
+def _wait_for_ping(url: str, proc: subprocess.Popen[str], what: str) -> None:
+    """Wait (up to 120 s) until ``url`` answers /ping; the process's output if it exits first."""
+
+    def answered() -> bool:
+        if deployment.answers(url + "/ping"):
+            return True
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        return False
+
+    assert poll(answered, bool, 120, 0.25), f"{what} did not answer /ping"
+
+
 def _served(proxy_url: str) -> str | None:
     return deployment.Proxy(proxy_url, "").served_version()
 
@@ -107,9 +121,15 @@ def deployed(tmp_path_factory, mlflow_server):
     }
     _, first, _ = train_and_promote(tmp, mlflow_server, model, MEDIUM)
     assert first.details["champion_after"] == "1", first.summary
-    ctx, lines = make_context(tmp, **{"mlflow.tracking_uri": mlflow_server,
-                                      "mlflow.registered_model": model,
-                                      "mlflow.experiment": model, **settings})  # fmt: skip
+    ctx, lines = make_context(
+        tmp,
+        **{
+            "mlflow.tracking_uri": mlflow_server,
+            "mlflow.registered_model": model,
+            "mlflow.experiment": model,
+            **settings,
+        },
+    )
     try:
         with ctx:
             result = deploy.deploy(ctx)
@@ -153,8 +173,12 @@ def test_deploys_under_a_request_stream(deployed, mlflow_server):
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     _, second, _ = train_and_promote(tmp, mlflow_server, model, STRONG)
     assert second.details["champion_after"] == "2", second.summary
-    common = {"mlflow.tracking_uri": mlflow_server, "mlflow.registered_model": model,
-              "mlflow.experiment": model, **deployed["settings"]}  # fmt: skip
+    common = {
+        "mlflow.tracking_uri": mlflow_server,
+        "mlflow.registered_model": model,
+        "mlflow.experiment": model,
+        **deployed["settings"],
+    }
     body = _example_body(tmp, model)
 
     with Stream(url, body) as stream:
@@ -186,8 +210,10 @@ def test_deploys_under_a_request_stream(deployed, mlflow_server):
         while stream.snapshot()[0]["ok"] < before + 20:
             time.sleep(0.1)
     counts, versions = stream.snapshot()
-    print(f"\nrequest stream: {dict(counts)}, by served version: {dict(versions)}; "
-          f"at the failed deploy's end: {dict(during_failed)}")  # fmt: skip
+    print(
+        f"\nrequest stream: {dict(counts)}, by served version: {dict(versions)}; "
+        f"at the failed deploy's end: {dict(during_failed)}"
+    )
     assert stream.errors == []
     assert counts["failed"] == 0, counts
     assert versions["1"] > 0 and versions["2"] > 0, versions
@@ -199,10 +225,15 @@ def test_deploys_under_a_request_stream(deployed, mlflow_server):
 
 
 def test_a_deploy_of_what_serves_changes_nothing(deployed, mlflow_server):
-    ctx, _ = make_context(deployed["tmp"], **{
-        "mlflow.tracking_uri": mlflow_server, "mlflow.registered_model": deployed["model"],
-        "mlflow.experiment": deployed["model"], **deployed["settings"],
-    })  # fmt: skip
+    ctx, _ = make_context(
+        deployed["tmp"],
+        **{
+            "mlflow.tracking_uri": mlflow_server,
+            "mlflow.registered_model": deployed["model"],
+            "mlflow.experiment": deployed["model"],
+            **deployed["settings"],
+        },
+    )
     with ctx:
         before = deployment.Proxy(f"http://127.0.0.1:{deployed['port']}", "").status()
         result = deploy.deploy(ctx)
@@ -227,23 +258,26 @@ def test_invoke_serve_answers_like_pyfunc(deployed, mlflow_server, tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
     env.update(
-        MLCI_PROJECT_ROOT=str(REPO_ROOT), MLCI_MODEL="wine",
+        MLCI_PROJECT_ROOT=str(REPO_ROOT),
+        MLCI_MODEL="wine",
         MLCI_MLFLOW_TRACKING_URI=mlflow_server,
         MLCI_MLFLOW_REGISTERED_MODEL=deployed["model"],
-        MLCI_REPORTS_DIR=str(tmp_path / "reports"), MLCI_STATE_DIR=str(tmp_path / "state"),
+        MLCI_REPORTS_DIR=str(tmp_path / "reports"),
+        MLCI_STATE_DIR=str(tmp_path / "state"),
         MLCI_SERVING_RUNTIME="process",
-    )  # fmt: skip
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "serve", "--port", str(port)], cwd=REPO_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "invoke", "serve", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while not deployment.answers(url + "/ping"):
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "invoke serve did not answer /ping"
-            time.sleep(0.25)
+        _wait_for_ping(url, proc, "invoke serve")
         champion = deployment.Proxy(f"http://127.0.0.1:{deployed['port']}", "").status()
         body = _example_body(deployed["tmp"], deployed["model"])
         status, _, answer = _post(url + "/invocations", body)
@@ -274,29 +308,46 @@ def test_a_replica_downloads_its_version_by_model_uri(deployed, mlflow_server, t
     model, port = deployed["model"], free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
     env.update(MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_DISABLE_TELEMETRY="true")
-    argv = [sys.executable, "-m", "mlci.serving_app", "--model-dir", str(tmp_path / "models"),
-            "--model-name", model, "--version", "1", "--slot", "replica-0",
-            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "mlci.serving_app",
+        "--model-dir",
+        str(tmp_path / "models"),
+        "--model-name",
+        model,
+        "--version",
+        "1",
+        "--slot",
+        "replica-0",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     missing = subprocess.run(
-        [*argv, "--model-uri", f"models:/{model}/99"], env=env, capture_output=True, text=True,
+        [*argv, "--model-uri", f"models:/{model}/99"],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert missing.returncode == 3, missing.stderr
     assert "ServingError: could not download models:/" in missing.stderr
     assert "Traceback" not in missing.stderr
     assert not (tmp_path / "models").exists()  # nothing half-downloaded left behind
 
     proc = subprocess.Popen(
-        [*argv, "--model-uri", f"models:/{model}/1"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        [*argv, "--model-uri", f"models:/{model}/1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while not deployment.answers(url + "/ping"):
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the replica did not answer /ping"
-            time.sleep(0.25)
+        _wait_for_ping(url, proc, "the replica")
         assert (tmp_path / "models" / "MLmodel").is_file()
         body = _example_body(deployed["tmp"], model)
         status, _, answer = _post(url + "/invocations", body)
@@ -337,10 +388,16 @@ def test_slots_run_in_the_model_image(deployed, mlflow_server, tmp_path, docker_
     from .conftest import BASE_IMAGE
 
     port = free_port()
-    common = {"mlflow.tracking_uri": mlflow_server, "mlflow.registered_model": deployed["model"],
-              "mlflow.experiment": deployed["model"], "serving.runtime": "docker",
-              "serving.port": port, "serving.smoke_p95_ms": 5000.0,
-              "image.base_image": BASE_IMAGE, "image.network": "host"}  # fmt: skip
+    common = {
+        "mlflow.tracking_uri": mlflow_server,
+        "mlflow.registered_model": deployed["model"],
+        "mlflow.experiment": deployed["model"],
+        "serving.runtime": "docker",
+        "serving.port": port,
+        "serving.smoke_p95_ms": 5000.0,
+        "image.base_image": BASE_IMAGE,
+        "image.network": "host",
+    }
     ctx, lines = make_context(tmp_path, **common)
     try:
         with ctx:
@@ -375,8 +432,7 @@ def test_slots_run_in_the_model_image(deployed, mlflow_server, tmp_path, docker_
         names = {c.name for c in running if c.name.startswith(f"mlci-serving-{deployed['model']}")}
         assert names == {f"mlci-serving-{deployed['model']}-green"}, names
     finally:
-        stopped = deployment.stop_local(ctx.settings, deployed["model"],
-                                        lambda: docker_client(60))  # fmt: skip
+        stopped = deployment.stop_local(ctx.settings, deployed["model"], lambda: docker_client(60))
     assert any(s.startswith("slot green") for s in stopped), stopped
     engine = docker.from_env(timeout=30)
     left = engine.containers.list(

@@ -29,9 +29,13 @@ def _invoke(tmp_path, port, *args):
         MLCI_MLFLOW_SERVER_PORT=str(port),
     )
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _health(url):

@@ -155,9 +155,11 @@ class Proxy:
         url = upstream if isinstance(upstream, str) else upstream.url
         body = {"url": url, "model": "wine", "version": version, "slot": slot}
         return requests.put(
-            f"{self.url}/-/upstream", json=body, timeout=TIMEOUT,
+            f"{self.url}/-/upstream",
+            json=body,
+            timeout=TIMEOUT,
             headers=kw.get("headers", {"Authorization": f"Bearer {TOKEN}"}),
-        )  # fmt: skip
+        )
 
     def metrics(self) -> str:
         return requests.get(f"{self.url}/-/metrics", timeout=TIMEOUT).text
@@ -174,10 +176,22 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
         env = {**os.environ, "MLCI_SERVING_PROXY_TOKEN": TOKEN}
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, str(PROXY), "--host", "127.0.0.1", "--port", str(port),
-                 "--state-file", str(state_file), "--upstream-timeout", str(upstream_timeout)],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    str(PROXY),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--state-file",
+                    str(state_file),
+                    "--upstream-timeout",
+                    str(upstream_timeout),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         started.append(process)
         proxy = Proxy(process, f"http://127.0.0.1:{port}", log, state_file)
 
@@ -220,9 +234,13 @@ def sample(page: str, name: str, **labels: str) -> float | None:
 def test_no_upstream_is_503_and_switches_need_the_token(start_proxy, upstreams) -> None:
     proxy = start_proxy()
     assert proxy.status() == {
-        "upstream": None, "model": None, "version": None, "slot": None,
-        "switched_at": None, "in_flight": {},
-    }  # fmt: skip
+        "upstream": None,
+        "model": None,
+        "version": None,
+        "slot": None,
+        "switched_at": None,
+        "in_flight": {},
+    }
     before = requests.post(f"{proxy.url}/invocations", json={"x": 1}, timeout=TIMEOUT)
     assert before.status_code == 503
     assert "error" in before.json()
@@ -236,9 +254,13 @@ def test_no_upstream_is_503_and_switches_need_the_token(start_proxy, upstreams) 
         refused = proxy.switch(upstreams.blue, "1", headers=headers)
         assert refused.status_code == 401, headers
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    for body in (b"not json", b"[]", b'{"url": "http://x"}',
-                 b'{"url": "ftp://x", "model": "m", "version": "1", "slot": "b"}',
-                 b'{"url": "http://x", "model": "", "version": "1", "slot": "b"}'):  # fmt: skip
+    for body in (
+        b"not json",
+        b"[]",
+        b'{"url": "http://x"}',
+        b'{"url": "ftp://x", "model": "m", "version": "1", "slot": "b"}',
+        b'{"url": "http://x", "model": "", "version": "1", "slot": "b"}',
+    ):
         bad = requests.put(f"{proxy.url}/-/upstream", data=body, headers=auth, timeout=TIMEOUT)
         assert bad.status_code == 400, body
         assert "error" in bad.json()
@@ -261,10 +283,17 @@ def test_requests_are_forwarded_whole(start_proxy, upstreams) -> None:
     assert switched.json()["current"]["upstream"] == upstreams.blue.url
 
     answer = requests.put(
-        f"{proxy.url}/some/path?a=1&b=%2F", data=b"payload", timeout=TIMEOUT,
-        headers={"X-Custom": "yes", "Connection": "keep-alive, X-Hop", "X-Hop": "1",
-                 "Proxy-Authorization": "Basic secret", "Keep-Alive": "timeout=5"},
-    )  # fmt: skip
+        f"{proxy.url}/some/path?a=1&b=%2F",
+        data=b"payload",
+        timeout=TIMEOUT,
+        headers={
+            "X-Custom": "yes",
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "1",
+            "Proxy-Authorization": "Basic secret",
+            "Keep-Alive": "timeout=5",
+        },
+    )
     assert answer.status_code == 200
     seen = answer.json()
     assert seen["name"] == "blue"
@@ -321,9 +350,10 @@ class Stream:
                 started = time.monotonic()
                 try:
                     answer = session.post(
-                        f"{self.url}/invocations", timeout=TIMEOUT,
+                        f"{self.url}/invocations",
+                        timeout=TIMEOUT,
                         json={"dataframe_split": {"columns": ["a"], "data": [[1.0]]}},
-                    )  # fmt: skip
+                    )
                 except requests.RequestException as exc:
                     with self.lock:
                         self.failures.append(repr(exc))
@@ -448,8 +478,10 @@ def test_a_restarted_proxy_keeps_its_upstream(start_proxy, upstreams, tmp_path: 
     second = start_proxy(state)
     status = second.status()
     assert (status["upstream"], status["version"], status["slot"]) == (
-        upstreams.green.url, "5", "green",
-    )  # fmt: skip
+        upstreams.green.url,
+        "5",
+        "green",
+    )
     answer = requests.get(f"{second.url}/again", timeout=TIMEOUT)
     assert (answer.json()["name"], answer.headers["X-Mlci-Served-Version"]) == ("green", "5")
     page = second.metrics()
@@ -495,18 +527,24 @@ def test_without_a_token_or_with_a_broken_state_file_it_does_not_start(tmp_path:
     command = [sys.executable, str(PROXY), "--port", str(free_port())]
     state = tmp_path / "state.json"
     no_token = subprocess.run(
-        [*command, "--state-file", str(state)], env=env, capture_output=True, text=True,
+        [*command, "--state-file", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=DEADLINE,
-    )  # fmt: skip
+    )
     assert no_token.returncode == 2
     assert no_token.stderr.strip().splitlines() == [no_token.stderr.strip()]
     assert "MLCI_SERVING_PROXY_TOKEN" in no_token.stderr
 
     state.write_text("{broken")
     broken = subprocess.run(
-        [*command, "--state-file", str(state)], capture_output=True, text=True,
-        env={**env, "MLCI_SERVING_PROXY_TOKEN": TOKEN}, timeout=DEADLINE,
-    )  # fmt: skip
+        [*command, "--state-file", str(state)],
+        capture_output=True,
+        text=True,
+        env={**env, "MLCI_SERVING_PROXY_TOKEN": TOKEN},
+        timeout=DEADLINE,
+    )
     assert broken.returncode == 2
     assert len(broken.stderr.strip().splitlines()) == 1
     assert str(state) in broken.stderr and "Traceback" not in broken.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -119,9 +120,6 @@ def test_a_container_name_on_the_platform_network_is_what_prometheus_scrapes(loa
     )
     assert deployment.container_name(load(), "m", "green") == "mlci-serving-m-green"
     scraped = (
-        deployment.Path(__file__).resolve().parents[2]
-        / "services"
-        / "prometheus"
-        / "prometheus.yml"
+        Path(__file__).resolve().parents[2] / "services" / "prometheus" / "prometheus.yml"
     ).read_text()
     assert "mlci-serving-blue:8000" in scraped and "mlci-serving-green:8000" in scraped

@@ -18,11 +18,25 @@ from mlci import servers
 #: What makes MLflow turn its telemetry off by itself (mlflow/telemetry/utils.py): removed
 #: from a child's environment, so that only mlci's own setting can turn it off there.
 CI_MARKERS = (
-    "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI", "JENKINS_URL",
-    "TRAVIS", "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE",
-    "TEAMCITY_VERSION", "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME",
-    "RUNBOT_WORKER_ID", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
-)  # fmt: skip
+    "PYTEST_CURRENT_TEST",
+    "GITHUB_ACTIONS",
+    "CI",
+    "CIRCLECI",
+    "GITLAB_CI",
+    "JENKINS_URL",
+    "TRAVIS",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ARN",
+    "BUILDKITE",
+    "TEAMCITY_VERSION",
+    "CLOUD_RUN_EXECUTION",
+    "RUNBOT_HOST_URL",
+    "RUNBOT_BUILD_NAME",
+    "RUNBOT_WORKER_ID",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+)
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -64,17 +78,22 @@ def _wait_until(check, timeout: float = 10.0) -> bool:
 def _http_server_with_a_helper(port: int) -> list[str]:
     """A leader (the HTTP server) that leaves a helper in its group, as mlflow server does."""
     return [
-        "sh", "-c",
+        "sh",
+        "-c",
         f"sleep 300 & exec {sys.executable} -m http.server --bind 127.0.0.1 {port}",
-    ]  # fmt: skip
+    ]
 
 
 def test_a_local_server_runs_with_mlflow_telemetry_off(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # mlci's setting wins
     with servers.local_server(
-        "http", _http_server_with_a_helper, "/", tmp_path / "http.log", start_timeout=30,
+        "http",
+        _http_server_with_a_helper,
+        "/",
+        tmp_path / "http.log",
+        start_timeout=30,
         env={"MLFLOW_DISABLE_TELEMETRY": "false"},
-    ) as server:  # fmt: skip
+    ) as server:
         assert _environ(server.pid)["MLFLOW_DISABLE_TELEMETRY"] == "true"
         helpers = _children(server.pid)
         assert helpers and all(

@@ -138,9 +138,12 @@ def container_env(settings: Settings, tracking_uri: str, context: dict[str, Any]
 
 
 def pull(
-    client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str], None],
+    client: Any,
+    ref: str,
+    auth: dict[str, str] | None,
+    log: Callable[[str], None],
     stage: str = "train",
-) -> str:  # fmt: skip
+) -> str:
     """Pull ``name@sha256:...``; returns the repo digest the engine now holds for it."""
     from docker.errors import APIError
 
@@ -154,8 +157,8 @@ def pull(
     log(f"{stage}: pulling {ref}")
     errors: list[str] = []
     try:
-        for chunk in client.pull(repository, tag=digest, stream=True, decode=True,
-                                 auth_config=auth):  # fmt: skip
+        chunks = client.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
+        for chunk in chunks:
             if "error" in chunk:
                 errors.append(str(chunk["error"]).strip())
     except APIError as exc:
@@ -214,7 +217,7 @@ def run_training(
     )
     try:
         client.start(cid)
-        printer = threading.Thread(target=_print_logs, args=(client, cid, log), daemon=True)
+        printer = threading.Thread(target=print_logs, args=(client, cid, log), daemon=True)
         printer.start()
         try:
             status = client.wait(cid, timeout=settings.train.timeout)
@@ -226,7 +229,7 @@ def run_training(
             ) from None
         printer.join(timeout=10)
     finally:
-        _remove(client, cid)
+        remove_container(client, cid)
     code = int(status.get("StatusCode", 1))
     if code != 0:
         error = EXIT_CODES.get(code, StageFailed)
@@ -238,7 +241,8 @@ def run_training(
         )
 
 
-def _print_logs(client: Any, cid: str, log: Callable[[str], None]) -> None:
+def print_logs(client: Any, cid: str, log: Callable[[str], None]) -> None:
+    """Show a container's output line by line, as it comes, until it ends."""
     buffer = b""
     for chunk in client.logs(cid, stream=True, follow=True):
         buffer += chunk
@@ -249,8 +253,9 @@ def _print_logs(client: Any, cid: str, log: Callable[[str], None]) -> None:
         log("  | " + buffer.decode("utf-8", "replace").rstrip())
 
 
-def _remove(client: Any, cid: str) -> None:
+def remove_container(client: Any, name: str) -> None:
+    """Remove the container (by id or name), running or not; one that is gone is fine."""
     from docker.errors import APIError
 
     with contextlib.suppress(APIError):
-        client.remove_container(cid, force=True)
+        client.remove_container(name, force=True)

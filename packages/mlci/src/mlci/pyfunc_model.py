@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel
 
 
-class PredictorModel(mlflow.pyfunc.PythonModel):
+class PredictorModel(PythonModel):
     def __init__(self, predictor: Any) -> None:
         self.predictor = predictor
 

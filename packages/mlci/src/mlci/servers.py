@@ -4,7 +4,12 @@ One helper, :func:`local_server`, for all of them: a free port on 127.0.0.1, rea
 through the server's own health endpoint with a deadline, logs to a file under the state
 folder, its own process group, and a stop on success, failure, Ctrl-C, SIGTERM and SIGHUP
 alike (the tasks turn those two signals into the same exception path as Ctrl-C, see
-:mod:`mlci.tasks._signals`).
+:mod:`mlci.tasks._signals`). The lasting server, the local serving proxy and process slots
+use the same pieces but outlive the command that started them.
+
+Start and stop stay hand-written, not mirakuru: its executors kill what they started when
+mlci exits, and their stop ends without a last SIGKILL to the whole group. Readiness is a
+tenacity wait (:func:`mlci.process_control.poll`).
 """
 
 from __future__ import annotations
@@ -12,20 +17,52 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlci.errors import LocalServerError
+from mlci.process_control import (
+    LOOPBACK,
+    alive,
+    free_port,
+    healthy,
+    log_tail,
+    poll,
+    port_is_free,
+    stop_detached_group,
+    stop_process_group,
+)
 
-LOOPBACK = "127.0.0.1"
+# The process pieces stay part of this module's API (``servers.free_port`` and the like).
+__all__ = [
+    "LASTING_NAME",
+    "LOOPBACK",
+    "MLFLOW_SERVER_ENV",
+    "TELEMETRY_OFF",
+    "RunningServer",
+    "alive",
+    "disable_mlflow_telemetry",
+    "free_port",
+    "healthy",
+    "lasting_record",
+    "local_server",
+    "log_tail",
+    "mlflow_server_command",
+    "poll",
+    "port_is_free",
+    "pypi_server_command",
+    "running_lasting_server",
+    "spawn",
+    "start_lasting_server",
+    "stop_detached_group",
+    "stop_lasting_server",
+    "stop_process_group",
+    "wait_ready",
+]
 
 #: MLflow's telemetry off, in every process mlci runs in or starts. Offline, its thread fails
 #: to fetch its config and removes ``_MLFLOW_TELEMETRY_SESSION_ID`` from ``os.environ`` while
@@ -50,57 +87,9 @@ class RunningServer:
     log: Path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop the whole group: some servers (mlflow) leave helper processes behind otherwise.
-
-    SIGTERM first, SIGKILL after ``grace`` seconds. The final SIGKILL to the group runs even
-    when the leader had already exited, and even when a signal (Ctrl-C, SIGTERM) interrupts
-    the graceful part: helpers that outlive the leader still belong to the group.
-    """
-    reaped = proc.poll() is not None
-    try:
-        if not reaped:
-            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-                try:
-                    proc.wait(timeout=wait)
-                    reaped = True
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if not reaped:  # interrupted before the leader was reaped: no zombie left behind
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5.0)
-
-
-def _spawn(
+def spawn(
     name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own process group (session), output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -121,27 +110,38 @@ def _spawn(
             ) from None
 
 
-def _wait_ready(
-    name: str, proc: subprocess.Popen, health_url: str, log_path: Path, start_timeout: float
+def wait_ready(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    health_url: str,
+    log_path: Path,
+    start_timeout: float,
 ) -> float:
     """Seconds until ``health_url`` answers; a clear error when the server exits or is late."""
     started = time.monotonic()
-    deadline = started + start_timeout
-    while not _healthy(health_url):
+
+    def ready() -> bool:
+        if healthy(health_url):
+            return True
         if proc.poll() is not None:
             raise LocalServerError(
                 f"the local {name} exited during start-up (exit code {proc.returncode})",
-                f"last lines of {log_path}:\n{_log_tail(log_path)}",
+                f"last lines of {log_path}:\n{log_tail(log_path)}",
                 "fix the cause shown in the log, or point mlci at a running server",
             )
-        if time.monotonic() > deadline:
-            raise LocalServerError(
-                f"the local {name} was not ready after {start_timeout:.0f} s",
-                f"{health_url} did not answer; last lines of {log_path}:\n{_log_tail(log_path)}",
-                "raise MLCI_SERVER_START_TIMEOUT on a slow machine, or use a running server",
-            )
-        time.sleep(0.25)
+        return False
+
+    if not poll(ready, bool, start_timeout, 0.25):
+        raise LocalServerError(
+            f"the local {name} was not ready after {start_timeout:.0f} s",
+            f"{health_url} did not answer; last lines of {log_path}:\n{log_tail(log_path)}",
+            "raise MLCI_SERVER_START_TIMEOUT on a slow machine, or use a running server",
+        )
     return time.monotonic() - started
+
+
+# The earlier private names, still used by tests/integration/tracking_tier.py.
+_spawn, _wait_ready = spawn, wait_ready
 
 
 @contextlib.contextmanager
@@ -162,9 +162,9 @@ def local_server(
     url = f"http://{LOOPBACK}:{port}"
     if progress:
         progress(f"starting local {name} on {url} (log: {log_path})")
-    proc = _spawn(name, command(port), log_path, env)
+    proc = spawn(name, command(port), log_path, env)
     try:
-        seconds = _wait_ready(name, proc, url + health_path, log_path, start_timeout)
+        seconds = wait_ready(name, proc, url + health_path, log_path, start_timeout)
         if progress:
             progress(f"local {name} ready in {seconds:.1f} s")
         yield RunningServer(name=name, url=url, pid=proc.pid, log=log_path)
@@ -184,19 +184,6 @@ def lasting_record(state: Path) -> Path:
     return state / "mlflow" / "server.json"
 
 
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # our own child: reap it if it has exited
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_lasting_server(state: Path) -> str | None:
     """The URL of the lasting server of this state folder, when it runs and answers."""
     try:
@@ -204,18 +191,9 @@ def running_lasting_server(state: Path) -> str | None:
         pid, url = int(facts["pid"]), str(facts["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if _alive(pid) and _healthy(url + "/health"):
+    if alive(pid) and healthy(url + "/health"):
         return url
     return None
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
 
 
 def start_lasting_server(
@@ -235,9 +213,9 @@ def start_lasting_server(
     url = f"http://{LOOPBACK}:{port}"
     log_path = state / "logs" / "mlflow-server.log"
     progress(f"starting the local mlflow server on {url} (log: {log_path})")
-    proc = _spawn(LASTING_NAME, mlflow_server_command(state)(port), log_path, MLFLOW_SERVER_ENV)
+    proc = spawn(LASTING_NAME, mlflow_server_command(state)(port), log_path, MLFLOW_SERVER_ENV)
     try:
-        seconds = _wait_ready(LASTING_NAME, proc, url + "/health", log_path, start_timeout)
+        seconds = wait_ready(LASTING_NAME, proc, url + "/health", log_path, start_timeout)
     except BaseException:
         stop_process_group(proc)
         raise
@@ -258,15 +236,9 @@ def stop_lasting_server(state: Path, grace: float = 10.0) -> bool:
         ours = b"mlflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         ours = False
-    if not ours or not _alive(pid):
+    if not ours or not alive(pid):
         return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    stop_detached_group(pid, grace)
     return True
 
 
@@ -284,14 +256,10 @@ def mlflow_server_command(state: Path) -> Callable[[int], list[str]]:
 
     def command(port: int) -> list[str]:
         return [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{db}",
-            "--artifacts-destination", str(artifacts),
-            "--serve-artifacts",
-            "--host", LOOPBACK,
-            "--port", str(port),
-            "--workers", "1",
-        ]  # fmt: skip
+            *(sys.executable, "-m", "mlflow", "server", "--serve-artifacts"),
+            *("--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(artifacts)),
+            *("--host", LOOPBACK, "--port", str(port), "--workers", "1"),
+        ]
 
     return command
 
@@ -302,13 +270,10 @@ def pypi_server_command(packages_dir: Path) -> Callable[[int], list[str]]:
 
     def command(port: int) -> list[str]:
         return [
-            sys.executable, "-m", "pypiserver", "run",
-            "--host", LOOPBACK,
-            "--port", str(port),
-            "--authenticate", ".",
-            "--passwords", ".",
+            *(sys.executable, "-m", "pypiserver", "run", "--host", LOOPBACK, "--port", str(port)),
+            *("--authenticate", ".", "--passwords", "."),
             "--disable-fallback",  # an unknown project is a 404 here, never a pypi.org redirect
             str(packages_dir),
-        ]  # fmt: skip
+        ]
 
     return command

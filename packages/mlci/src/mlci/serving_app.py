@@ -55,29 +55,43 @@ class SlotMetrics:
         self.labels = {"model": model_name, "version": version}
         labelnames = ("model", "version")
         self.requests = Counter(
-            "mlci_serving_requests_total", "/invocations requests by HTTP status code",
-            (*labelnames, "status"), registry=self.registry,
-        )  # fmt: skip
+            "mlci_serving_requests_total",
+            "/invocations requests by HTTP status code",
+            (*labelnames, "status"),
+            registry=self.registry,
+        )
         self.errors = Counter(
-            "mlci_serving_errors_total", "/invocations requests answered with status >= 400",
-            labelnames, registry=self.registry,
-        )  # fmt: skip
+            "mlci_serving_errors_total",
+            "/invocations requests answered with status >= 400",
+            labelnames,
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "mlci_serving_request_seconds", "/invocations latency in seconds",
-            labelnames, buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "mlci_serving_request_seconds",
+            "/invocations latency in seconds",
+            labelnames,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.classes = Counter(
-            "mlci_serving_predictions_total", "predictions by predicted class (classifiers)",
-            (*labelnames, "class"), registry=self.registry,
-        )  # fmt: skip
+            "mlci_serving_predictions_total",
+            "predictions by predicted class (classifiers)",
+            (*labelnames, "class"),
+            registry=self.registry,
+        )
         self.values = Histogram(
-            "mlci_serving_prediction_value", "predicted values (regressors)",
-            labelnames, buckets=VALUE_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "mlci_serving_prediction_value",
+            "predicted values (regressors)",
+            labelnames,
+            buckets=VALUE_BUCKETS,
+            registry=self.registry,
+        )
         info = Gauge(
-            "mlci_serving_model_info", "the model version this slot serves (always 1)",
-            (*labelnames, "slot"), registry=self.registry,
-        )  # fmt: skip
+            "mlci_serving_model_info",
+            "the model version this slot serves (always 1)",
+            (*labelnames, "slot"),
+            registry=self.registry,
+        )
         info.labels(**self.labels, slot=slot).set(1)
         # Zero series from the start, so that rate() and "no errors yet" read as 0, not absent.
         self.errors.labels(**self.labels)
@@ -142,7 +156,7 @@ class InvocationsMetrics:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != INVOCATIONS:
             await self.app(scope, receive, send)
             return
@@ -150,7 +164,7 @@ class InvocationsMetrics:
         status = 500
         chunks: list[bytes] = []
 
-        async def watch(message: dict) -> None:
+        async def watch(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -173,10 +187,11 @@ def build_app(model: Any, model_name: str, version: str, slot: str) -> Any:
     metrics = SlotMetrics(model_name, str(version), slot)
     app.state.slot_metrics = metrics
 
-    @app.get("/metrics")
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(content=body, media_type=content_type)
+
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"])
 
     app.add_middleware(InvocationsMetrics, metrics=metrics)
     return app
@@ -206,8 +221,8 @@ def fetch_model(model_uri: str, model_dir: str) -> None:
             "check MLFLOW_TRACKING_URI, the login (MLFLOW_TRACKING_USERNAME / _PASSWORD) and "
             "that the version exists",
         ) from None
-    print(f"serving: {model_uri} in {model_dir} ({time.monotonic() - started:.1f} s)",
-          file=sys.stderr, flush=True)  # fmt: skip
+    seconds = time.monotonic() - started
+    print(f"serving: {model_uri} in {model_dir} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
 
 def load_model(model_dir: str) -> Any:
@@ -238,19 +253,22 @@ def parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("--model-dir", required=True, help="MLflow model folder (with MLmodel)")
     cli.add_argument(
-        "--model-uri", default="",
+        "--model-uri",
+        default="",
         help="download this MLflow model (models:/NAME/VERSION) into --model-dir first, "
         "from MLFLOW_TRACKING_URI",
-    )  # fmt: skip
+    )
     cli.add_argument("--model-name", required=True, help="registered model name (a label)")
     cli.add_argument("--version", required=True, help="model version (a label)")
     cli.add_argument("--slot", required=True, help="deployment slot, e.g. blue or green")
     cli.add_argument("--host", default="127.0.0.1", help="address to listen on")
     cli.add_argument("--port", type=int, default=8000, help="port to listen on")
     cli.add_argument(
-        "--graceful-timeout", type=float, default=30.0,
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
         help="seconds the requests in flight may take after SIGTERM (default 30)",
-    )  # fmt: skip
+    )
     return cli
 
 

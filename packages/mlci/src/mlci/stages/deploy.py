@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal, overload
 
 from mlci import deployment as dep
 from mlci import registry
@@ -88,7 +88,13 @@ def target_version(client: Any, name: str, alias: str, version: str | None) -> s
     return None if mv is None else str(mv.version)
 
 
+@overload
+def find_proxy(ctx: StageContext, name: str, start: Literal[True]) -> dep.Proxy: ...
+@overload
+def find_proxy(ctx: StageContext, name: str, start: bool) -> dep.Proxy | None: ...
 def find_proxy(ctx: StageContext, name: str, start: bool) -> dep.Proxy | None:
+    """The configured proxy, else the running local one; with ``start``, else a local one
+    started now."""
     serving = ctx.settings.serving
     if serving.proxy_url:
         if not serving.proxy_token:
@@ -105,9 +111,14 @@ def find_proxy(ctx: StageContext, name: str, start: bool) -> dep.Proxy | None:
 
 
 def _blue_green(
-    ctx: StageContext, client: Any, uri: str, proxy: dep.Proxy, status: dict[str, Any],
-    name: str, target: str,
-) -> StageResult:  # fmt: skip
+    ctx: StageContext,
+    client: Any,
+    uri: str,
+    proxy: dep.Proxy,
+    status: dict[str, Any],
+    name: str,
+    target: str,
+) -> StageResult:
     settings = ctx.settings
     serving = settings.serving
     kind, docker, image = dep.runtime(settings, ctx.log)
@@ -129,23 +140,27 @@ def _blue_green(
         + (f", {image}" if image else "")
         + f"); {serving_now}"
     )
-    if kind == "docker":
+    if image is not None:  # the docker runtime
         slot = dep.start_container_slot(docker, settings, image, model_dir, name, target, new_slot)
     else:
         slot = dep.start_process_slot(settings, model_dir, name, target, new_slot)
     slots[new_slot] = slot.record()
     dep.write_local(settings, name, facts)
     details: dict[str, Any] = {
-        "registered_model": name, "version": target, "slot": new_slot, "runtime": kind,
-        "image": image, "proxy": proxy.url, "previous": {"version": old_version, "slot": old_slot},
-    }  # fmt: skip
+        "registered_model": name,
+        "version": target,
+        "slot": new_slot,
+        "runtime": kind,
+        "image": image,
+        "proxy": proxy.url,
+        "previous": {"version": old_version, "slot": old_slot},
+    }
     try:
         ready = dep.wait_ready(slot, serving.ready_timeout, docker)
         ctx.log(f"deploy: the {new_slot} slot answers after {ready:.1f} s; smoke test")
         smoke = dep.smoke_test(
-            slot.check_url, model_dir, serving.smoke_requests, serving.smoke_p95_ms,
-            serving.timeout,
-        )  # fmt: skip
+            slot.check_url, model_dir, serving.smoke_requests, serving.smoke_p95_ms, serving.timeout
+        )
     except StageFailed as exc:
         smoke = dep.Smoke(0, 0, 0, 0.0, 0.0, serving.smoke_p95_ms, [f"{exc.what}: {exc.why}"])
     details["smoke"] = asdict(smoke) | {"passed": smoke.passed}
@@ -173,8 +188,10 @@ def _blue_green(
     if previous_url:
         left = proxy.drain(previous_url, serving.drain_timeout)
         if left:
-            ctx.log(f"deploy: {left} request(s) still in flight on {old_slot} after "
-                    f"{serving.drain_timeout:.0f} s; stopping it anyway")  # fmt: skip
+            ctx.log(
+                f"deploy: {left} request(s) still in flight on {old_slot} after "
+                f"{serving.drain_timeout:.0f} s; stopping it anyway"
+            )
     if old_slot:
         record = slots.pop(old_slot, None)
         if record is None and docker is not None:
@@ -205,11 +222,17 @@ def _give_alias_back(
     try:
         with mlflow_client.server_errors(f"rolling back {name}", uri):
             old, new = registry.rollback(
-                client, name, policy.alias, owner=registry.new_owner(),
-                build_url=os.environ.get("BUILD_URL", ""), expect=target, log=ctx.log,
-                lease_wait=policy.lease_wait, lease_ttl=policy.lease_ttl,
+                client,
+                name,
+                policy.alias,
+                owner=registry.new_owner(),
+                build_url=os.environ.get("BUILD_URL", ""),
+                expect=target,
+                log=ctx.log,
+                lease_wait=policy.lease_wait,
+                lease_ttl=policy.lease_ttl,
                 reason=f"deploy of v{target} failed its smoke test: {why}",
-            )  # fmt: skip
+            )
     except StageFailed as exc:
         ctx.log(f"deploy: the {policy.alias} stays on v{target}: {exc.what}")
         return f"the {policy.alias} stays on v{target} ({exc.what})"

@@ -5,6 +5,8 @@ missing engine is a skip. With a registry (the platform, Jenkins) the image is t
 pushed with the bound credentials, and the pushed ``name@sha256:`` digest is recorded in
 ``reports/image.json``: the train stage pulls and runs exactly that. There, a missing engine
 is an error: a CI path that expects an image must not go green without one.
+
+The Docker SDK's build and push calls live in :mod:`mlci.image_build`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from mlci import cache
 from mlci.context import StageContext
-from mlci.errors import ConfigError, DockerEngineError, StageFailed
+from mlci.errors import ConfigError, DockerEngineError
 from mlci.lineage import git_info, package_metadata
 from mlci.reports import write_json
 from mlci.resources import setting_file
@@ -90,8 +92,16 @@ OUTPUTS = (REPORT,)
 
 
 #: The image settings a build reads (the password is access, not an input).
-IMAGE_SETTINGS = ("context", "dockerfile", "name", "base_image", "network", "build_args",
-                  "registry", "registry_username")  # fmt: skip
+IMAGE_SETTINGS = (
+    "context",
+    "dockerfile",
+    "name",
+    "base_image",
+    "network",
+    "build_args",
+    "registry",
+    "registry_username",
+)
 
 
 def inputs(ctx: StageContext) -> dict[str, Any] | None:
@@ -156,7 +166,9 @@ def run(ctx: StageContext) -> StageResult:
     }
     summary = f"{tags[0]} ({image_id[:19]}, {(info.get('Size') or 0) / 1e6:.0f} MB)"
     if image.registry:
-        pushed = push(ctx, client, image_id, tags, image.registry, auth)
+        from mlci.image_build import push
+
+        pushed = push(client, image_id, tags, image.registry, auth, ctx.log)
         details.update(registry=image.registry, pushed=pushed)
         summary = f"{pushed.split('@')[0]}@{pushed.split('@')[1][:19]} pushed"
     details["repo_digests"] = client.inspect_image(image_id).get("RepoDigests") or []
@@ -164,33 +176,14 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult("image", PASSED, summary, details=details)
 
 
-def _context_source(context: Path, dockerfile: Path) -> dict[str, Any]:
-    """What client.build sends: the context folder, filtered by its .dockerignore; without
-    one, mlci's (no .git, .venv, state or reports: they can be gigabytes)."""
-    if (context / ".dockerignore").is_file():
-        return {"path": str(context), "dockerfile": str(dockerfile)}
-    from docker.api.build import process_dockerfile
-    from docker.utils.build import tar
-
-    from mlci.resources import template
-
-    exclude = [
-        line.strip()
-        for line in template("dockerignore").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    name, contents = process_dockerfile(str(dockerfile), str(context))
-    extra = (name, contents) if contents is not None else None
-    archive = tar(str(context), exclude=exclude, dockerfile=extra)
-    return {"fileobj": archive, "custom_context": True, "dockerfile": name}
-
-
 def _build(
     ctx: StageContext, client: Any, dockerfile: Path, is_shipped: bool
 ) -> tuple[str, list[str]]:
+    """The image built with its version and commit as tags and labels; (id, tags)."""
+    from mlci.image_build import build, context_source
+
     settings = ctx.settings
     image = settings.image
-    context = settings.path(image.context)
     git = git_info(settings.project_root)
     name, version = model_package(settings)
     # A Docker tag allows [A-Za-z0-9_.-]: a dev version's "+local" part becomes "-local".
@@ -211,136 +204,9 @@ def _build(
         build_args.setdefault("MODEL_PACKAGE", settings.model.package or ".")
     shown = "mlci's default Dockerfile (`mlci init` writes a copy)" if is_shipped else dockerfile
     ctx.log(f"image: building {tags[0]} from {shown}")
-    source = _context_source(context, dockerfile)
-    image_id = None
-    errors: list[str] = []
-    from docker.errors import APIError
-
-    try:
-        stream = client.build(
-            **source,
-            tag=tags[0],
-            buildargs=build_args,
-            network_mode=image.network or None,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            if "error" in chunk:
-                errors.append(str(chunk["error"]).strip())
-            elif "stream" in chunk:
-                text = chunk["stream"].rstrip()
-                if text.startswith("Step "):
-                    ctx.log("  " + text)
-            elif "aux" in chunk and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
-    except APIError as exc:
-        raise DockerEngineError(
-            "the Docker engine refused the build",
-            str(exc.explanation or exc),
-            "check the Dockerfile and the engine's log",
-        ) from None
-    if errors and _is_pull_failure(errors[-1]):
-        base = image.base_image or "the Dockerfile's BASE_IMAGE"
-        raise StageFailed(
-            f"the base image ({base}) is not on this Docker engine and cannot be pulled",
-            errors[-1],
-            "pull it where a registry is reachable, or set MLCI_IMAGE_BASE_IMAGE to an image "
-            "this engine has (docker images)",
-        )
-    if errors or image_id is None:
-        raise StageFailed(
-            f"the image build of {tags[0]} failed",
-            errors[-1] if errors else "the engine reported no image id",
-            "see the build steps above; a missing base image needs MLCI_IMAGE_BASE_IMAGE "
-            "or a reachable registry",
-        )
+    source = context_source(settings.path(image.context), dockerfile)
+    image_id = build(client, source, tags[0], build_args, image.network, image.base_image, ctx.log)
     for tag in tags[1:]:
         repo, _, label = tag.rpartition(":")
         client.tag(image_id, repo, label)
     return image_id, tags
-
-
-def push(
-    ctx: StageContext,
-    client: Any,
-    image_id: str,
-    tags: list[str],
-    registry: str,
-    auth: dict[str, str] | None,
-) -> str:
-    """Tag the image for ``registry``, push every tag, return ``registry/name@sha256:...``."""
-    from docker.errors import APIError
-
-    registry = registry.rstrip("/")
-    if auth is not None:
-        try:
-            client.login(auth["username"], auth["password"], registry=registry, reauth=True)
-        except APIError as exc:
-            raise DockerEngineError(
-                f"the registry {registry} refused the login of {auth['username']!r}",
-                str(exc.explanation or exc)[:500],
-                "check MLCI_IMAGE_REGISTRY_USERNAME / _PASSWORD (in Jenkins: the "
-                "image-registry credential) and that the registry is up",
-            ) from None
-    digests: set[str] = set()
-    repository = ""
-    for tag in tags:
-        name, _, label = tag.rpartition(":")
-        repository = f"{registry}/{name}"
-        client.tag(image_id, repository, label)
-        ctx.log(f"image: pushing {repository}:{label}")
-        errors: list[str] = []
-        try:
-            for chunk in client.push(
-                repository, tag=label, stream=True, decode=True, auth_config=auth
-            ):
-                if "error" in chunk:
-                    errors.append(str(chunk["error"]).strip())
-                elif "Digest" in (chunk.get("aux") or {}):
-                    digests.add(chunk["aux"]["Digest"])
-        except APIError as exc:
-            errors.append(str(exc.explanation or exc))
-        if errors:
-            raise DockerEngineError(
-                f"pushing {repository}:{label} to {registry} failed",
-                errors[-1][:500],
-                _push_fix(errors[-1], registry),
-            )
-    if len(digests) != 1:
-        raise DockerEngineError(
-            f"the registry {registry} reported {len(digests)} digests for one image",
-            f"digests: {sorted(digests) or 'none'}",
-            "check the registry's log; push again",
-        )
-    pushed = f"{repository}@{digests.pop()}"
-    ctx.log(f"image: pushed {pushed}")
-    return pushed
-
-
-def _push_fix(error: str, registry: str) -> str:
-    text = error.lower()
-    if "http response to https client" in text:
-        return (
-            f"the engine talks HTTPS to {registry}, which serves plain HTTP: use its loopback "
-            "address (127.0.0.1:PORT) or add it to the engine's insecure-registries"
-        )
-    if "unauthorized" in text or "authentication required" in text:
-        return "set MLCI_IMAGE_REGISTRY_USERNAME / _PASSWORD (in Jenkins: image-registry)"
-    return f"check that {registry} is reachable from the Docker engine and has room"
-
-
-def _is_pull_failure(message: str) -> bool:
-    text = message.lower()
-    return any(
-        marker in text
-        for marker in (
-            "pull access denied",
-            "manifest unknown",
-            "no such host",
-            "registry",
-            "not found: manifest",
-            "repository does not exist",
-        )
-    )
