@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlci import training
 from mlci.errors import ConfigError, DataDrifted, StageFailed
 from mlci.stages import score, train
 
@@ -229,7 +230,7 @@ def test_a_version_without_training_inputs_falls_back_to_its_held_out_data(
     tmp_path: Path, mlflow_server: str, heldout: pd.DataFrame, monkeypatch
 ) -> None:
     # As a version trained before mlci logged the reference.
-    monkeypatch.setattr(train, "_log_train_inputs", lambda result: None)
+    monkeypatch.setattr(training, "log_train_inputs", lambda result: None)
     model = f"older-{uuid.uuid4().hex[:8]}"
     _, promoted, _ = train_and_promote(tmp_path / "train", mlflow_server, model, FAST)
     monkeypatch.undo()

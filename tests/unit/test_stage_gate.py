@@ -223,7 +223,7 @@ def test_findings_pass_lint_and_fail_the_gate_that_decides(write_project, load, 
     )
     lines: list[str] = []
     ctx = StageContext(load(), log=lines.append)
-    assert lint.run(ctx).summary == "1 finding(s) (the gate decides)"
+    assert lint.run(ctx).summary == "1 finding(s): 1 ruff, 0 format (the gate decides)"
     assert test.run(ctx).status == "passed"  # its one test passes; coverage is the gate's
     with pytest.raises(QualityGateFailed) as info:
         gate_stage.run(ctx)

@@ -222,15 +222,22 @@ def draw_png(report: DriftReport, reference: Any, batch: Any, title: str) -> byt
         colour = "tab:red" if feature.drifted else "black"
         if feature.tested and len(ref) and len(new):
             both = np.concatenate([ref.to_numpy(dtype=float), new.to_numpy(dtype=float)])
-            bins = np.histogram_bin_edges(both, bins=20)
+            bins: list[float] = np.histogram_bin_edges(both, bins=20).tolist()
             ax.hist(ref, bins=bins, density=True, alpha=0.5, label="reference")
             ax.hist(new, bins=bins, density=True, alpha=0.5, label="batch")
             if legend:
                 ax.legend(fontsize=7)
                 legend = False
         else:
-            ax.text(0.5, 0.5, feature.note or "not drawn", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=8)  # fmt: skip
+            ax.text(
+                0.5,
+                0.5,
+                feature.note or "not drawn",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
         detail = f"p={feature.p_value:.2g}" if feature.p_value is not None else feature.note
         ax.set_title(
             f"{'DRIFTED ' if feature.drifted else ''}{feature.name}\n{detail}",
@@ -243,9 +250,13 @@ def draw_png(report: DriftReport, reference: Any, batch: Any, title: str) -> byt
                 spine.set_edgecolor("tab:red")
                 spine.set_linewidth(2)
     fig.subplots_adjust(
-        left=0.06, right=0.98, bottom=0.06, top=1 - 0.9 / (2.6 * rows + 0.9), hspace=0.8,
+        left=0.06,
+        right=0.98,
+        bottom=0.06,
+        top=1 - 0.9 / (2.6 * rows + 0.9),
+        hspace=0.8,
         wspace=0.3,
-    )  # fmt: skip
+    )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
     return buffer.getvalue()

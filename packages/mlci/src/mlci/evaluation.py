@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mlci.contract import HELDOUT, TARGET_COLUMN
@@ -102,7 +103,7 @@ def validate(name: str, version: str, log: Callable[[str], None]) -> tuple[Any, 
     return model, Validation(version, rows, shown or "no signature")
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {
         str(k): float(v)
         for k, v in metrics.items()
@@ -113,10 +114,14 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
 class HeldoutScorer:
     """Scores models on one candidate's held-out data with the model package's ``score``."""
 
-    def __init__(self, module: Any, candidate_run_id: str):
-        self.score = getattr(module, "score", None) if module is not None else None
-        self.frame = self._heldout(candidate_run_id) if callable(self.score) else None
-        if not callable(self.score):
+    def __init__(self, module: ModuleType | None, candidate_run_id: str) -> None:
+        score = getattr(module, "score", None) if module is not None else None
+        #: The model package's ``score(y_true, y_pred)``; None when it has none.
+        self.score: Callable[[Any, Any], Mapping[str, Any]] | None = (
+            score if callable(score) else None
+        )
+        self.frame = self._heldout(candidate_run_id) if self.score is not None else None
+        if self.score is None:
             self.why_not = "the model package has no score() function"
         elif self.frame is None:
             self.why_not = "the candidate's run has no held-out data (heldout/heldout.csv)"
@@ -143,12 +148,17 @@ class HeldoutScorer:
         return self.frame is not None
 
     def scores(self, model: Any) -> dict[str, float]:
-        frame = self.frame
+        """``model``'s figures on the held-out data (only when :attr:`usable`)."""
+        frame, score = self.frame, self.score
+        if frame is None or score is None:
+            raise RuntimeError(f"no held-out scores: {self.why_not}")
         inputs = frame.drop(columns=[TARGET_COLUMN])
         predictions = model.predict(inputs)
-        return _finite(self.score(frame[TARGET_COLUMN].to_numpy(), _as_array(predictions)))
+        return _finite(score(frame[TARGET_COLUMN].to_numpy(), _as_array(predictions)))
 
-    def champion(self, name: str, version: str, candidate_model: Any) -> tuple[dict | None, list]:
+    def champion(
+        self, name: str, version: str, candidate_model: Any
+    ) -> tuple[dict[str, float] | None, list[str]]:
         """The champion's figures on the candidate's data, or None (and why) if impossible."""
         try:
             model = _load(name, version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class StageResult:
     links: dict[str, str] = field(default_factory=dict)
 
 
-def stage_module(name: str) -> Any:
+def stage_module(name: str) -> ModuleType:
     """A stage's module, imported on demand (heavy imports stay lazy)."""
     if name not in PIPELINE_STAGES:
         raise KeyError(name)
@@ -84,7 +85,8 @@ def stage_function(name: str) -> Callable[[StageContext], StageResult]:
             )
 
         return cached
-    return module.run
+    run: Callable[[StageContext], StageResult] = module.run
+    return run
 
 
 def each_model(

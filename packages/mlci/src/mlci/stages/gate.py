@@ -7,6 +7,7 @@ applies the same conditions (sonarqube/quality-gate.toml) to the local reports a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mlci import cache, qualitygate
@@ -31,7 +32,7 @@ def _fmt(value: float | None, threshold: float | None = None) -> str:
     return repr(value)
 
 
-def _print_conditions(ctx: StageContext, rows: list[tuple[str, ...]]) -> None:
+def _print_conditions(ctx: StageContext, rows: Sequence[tuple[str, ...]]) -> None:
     for line in format_table(("metric", "actual", "fails if", "threshold", "status"), rows):
         ctx.log("  " + line)
 

@@ -89,8 +89,8 @@ def run(ctx: StageContext) -> StageResult:
     ruff_findings, fixable, report = linters.ruff_check(ctx, paths)
     unformatted = linters.ruff_format(ctx, paths) if settings.lint.format else None
     typed = linters.mypy(ctx, typecheck) if typecheck else None
-    for stale, ran in ((linters.FORMAT_REPORT, unformatted), (linters.MYPY_REPORT, typed)):
-        if ran is None:  # an earlier run's findings are not this run's
+    for stale, found in ((linters.FORMAT_REPORT, unformatted), (linters.MYPY_REPORT, typed)):
+        if found is None:  # an earlier run's findings are not this run's
             (ctx.reports / stale).unlink(missing_ok=True)
     hadolint_findings, dockerfiles = _hadolint(ctx)
 
@@ -113,9 +113,9 @@ def run(ctx: StageContext) -> StageResult:
     }
     write_json(ctx.reports / "lint.json", details)
     summary = f"{total} finding(s)"
-    ran = [f"{n} {name}" for name, n in counts.items() if n is not None]
-    if len(ran) > 1:
-        summary += ": " + ", ".join(ran)
+    parts = [f"{n} {name}" for name, n in counts.items() if n is not None]
+    if len(parts) > 1:
+        summary += ": " + ", ".join(parts)
     if total:
         ctx.log(
             f"lint: {total} finding(s); the quality gate's violations condition decides "

@@ -87,7 +87,7 @@ def run(ctx: StageContext) -> StageResult:
             "check [tool.mlci.test] paths and the test file names (test_*.py)",
         )
     junit = read_junit(ctx.reports / JUNIT)
-    details: dict = {
+    details: dict[str, Any] = {
         "tests": junit.tests,
         "failures": junit.failures,
         "errors": junit.errors,

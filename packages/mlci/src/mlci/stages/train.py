@@ -1,26 +1,28 @@
-"""train: fit the model package, log it to the MLflow tracking server, register a version."""
+"""train: fit the model package, log it to the MLflow tracking server, register a version.
+
+This module decides where one model trains and writes its report: inside the model image
+the image stage pushed (:mod:`mlci.image_run`), or in this environment
+(:mod:`mlci.training`, which runs the fit and logs it).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import inspect
 import json
 import os
-import tempfile
-import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from mlci import cache, orphans
+from mlci import cache, training
 from mlci.clients import mlflow as mlflow_client
 from mlci.context import StageContext, require_paths
-from mlci.contract import HELDOUT, TARGET_COLUMN, TRAIN_INPUTS, check_module, check_result
+from mlci.contract import check_module
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
 from mlci.lineage import Lineage, git_info, package_metadata
-from mlci.metric_buffer import MetricBuffer
 from mlci.reports import read_json, write_json
-from mlci.settings import TRAINING_CONTEXT_ENV
+from mlci.settings import TRAINING_CONTEXT_ENV, Settings
 from mlci.stages import PASSED, StageResult, each_model
 
 REPORT = "train.json"
@@ -28,7 +30,7 @@ REPORT = "train.json"
 OUTPUTS = (REPORT, "model_card.md", "*.png")
 
 
-def load_model_module(name: str) -> Any:
+def load_model_module(name: str) -> ModuleType:
     if not name:
         raise ConfigError(
             "model.module is not set",
@@ -91,14 +93,7 @@ def build_lineage(ctx: StageContext, data_hash: str) -> Lineage:
     return Lineage(data_hash=data_hash, build_url=os.environ.get("BUILD_URL", ""), **facts)
 
 
-def _accepts_on_step(fn: Any) -> bool:
-    try:
-        return "on_step" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def validate_params(module: Any, params: dict[str, Any]) -> None:
+def validate_params(module: ModuleType, params: dict[str, Any]) -> None:
     """A bad hyper-parameter fails before any server is started or container pulled."""
     validate = getattr(module, "validate_params", None)
     if callable(validate):
@@ -133,8 +128,14 @@ def training_image(ctx: StageContext) -> str | None:
 
 
 #: The settings one model's training reads (its cache key has their values).
-MODEL_SETTINGS = ("model.module", "model.params", "mlflow.registered_model", "mlflow.experiment",
-                  "train.in_image", "train.gpus")  # fmt: skip
+MODEL_SETTINGS = (
+    "model.module",
+    "model.params",
+    "mlflow.registered_model",
+    "mlflow.experiment",
+    "train.in_image",
+    "train.gpus",
+)
 
 
 def model_inputs(ctx: StageContext) -> dict[str, Any]:
@@ -154,7 +155,7 @@ def model_inputs(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-def _code_folder(settings: Any) -> str | None:
+def _code_folder(settings: Settings) -> str | None:
     """The model package's folder in this project (model.package, else where the module
     lives when that is inside the project); None for a package installed from elsewhere,
     whose version the installed distributions already name."""
@@ -191,54 +192,7 @@ def run_model(ctx: StageContext) -> StageResult:
     # run exists: the reports folder, git and the package's version.
     ctx.model_reports  # noqa: B018 - creates it, or says why it cannot be written
     lineage_facts(ctx)
-    uri = ctx.tracking_uri()
-    client = mlflow_client.connect(uri, settings.mlflow)
-    orphans.close_orphans(ctx, client, "train")
-    import mlflow
-
-    name = settings.mlflow.registered_model
-    lineage = build_lineage(ctx, "pending")
-    with mlflow_client.server_errors("starting the training run", uri):
-        experiment = mlflow.set_experiment(settings.mlflow.experiment)
-        run_name = f"{lineage.package}-{lineage.package_version}-{lineage.git_sha[:8]}"
-        # Tagged findable as mlci's from the start: a kill right after leaves no untagged run.
-        tags = {**lineage.tags(), **orphans.created_by_tags()}
-        created = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
-    run_id = created.info.run_id
-    heartbeat = orphans.start_heartbeat(ctx, client, run_id)
-    try:
-        result, version, fit_seconds, buffer = _train_and_log(
-            ctx, module, client, uri, run_id, lineage, name
-        )
-    except BaseException as exc:
-        heartbeat.fail()
-        if isinstance(exc, ValueError):
-            raise ConfigError(
-                "the model package refused its hyper-parameters",
-                str(exc),
-                "fix [tool.mlci.model] params (or MLCI_MODEL_PARAMS)",
-            ) from None
-        raise
-    heartbeat.stop()
-    base = ctx.browse_url()
-    run_url = f"{base}/#/experiments/{experiment.experiment_id}/runs/{run_id}"
-    version_url = f"{base}/#/models/{name}/versions/{version}"
-    details = {
-        "tracking_uri": uri,
-        "tracking_is_local": ctx.tracking_is_local,
-        "experiment_id": experiment.experiment_id,
-        "run_id": run_id,
-        "registered_model": name,
-        "version": version,
-        "metrics": result.metrics,
-        "params": result.params,
-        "device": getattr(result, "device", "cpu"),
-        "fit_seconds": round(fit_seconds, 3),
-        "logging": {"requests": buffer.requests, "values": buffer.values,
-                    "seconds": round(buffer.seconds, 3)},
-        "lineage": lineage.tags(),
-    }  # fmt: skip
-    details["links"] = {"MLflow run": run_url, "model version": version_url}
+    details = training.train_and_register(ctx, module, lambda data: build_lineage(ctx, data))
     write_json(ctx.model_reports / REPORT, details)
     return _result(ctx, details)
 
@@ -291,153 +245,3 @@ def run_in_image(ctx: StageContext, ref: str) -> StageResult:
         )
     details = read_json(report, "train")
     return _result(ctx, details, " (in image)")
-
-
-def _train_and_log(ctx, module, client, uri, run_id, lineage, name):
-    """Fit with per-step metrics sent in batches, then log model, artefacts and card."""
-    import mlflow
-
-    settings = ctx.settings
-    buffer = MetricBuffer(client, run_id)
-    ctx.log(f"train: {settings.model.module} with {settings.model.params}")
-    started = time.monotonic()
-    with mlflow_client.server_errors("logging the training run", uri):
-        if _accepts_on_step(module.train_and_evaluate):
-            result = module.train_and_evaluate(settings.model.params, on_step=buffer.add)
-        else:
-            result = module.train_and_evaluate(settings.model.params)
-        fit_seconds = time.monotonic() - started
-        buffer.flush()
-        check_result(result, settings.model.module)
-        ctx.log(
-            f"train: fitted in {fit_seconds:.1f} s on {getattr(result, 'device', 'cpu')}; "
-            + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
-        )
-        final = build_lineage(ctx, result.data_hash)
-        lineage_tags = {**final.tags(), "mlci.device": getattr(result, "device", "cpu")}
-        thresholds = {"min": settings.promotion.min,
-                      "max_regression": settings.promotion.max_regression}  # fmt: skip
-        with mlflow.start_run(run_id=run_id):
-            mlflow.set_tags(lineage_tags)
-            mlflow.log_params({k: str(v) for k, v in result.params.items()})
-            mlflow.log_metrics({**result.metrics, "fit_seconds": fit_seconds})
-            model_info = _log_model(result, name)
-            version = str(model_info.registered_model_version)
-            card = model_card(name, version, run_id, result, lineage_tags, thresholds)
-            _log_artefacts(result, card)
-            _log_heldout(result)
-            _log_train_inputs(result)
-        (ctx.model_reports / "model_card.md").write_text(card)
-        for filename, data in (getattr(result, "extra_artifacts", None) or {}).items():
-            (ctx.model_reports / filename).write_bytes(data)  # for summary.html and Jenkins
-        for key, value in {**lineage_tags, "mlci.run_id": run_id}.items():
-            client.set_model_version_tag(name, version, key, value)
-        client.update_model_version(name, version, description=card.split("\n\n", 1)[0])
-        client.set_terminated(run_id, "FINISHED")
-    return result, version, fit_seconds, buffer
-
-
-def _log_artefacts(result: Any, card: str) -> None:
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        for filename, data in (getattr(result, "extra_artifacts", None) or {}).items():
-            (folder / filename).write_bytes(data)
-        (folder / "model_card.md").write_text(card)
-        mlflow.log_artifacts(tmp, artifact_path="report")
-
-
-def _log_heldout(result: Any) -> None:
-    """The held-out inputs and targets, so that promotion scores the champion on them too."""
-    if getattr(result, "eval_inputs", None) is None:
-        return
-    import mlflow
-    import pandas as pd
-
-    frame = pd.DataFrame(result.eval_inputs, columns=list(result.feature_names))
-    frame[TARGET_COLUMN] = list(result.eval_targets)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(HELDOUT).name
-        frame.to_csv(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(HELDOUT).parent))
-
-
-def _log_train_inputs(result: Any) -> None:
-    """The training inputs, the reference `invoke score` measures each batch's drift from."""
-    if getattr(result, "train_inputs", None) is None:
-        return
-    import mlflow
-    import pandas as pd
-
-    frame = pd.DataFrame(result.train_inputs, columns=list(result.feature_names))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(TRAIN_INPUTS).name
-        frame.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(TRAIN_INPUTS).parent))
-
-
-def model_card(name, version, run_id, result, tags, thresholds) -> str:
-    """A short markdown card: what the model is, how good, where it came from."""
-    lines = [
-        f"{name} v{version}: {tags.get('mlci.package')} {tags.get('mlci.package_version')} "
-        f"trained at commit {tags.get('mlci.git_sha', '')[:12]} on {tags.get('mlci.device')}.",
-        "",
-        f"# Model card: {name} v{version}",
-        "",
-        "## Metrics (held-out split)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| {k} | {v:.4f} |" for k, v in sorted(result.metrics.items())],
-        "",
-        "## Hyper-parameters",
-        "",
-        *[f"- `{k}` = `{v}`" for k, v in sorted(result.params.items())],
-        "",
-        "## Lineage",
-        "",
-        *[f"- {k.removeprefix('mlci.')}: `{v}`" for k, v in sorted(tags.items()) if v],
-        f"- run: `{run_id}`",
-        "",
-        "## Promotion thresholds in force",
-        "",
-        f"- minimum: {thresholds['min'] or 'none'}",
-        f"- largest drop against the champion: {thresholds['max_regression'] or 'none'}",
-    ]
-    plots = sorted((getattr(result, "extra_artifacts", None) or {}).keys())
-    if plots:
-        lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots]]
-    return "\n".join(lines) + "\n"
-
-
-def _log_model(result: Any, registered_name: str) -> Any:
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    example = pd.DataFrame(result.input_example, columns=list(result.feature_names))
-    signature = infer_signature(example, result.model.predict(example.to_numpy()))
-    flavor = getattr(result, "flavor", "sklearn")
-    if flavor == "sklearn":
-        import mlflow.sklearn
-
-        return mlflow.sklearn.log_model(
-            result.model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=registered_name,
-            serialization_format="skops",
-            skops_trusted_types=list(getattr(result, "trusted_types", ())) or None,
-        )
-    import mlflow.pyfunc
-
-    from mlci.pyfunc_model import PredictorModel
-
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=PredictorModel(result.model),
-        signature=signature,
-        input_example=example,
-        registered_model_name=registered_name,
-    )
