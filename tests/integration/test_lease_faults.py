@@ -159,13 +159,23 @@ class Worker:
 def _start_worker(tmp_path, uri, model, owner, *, ttl, hold, record, wait=60.0, pause=None):
     files = {k: tmp_path / f"{owner}.{k}" for k in ("ready", "go", "log")}
     config = {
-        "uri": uri, "model": model, "owner": owner, "ttl": ttl, "wait": wait, "hold": hold,
-        "record": str(record), "pause": pause, **{k: str(v) for k, v in files.items()},
-    }  # fmt: skip
+        "uri": uri,
+        "model": model,
+        "owner": owner,
+        "ttl": ttl,
+        "wait": wait,
+        "hold": hold,
+        "record": str(record),
+        "pause": pause,
+        **{k: str(v) for k, v in files.items()},
+    }
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), json.dumps(config)], cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [sys.executable, str(WORKER), json.dumps(config)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return Worker(owner, proc, files)
 
 
@@ -284,15 +294,22 @@ def test_a_paused_breaker_never_leaves_two_holders(tmp_path, postgres_mlflow_ser
     )
     second_log = tmp_path / "second.log"
     slow = _start_worker(
-        tmp_path, uri, model, "slow", ttl=10, hold=1.0, record=record,
+        tmp_path,
+        uri,
+        model,
+        "slow",
+        ttl=10,
+        hold=1.0,
+        record=record,
         pause={
-            "started": str(tmp_path / "paused"), "until_file": str(second_log),
+            "started": str(tmp_path / "paused"),
+            "until_file": str(second_log),
             # until the second one found the expired lease: it waits for this breaker (or,
             # were the right to break not exclusive, breaks it too)
             "until_lines": ["is breaking the expired lease of dead", "breaking an expired lease"],
             "seconds": 2.0,
         },
-    )  # fmt: skip
+    )
     # it holds longer than the pause: a second breaker would delete its lock while it holds
     second = _start_worker(tmp_path, uri, model, "second", ttl=10, hold=3.0, record=record)
     _wait_for(lambda: slow.files["ready"].exists() and second.files["ready"].exists(), "ready")
@@ -417,8 +434,10 @@ class BlockableServer:
         for statement in statements:
             subprocess.run(
                 ["runuser", "-u", "postgres", "--", "psql", "-q", "-c", statement],
-                check=True, capture_output=True, timeout=60,
-            )  # fmt: skip
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
 
     def block(self) -> None:
         """The database refuses new connections and loses the ones it had."""
@@ -454,17 +473,32 @@ def blockable_mlflow_server(tmp_path_factory) -> Iterator[BlockableServer]:
 
     def command(port: int) -> list[str]:
         return [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"postgresql+psycopg://{role}@127.0.0.1:5432/{database}",
-            "--artifacts-destination", str(state / "artifacts"), "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"postgresql+psycopg://{role}@127.0.0.1:5432/{database}",
+            "--artifacts-destination",
+            str(state / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
 
     try:
         with servers.local_server(
-            "mlflow server (PostgreSQL, stoppable)", command, "/health", server.log,
-            start_timeout=180, env={"PGPASSWORD": password},
-        ) as running:  # fmt: skip
+            "mlflow server (PostgreSQL, stoppable)",
+            command,
+            "/health",
+            server.log,
+            start_timeout=180,
+            env={"PGPASSWORD": password},
+        ) as running:
             server.url = running.url
             yield server
             server.unblock()

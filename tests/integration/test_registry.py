@@ -82,9 +82,12 @@ def test_lineage_and_applied_thresholds_on_run_and_version(tmp_path, mlflow_serv
     version = client.get_model_version(model, result.details["version"])
     run = client.get_run(version.run_id)
     branch = subprocess.run(
-        ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-        text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     for tags in (run.data.tags, version.tags):
         assert tags["mlci.build_url"] == "http://jenkins.example/job/mlci/42/"
         # built but not pushed: training ran here, not in that image, so no image is claimed

@@ -27,8 +27,13 @@ class Stage:
         if self.error is not None:
             raise self.error
         (ctx.reports / "out.json").write_text(json.dumps({"run": self.runs}))
-        return StageResult("demo", self.status, f"run {self.runs}", details={"n": self.runs},
-                           links={"report": "http://example.org/r"})  # fmt: skip
+        return StageResult(
+            "demo",
+            self.status,
+            f"run {self.runs}",
+            details={"n": self.runs},
+            links={"report": "http://example.org/r"},
+        )
 
     def declared(self, ctx):
         return self.inputs

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from mlci import orphans
 from mlci.context import StageContext
@@ -52,10 +53,11 @@ class FakeClient:
             "attributes.status = 'RUNNING' and tags.`mlci.created_by` = 'mlci'"
         )
         hits = [
-            r for r in self.runs.values()
+            r
+            for r in self.runs.values()
             if r.info.status == "RUNNING"
             and r.data.tags.get(orphans.CREATED_BY_TAG) == orphans.CREATED_BY
-        ]  # fmt: skip
+        ]
         start = int(page_token or 0)
         page = Page(hits[start : start + self.page])
         page.token = str(start + self.page) if start + self.page < len(hits) else None
@@ -104,9 +106,13 @@ def test_only_mlci_runs_silent_for_longer_than_the_limit_are_failed(ctx):
     closed = orphans.close_orphans(ctx, client, "train", now=NOW)
     assert sorted(closed) == ["no-beat", "stale"]
     assert {r: client.runs[r].info.status for r in client.runs} == {
-        "stale": "FAILED", "no-beat": "FAILED", "fresh": "RUNNING", "young": "RUNNING",
-        "someone-elses": "RUNNING", "done": "FINISHED",
-    }  # fmt: skip
+        "stale": "FAILED",
+        "no-beat": "FAILED",
+        "fresh": "RUNNING",
+        "young": "RUNNING",
+        "someone-elses": "RUNNING",
+        "done": "FINISHED",
+    }
     assert client.runs["stale"].data.tags[orphans.CLOSED_TAG].startswith("no heartbeat for 7200 s")
     assert [c[1] for c in client.calls if c[0] == "get_experiment_by_name"] == ["wine"]
     assert len([c for c in client.calls if c[0] == "search_runs"]) == 2  # two pages
@@ -199,3 +205,68 @@ def test_a_run_that_cannot_be_tagged_is_failed_at_once(ctx):
     with pytest.raises(TrackingServerError, match="tagging the training run"):
         orphans.start_heartbeat(ctx, client, "r")
     assert client.runs["r"].info.status == "FAILED"
+
+
+def test_a_refused_login_or_permission_fails_the_stage_clearly(ctx):
+    for code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        client = FakeClient([_run("a")])
+
+        def refuse(*_args, code=code, **_kwargs):
+            raise MlflowException(f"{code}: no", error_code=ErrorCode.Value(code))
+
+        client.search_runs = refuse
+        with pytest.raises(TrackingServerError, match="looking for orphaned runs failed"):
+            orphans.fail_orphaned_runs(ctx, client, "promote", now=NOW)
+
+    client = FakeClient([_run("a")])
+
+    def refuse_close(*_args, **_kwargs):
+        raise MlflowException("PERMISSION_DENIED: no", error_code=PERMISSION_DENIED)
+
+    client.set_terminated = refuse_close
+    with pytest.raises(TrackingServerError, match="closing the orphaned run a failed"):
+        orphans.fail_orphaned_runs(ctx, client, "train", now=NOW)
+
+
+def test_an_error_in_mlci_itself_is_not_swallowed(ctx):
+    client = FakeClient([_run("a")])
+
+    def broken(*_args, **_kwargs):
+        raise TypeError("search_runs() got an unexpected keyword argument")
+
+    client.search_runs = broken
+    with pytest.raises(TypeError):
+        orphans.fail_orphaned_runs(ctx, client, "train", now=NOW)
+
+
+def test_an_unreachable_server_or_a_run_already_gone_is_logged_and_passed(ctx):
+    import requests
+
+    client = FakeClient([_run("a")])
+
+    def unreachable(*_args, **_kwargs):
+        raise requests.ConnectionError("connection refused")
+
+    client.get_experiment_by_name = unreachable
+    assert orphans.fail_orphaned_runs(ctx, client, "train", now=NOW) == []
+    assert ctx.lines[-1].startswith("train: could not look for orphaned runs in 'wine'")
+
+    client = FakeClient([_run("gone"), _run("stale")])
+    real_get_run = client.get_run
+
+    def get_run(run_id):
+        if run_id == "gone":
+            raise MlflowException("no such run", error_code=RESOURCE_DOES_NOT_EXIST)
+        return real_get_run(run_id)
+
+    client.get_run = get_run
+    assert orphans.fail_orphaned_runs(ctx, client, "train", now=NOW) == ["stale"]
+    assert "train: could not close orphaned run gone: no such run" in ctx.lines
+
+
+def test_a_run_deleted_since_the_search_is_left_alone(ctx):
+    deleted = _run("deleted")
+    deleted.info.lifecycle_stage = "deleted"
+    client = FakeClient([deleted])
+    assert orphans.fail_orphaned_runs(ctx, client, "train", now=NOW) == []
+    assert ("set_terminated", "deleted", "FAILED") not in client.calls

@@ -219,12 +219,22 @@ REGRESSION = PromotionSettings(
 
 def test_a_lower_is_better_primary_metric_is_beaten_by_a_lower_value():
     champion = {"rmse": 55.0, "mae": 44.0, "r2": 0.45}
-    better = decide({"rmse": 54.0, "mae": 44.5, "r2": 0.46}, champion, REGRESSION,
-                    candidate_version="2", champion_version="1")  # fmt: skip
+    better = decide(
+        {"rmse": 54.0, "mae": 44.5, "r2": 0.46},
+        champion,
+        REGRESSION,
+        candidate_version="2",
+        champion_version="1",
+    )
     assert better.promote is True, better.reason
     assert _row(better, "rmse", "< c").verdict == PASS
-    worse = decide({"rmse": 56.0, "mae": 44.0, "r2": 0.45}, champion, REGRESSION,
-                   candidate_version="2", champion_version="1")  # fmt: skip
+    worse = decide(
+        {"rmse": 56.0, "mae": 44.0, "r2": 0.45},
+        champion,
+        REGRESSION,
+        candidate_version="2",
+        champion_version="1",
+    )
     assert worse.promote is False
     assert worse.meets_thresholds is True
     assert worse.reason == "rmse 56.0000 does not beat the champion (v1) 55.0000"
@@ -240,27 +250,42 @@ def test_max_bounds_a_lower_is_better_metric_from_above():
 def test_max_regression_measures_worsening_in_each_metrics_own_direction():
     champion = {"rmse": 55.0, "mae": 40.0, "r2": 0.50}
     # mae (lower is better) rises 3 > 2 allowed; r2 (higher is better) rises: no regression.
-    d = decide({"rmse": 50.0, "mae": 43.0, "r2": 0.60}, champion, REGRESSION,
-               candidate_version="2", champion_version="1")  # fmt: skip
+    d = decide(
+        {"rmse": 50.0, "mae": 43.0, "r2": 0.60},
+        champion,
+        REGRESSION,
+        candidate_version="2",
+        champion_version="1",
+    )
     assert _row(d, "mae") == Row("mae", 43.0, 40.0, "rise <= 2", FAIL)
     assert _row(d, "r2", "drop") == Row("r2", 0.60, 0.50, "drop <= 0.05", PASS)
     assert d.reason == "mae rises 3.0000 against the champion (allowed 2)"
     # the same mae falling by 3 is an improvement, not a regression
-    d = decide({"rmse": 50.0, "mae": 37.0, "r2": 0.50}, champion, REGRESSION,
-               candidate_version="2", champion_version="1")  # fmt: skip
+    d = decide(
+        {"rmse": 50.0, "mae": 37.0, "r2": 0.50},
+        champion,
+        REGRESSION,
+        candidate_version="2",
+        champion_version="1",
+    )
     assert d.promote is True, d.reason
 
 
 @pytest.mark.parametrize(
     ("policy", "message"),
     [
-        (PromotionSettings(primary_metric="rmse", directions={"rmse": "lower"},
-                           min={"rmse": 50.0}),
-         "promotion.min sets a bound on rmse, a lower-is-better metric"),
-        (PromotionSettings(primary_metric="f1", max={"f1": 0.9}),
-         "promotion.max sets a bound on f1, a higher-is-better metric"),
+        (
+            PromotionSettings(
+                primary_metric="rmse", directions={"rmse": "lower"}, min={"rmse": 50.0}
+            ),
+            "promotion.min sets a bound on rmse, a lower-is-better metric",
+        ),
+        (
+            PromotionSettings(primary_metric="f1", max={"f1": 0.9}),
+            "promotion.max sets a bound on f1, a higher-is-better metric",
+        ),
     ],
-)  # fmt: skip
+)
 def test_contradictory_thresholds_are_a_setting_to_fix(policy, message):
     from mlci.errors import ConfigError
     from mlci.promotion import check_policy
@@ -274,8 +299,9 @@ def test_contradictory_thresholds_are_a_setting_to_fix(policy, message):
 def test_greater_is_better_false_alone_makes_the_primary_metric_lower_is_better():
     from mlci.promotion import LOWER, check_policy, direction
 
-    policy = PromotionSettings(primary_metric="log_loss", greater_is_better=False,
-                               max={"log_loss": 0.5})  # fmt: skip
+    policy = PromotionSettings(
+        primary_metric="log_loss", greater_is_better=False, max={"log_loss": 0.5}
+    )
     check_policy(policy)
     assert direction(policy, "log_loss") == LOWER
     assert direction(policy, "accuracy") == "higher"

@@ -68,8 +68,11 @@ def project_files(root: Path, paths: Sequence[str], exclude: Iterable[Path] = ()
     try:
         listed = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *paths],
-            cwd=root, capture_output=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
         candidates = [root / name for name in sorted(set(listed.decode().split("\0"))) if name]
     except (OSError, subprocess.SubprocessError):
         candidates = sorted(

@@ -1,4 +1,4 @@
-"""Training runs left RUNNING by a pipeline that died, found and closed on the server itself.
+"""Training runs left RUNNING by a pipeline (or server) that died: found and marked FAILED.
 
 A run whose trainer was killed (SIGKILL, a lost agent, a server that died mid-run) stays
 RUNNING in MLflow forever: nothing is left to tell the server. A note in the local state
@@ -11,7 +11,7 @@ another agent never sees it. So the evidence lives on the server, with the run:
 * the next train or promote, wherever it runs, searches the experiment for RUNNING runs
   with that tag whose last sign of life (the heartbeat, or the start time if there is none)
   is older than ``mlflow.orphan_after`` (600 s), and marks them FAILED, logging each
-  (:func:`close_orphans`).
+  (:func:`fail_orphaned_runs`).
 
 Why a heartbeat and not only an age limit: training time has no bound (a GPU run can take
 hours), so any age limit on the start time would either kill a long run that another pipeline
@@ -23,6 +23,10 @@ for 10 minutes), nothing is lost: it keeps logging and sets its run FINISHED at 
 Runs without the tag (someone else's, or made by hand) are never touched. The times compared
 come from the clocks of different agents: skew of seconds, even a minute, does not matter
 against 10 minutes.
+
+This is housekeeping, so a server that cannot answer now (down, restarting, failing) or a
+run that is gone is logged and the stage goes on; a refused login or permission, any other
+refusal of the server, and errors in mlci itself are raised (:func:`passable`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ HEARTBEAT_EVERY_S = 30.0
 #: older than this is an orphan (see the module docstring).
 ORPHAN_AFTER_S = 600.0
 PAGE = 200
+#: MLflow's error codes of a server that cannot answer now, or of a run that is gone: what
+#: the search for orphans and the close of one may log and go past.
+PASSABLE_CODES = frozenset(
+    {
+        "INTERNAL_ERROR",  # a 500, or a request that never got an answer (refused, reset)
+        "TEMPORARILY_UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "REQUEST_LIMIT_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "RESOURCE_DOES_NOT_EXIST",
+    }
+)
 
 
 def created_by_tags(now: float | None = None) -> dict[str, str]:
@@ -71,9 +87,13 @@ class Heartbeat:
         return self
 
     def _beat(self) -> None:
+        from mlflow.exceptions import MlflowException
+        from requests.exceptions import RequestException
+
         while not self._stop.wait(self.every):
-            # A failed beat is retried at the next one; training must not fail over it.
-            with contextlib.suppress(Exception):
+            # Whatever the server answers, the beat is tried again at the next one: training
+            # must not fail over its heartbeat. A bug in mlci still ends the thread, loudly.
+            with contextlib.suppress(MlflowException, RequestException, OSError):
                 self.client.set_tag(self.run_id, HEARTBEAT_TAG, str(int(time.time())))
 
     def stop(self) -> None:
@@ -85,7 +105,8 @@ class Heartbeat:
     def fail(self) -> None:
         """Stop beating and mark the run FAILED now, if the server still answers.
 
-        If it does not, the run keeps its last heartbeat and the next stage closes it.
+        If it does not, the run keeps its last heartbeat and the next stage closes it. Called
+        while training fails, so it never raises: that failure stays the error.
         """
         self.stop()
         with contextlib.suppress(Exception):
@@ -147,7 +168,19 @@ def _closer() -> str:
     return os.environ.get("BUILD_URL") or socket.gethostname()
 
 
-def close_orphans(
+def passable(exc: BaseException) -> bool:
+    """Whether housekeeping may log ``exc`` and go on: the server could not answer (no
+    connection, a timeout, a 5xx) or the run is gone. A refused login (401) or permission
+    (403), a request the server rejects, and errors in mlci itself are not passable."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    if isinstance(exc, MlflowException):
+        return str(getattr(exc, "error_code", "")) in PASSABLE_CODES
+    return isinstance(exc, RequestException | OSError)
+
+
+def fail_orphaned_runs(
     ctx: StageContext,
     client: Any,
     stage: str,
@@ -158,33 +191,45 @@ def close_orphans(
     """Mark FAILED the RUNNING runs of mlci in the configured experiment whose last sign of
     life is older than ``older_than`` seconds (:data:`ORPHAN_AFTER_S`); returns their ids.
 
-    Housekeeping: a server that refuses the search (or one close) is logged and the stage
-    goes on. Each candidate is read again just before it is closed, so a run that finished
-    or beat in the meantime is left alone.
+    Each candidate is read again just before it is closed, so a run that finished, beat or
+    was deleted in the meantime is left alone. A server that cannot answer the search (or
+    one close) now is logged and the stage goes on (:func:`passable`); any other failure is
+    raised, a refusal of the server as a :class:`~mlci.errors.TrackingServerError`.
     """
+    from mlci.clients import mlflow as mlflow_client
+
     limit = ctx.settings.mlflow.orphan_after if older_than is None else older_than
     experiment_name = ctx.settings.mlflow.experiment
-    try:
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None:
+    uri = ctx.tracking_uri()
+    with mlflow_client.server_errors("looking for orphaned runs", uri):
+        try:
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                return []
+            candidates = _running_runs_of_mlci(client, experiment.experiment_id)
+        except Exception as exc:
+            if not passable(exc):
+                raise
+            ctx.log(f"{stage}: could not look for orphaned runs in {experiment_name!r}: {exc}")
             return []
-        candidates = _running_runs_of_mlci(client, experiment.experiment_id)
-    except Exception as exc:  # housekeeping must not fail the stage
-        ctx.log(f"{stage}: could not look for orphaned runs in {experiment_name!r}: {exc}")
-        return []
     closed: list[str] = []
     for candidate in candidates:
         run_id = candidate.info.run_id
-        try:
-            run = client.get_run(run_id)  # fresh: it may have finished or beat since
-            silent = (time.time() if now is None else now) - last_sign_of_life(run)
-            if run.info.status != "RUNNING" or silent <= limit:
+        with mlflow_client.server_errors(f"closing the orphaned run {run_id}", uri):
+            try:
+                run = client.get_run(run_id)  # fresh: it may have finished or beat since
+                silent = (time.time() if now is None else now) - last_sign_of_life(run)
+                if run.info.status != "RUNNING" or silent <= limit or _deleted(run):
+                    continue
+                client.set_terminated(run_id, "FAILED")
+                client.set_tag(
+                    run_id, CLOSED_TAG, f"no heartbeat for {silent:.0f} s, by {_closer()}"
+                )
+            except Exception as exc:
+                if not passable(exc):
+                    raise
+                ctx.log(f"{stage}: could not close orphaned run {run_id}: {exc}")
                 continue
-            client.set_terminated(run_id, "FAILED")
-            client.set_tag(run_id, CLOSED_TAG, f"no heartbeat for {silent:.0f} s, by {_closer()}")
-        except Exception as exc:
-            ctx.log(f"{stage}: could not close orphaned run {run_id}: {exc}")
-            continue
         closed.append(run_id)
         name = run.info.run_name or run_id
         ctx.log(
@@ -192,6 +237,15 @@ def close_orphans(
             f"{_duration(silent)} (limit {_duration(limit)}); marked FAILED"
         )
     return closed
+
+
+def _deleted(run: Any) -> bool:
+    """A run deleted since the search (the server refuses to change a deleted run)."""
+    return getattr(run.info, "lifecycle_stage", "active") != "active"
+
+
+#: The name train, promote and their tests have called it by.
+close_orphans = fail_orphaned_runs
 
 
 def _duration(seconds: float) -> str:

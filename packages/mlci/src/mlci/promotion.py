@@ -66,8 +66,9 @@ def _better(candidate: float, champion: float, greater_is_better: bool) -> bool:
     return candidate > champion if greater_is_better else candidate < champion
 
 
-def _missing(value: float | None) -> bool:
-    return value is None or math.isnan(value)
+def _logged(value: float | None) -> float | None:
+    """``value``, or None when the metric was not logged (missing, or NaN)."""
+    return None if value is None or math.isnan(value) else value
 
 
 def decide(
@@ -88,7 +89,8 @@ def decide(
     bounds += [(m, b, "<=") for m, b in policy.max.items()]
     for metric, bound, op in sorted(bounds):
         value = candidate.get(metric)
-        ok = not _missing(value) and (value >= bound if op == ">=" else value <= bound)
+        seen = _logged(value)
+        ok = seen is not None and (seen >= bound if op == ">=" else seen <= bound)
         rows.append(Row(metric, value, champ.get(metric), f"{op} {bound:g}", PASS if ok else FAIL))
         if not ok:
             failures.append(
@@ -105,7 +107,8 @@ def decide(
                 rows.append(Row(metric, value, held, f"{word} <= {allowed:g}", "-"))
                 continue
             sign = 1.0 if direction(policy, metric) == HIGHER else -1.0
-            worse = None if _missing(value) else sign * (held - value)
+            seen = _logged(value)
+            worse = None if seen is None else sign * (held - seen)
             ok = worse is not None and worse <= allowed + 1e-12
             rows.append(Row(metric, value, held, f"{word} <= {allowed:g}", PASS if ok else FAIL))
             if not ok:

@@ -1,4 +1,9 @@
-"""MLflow tracking server access: reachability check, timeouts, one error mapping."""
+"""MLflow tracking server access: reachability check, timeouts, one error mapping.
+
+The reachability check is one GET of ``/health`` with urllib rather than
+:func:`mlci.http.session`: it must fail at once (no retry) and runs before anything imports
+requests.
+"""
 
 from __future__ import annotations
 

@@ -18,6 +18,17 @@ REPORT = "promote.json"
 #: What promote leaves in the model's reports folder, kept with its cache entry.
 OUTPUTS = (REPORT,)
 MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+#: The settings of [tool.mlci.promotion] a decision depends on (part of the cache key).
+DECIDING = (
+    "mode",
+    "alias",
+    "primary_metric",
+    "greater_is_better",
+    "directions",
+    "min",
+    "max",
+    "max_regression",
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -126,10 +137,7 @@ def _data_hashes(client: Any, name: str, version: str, champion_mv: Any) -> tupl
 def model_inputs(ctx: StageContext) -> dict[str, Any]:
     """What one model's promotion depends on: the candidate train recorded, the promotion
     policy, and the registry it changes. Unchanged, the decision stands and nothing moves."""
-    promotion = [f"promotion.{name}" for name in (
-        "mode", "alias", "primary_metric", "greater_is_better", "directions", "min", "max",
-        "max_regression",
-    )]  # fmt: skip
+    promotion = [f"promotion.{name}" for name in DECIDING]
     return {
         "candidate": cache.reports_digest(ctx.model_reports, ["train.json"]),
         "settings": cache.settings_values(ctx, "model.module", *promotion),
@@ -166,7 +174,7 @@ def run_model(ctx: StageContext) -> StageResult:
     check_policy(policy)
     uri = ctx.tracking_uri()
     client = mlflow_client.connect(uri, settings.mlflow)
-    orphans.close_orphans(ctx, client, "promote")
+    orphans.fail_orphaned_runs(ctx, client, "promote")
     with mlflow_client.server_errors(f"reading {name} v{version}", uri):
         check_same_server(client, uri, trained)
         check_metrics_logged(client, trained, policy)
