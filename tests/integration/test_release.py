@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from .conftest import make_context
 pytestmark = pytest.mark.integration
 
 
-def _demo_project(root, name, body="VALUE = 1\n"):
+def _demo_project(root: Path, name: str, body: str = "VALUE = 1\n") -> Path:
     """A tiny project with one hatchling package under packages/<name>."""
     pkg = root / "packages" / name
     module = name.replace("-", "_")
@@ -47,12 +48,16 @@ def _demo_project(root, name, body="VALUE = 1\n"):
     return pkg
 
 
-def _commit(root, message):
+def _commit(root: Path, message: str) -> None:
     env = {
-        "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-        "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
-        "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"],
-    }  # fmt: skip
+        "GIT_AUTHOR_NAME": "dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "PATH": os.environ["PATH"],
+    }
     steps = [["add", "-A"], ["commit", "-q", "-m", message], ["tag", "-f", "v1.0.0"]]
     if not (root / ".git").exists():
         steps.insert(0, ["init", "-q", "-b", "main"])
@@ -60,11 +65,13 @@ def _commit(root, message):
         subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
 
 
-def _sha(path):
+def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_release_uploads_verifies_and_pip_gets_the_same_files(tmp_path, pypi_server):
+def test_release_uploads_verifies_and_pip_gets_the_same_files(
+    tmp_path: Path, pypi_server: tuple[str, Path]
+) -> None:
     url, packages_dir = pypi_server
     project = tmp_path / "project"
     _demo_project(project, "mlci-demo-one")
@@ -78,10 +85,23 @@ def test_release_uploads_verifies_and_pip_gets_the_same_files(tmp_path, pypi_ser
 
     download = tmp_path / "download"
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-         "--index-url", url + "/simple/", "-d", str(download), "mlci-demo-one==1.0.0"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-build-isolation",
+            "--index-url",
+            url + "/simple/",
+            "-d",
+            str(download),
+            "mlci-demo-one==1.0.0",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     (wheel,) = download.glob("*.whl")
     assert _sha(wheel) == built[wheel.name]
 
@@ -92,7 +112,9 @@ def test_release_uploads_verifies_and_pip_gets_the_same_files(tmp_path, pypi_ser
     assert again.summary == "0 uploaded, 2 already there, verified"
 
 
-def test_changed_file_under_same_version_is_refused_and_nothing_uploads(tmp_path, pypi_server):
+def test_changed_file_under_same_version_is_refused_and_nothing_uploads(
+    tmp_path: Path, pypi_server: tuple[str, Path]
+) -> None:
     url, packages_dir = pypi_server
     project = tmp_path / "project"
     pkg = _demo_project(project, "mlci-demo-two")
@@ -110,7 +132,7 @@ def test_changed_file_under_same_version_is_refused_and_nothing_uploads(tmp_path
     assert {p.name: _sha(p) for p in packages_dir.iterdir()} == before
 
 
-def _index(url):
+def _index(url: str) -> dict[str, str]:
     # This pypiserver accepts any credentials; twine still needs some, as on a real index.
     return {
         "release.repository_url": url + "/",

@@ -16,23 +16,23 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mlci import servers
 from mlci.errors import PackageIndexError, ReleaseRefused
-from mlci.stages import release
+from mlci.stages import StageResult, release
 
 from .conftest import REPO_ROOT, make_context
 
@@ -47,31 +47,22 @@ TAG = "v1.2.0"
 # --- servers ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _auth_index_command(packages: Path, htpasswd: Path) -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "pypiserver", "run", "--host", "127.0.0.1"),
+            *("--port", str(port), "-P", str(htpasswd), "-a", "update"),
+            "--disable-fallback",
+            str(packages),
+        ]
 
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, deadline_s: float = 60) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"pypiserver exited: {log.read_text(errors='replace')[-2000:]}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(url, timeout=2) as resp,
-        ):
-            if resp.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"pypiserver not healthy: {log.read_text(errors='replace')[-2000:]}")
+    return command
 
 
 @pytest.fixture(scope="module")
-def auth_index(tmp_path_factory: pytest.TempPathFactory):
+def auth_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A pypiserver that lists and serves freely but demands USER/PASSWORD for uploads."""
-    from passlib.apache import HtpasswdFile
+    from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]  # no stubs
 
     base = tmp_path_factory.mktemp("auth-index")
     packages = base / "packages"
@@ -79,28 +70,9 @@ def auth_index(tmp_path_factory: pytest.TempPathFactory):
     htpasswd = HtpasswdFile(str(base / "htpasswd"), new=True, default_scheme="apr_md5_crypt")
     htpasswd.set_password(USER, PASSWORD)
     htpasswd.save()
-    port = _free_port()
-    log = base / "pypiserver.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pypiserver", "run", "--host", "127.0.0.1",
-             "--port", str(port), "-P", str(base / "htpasswd"), "-a", "update",
-             "--disable-fallback", str(packages)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}", packages
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+    command = _auth_index_command(packages, base / "htpasswd")
+    with servers.local_server("pypiserver", command, "/health", base / "pypiserver.log") as index:
+        yield index.url, packages
 
 
 class FlakyProxy:
@@ -117,7 +89,7 @@ class FlakyProxy:
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep the test output quiet
+            def log_message(self, *args: Any) -> None:  # keep the test output quiet
                 pass
 
             def do_GET(self) -> None:
@@ -164,7 +136,7 @@ class FlakyProxy:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
 
@@ -175,8 +147,12 @@ class FlakyProxy:
 def _git(repo: Path, *args: str) -> str:
     proc = subprocess.run(
         ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
-        cwd=repo, capture_output=True, text=True, check=True, timeout=30,
-    )  # fmt: skip
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     return proc.stdout.strip()
 
 
@@ -278,7 +254,7 @@ def _snapshot(packages_dir: Path) -> dict[str, str]:
     return {p.name: _sha(p) for p in sorted(packages_dir.iterdir()) if p.is_file()}
 
 
-def _auth(url: str, password: str = PASSWORD) -> dict:
+def _auth(url: str, password: str = PASSWORD) -> dict[str, Any]:
     return {
         "release.repository_url": url + "/",
         "release.username": USER,
@@ -291,7 +267,7 @@ def _wheel_and_sdist(name: str, version: str) -> set[str]:
     return {f"{stem}.tar.gz", f"{stem}-py3-none-any.whl"}
 
 
-def _release(tmp_path: Path, repo: Path, **overrides):
+def _release(tmp_path: Path, repo: Path, **overrides: Any) -> tuple[StageResult, list[str]]:
     ctx, lines = make_context(tmp_path, root=repo, **overrides)
     with ctx:
         result = release.run(ctx)
@@ -308,7 +284,9 @@ def _no_ambient_twine_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- 1, 5, 9: tag -> dry run -> upload -> re-run -> changed file under the same version ----
 
 
-def test_tagged_release_dry_run_upload_rerun_and_moved_tag(tmp_path, auth_index, monkeypatch):
+def test_tagged_release_dry_run_upload_rerun_and_moved_tag(
+    tmp_path: Path, auth_index: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, packages_dir = auth_index
     repo = _tagged_repo(tmp_path, "flow-alpha")
     expected = _wheel_and_sdist("flow-alpha", "1.2.0")
@@ -404,7 +382,9 @@ def _static_mismatch(tmp_path: Path) -> Path:
     ],
     ids=["modified-tracked-file", "untracked-file", "untagged-commit", "static-version"],
 )
-def test_preflight_refuses_before_building(tmp_path, auth_index, make_repo, message):
+def test_preflight_refuses_before_building(
+    tmp_path: Path, auth_index: tuple[str, Path], make_repo: Callable[[Path], Path], message: str
+) -> None:
     url, packages_dir = auth_index
     repo = make_repo(tmp_path)
     before = _snapshot(packages_dir)
@@ -417,7 +397,9 @@ def test_preflight_refuses_before_building(tmp_path, auth_index, make_repo, mess
     assert not (tmp_path / "reports" / "release.json").exists()
 
 
-def test_untagged_commit_with_allow_dev_uploads_a_dev_version(tmp_path, auth_index, monkeypatch):
+def test_untagged_commit_with_allow_dev_uploads_a_dev_version(
+    tmp_path: Path, auth_index: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, packages_dir = auth_index
     repo = _untagged(tmp_path)
     monkeypatch.setenv("TWINE_USERNAME", USER)
@@ -434,7 +416,9 @@ def test_untagged_commit_with_allow_dev_uploads_a_dev_version(tmp_path, auth_ind
     assert all(n.startswith("flow_untagged-") and ".dev" in n for n in added), added
 
 
-def test_untracked_file_with_allow_dev_never_takes_the_tagged_version(tmp_path, pypi_server):
+def test_untracked_file_with_allow_dev_never_takes_the_tagged_version(
+    tmp_path: Path, pypi_server: tuple[str, Path]
+) -> None:
     url, packages_dir = pypi_server
     repo = _untracked(tmp_path)
     before = _snapshot(packages_dir)
@@ -457,7 +441,9 @@ def test_untracked_file_with_allow_dev_never_takes_the_tagged_version(tmp_path, 
 # --- 6: the index goes down mid-upload; the re-run finishes ---------------------------------
 
 
-def test_index_down_mid_upload_then_rerun_completes(tmp_path, auth_index):
+def test_index_down_mid_upload_then_rerun_completes(
+    tmp_path: Path, auth_index: tuple[str, Path]
+) -> None:
     url, packages_dir = auth_index
     repo = _tagged_repo(tmp_path, "flow-proxy")
     expected = _wheel_and_sdist("flow-proxy", "1.2.0")
@@ -483,7 +469,9 @@ def test_index_down_mid_upload_then_rerun_completes(tmp_path, auth_index):
 # --- 7: wrong password ---------------------------------------------------------------------
 
 
-def test_wrong_password_is_refused_and_names_the_variables(tmp_path, auth_index):
+def test_wrong_password_is_refused_and_names_the_variables(
+    tmp_path: Path, auth_index: tuple[str, Path]
+) -> None:
     url, packages_dir = auth_index
     repo = _tagged_repo(tmp_path, "flow-badpw")
     wrong = f"wrong-{uuid.uuid4().hex}"
@@ -551,7 +539,9 @@ class ProcessWatcher(threading.Thread):
                 self.leaks.add(f"environ of {pid}: {cmdline[:200]!r}")
 
 
-def test_invoke_release_keeps_the_password_secret_and_dry_run_changes_nothing(tmp_path, auth_index):
+def test_invoke_release_keeps_the_password_secret_and_dry_run_changes_nothing(
+    tmp_path: Path, auth_index: tuple[str, Path]
+) -> None:
     url, packages_dir = auth_index
     repo = _tagged_repo(tmp_path, "flow-secret")
     env = _invoke_env(tmp_path, repo, url)
@@ -562,16 +552,24 @@ def test_invoke_release_keeps_the_password_secret_and_dry_run_changes_nothing(tm
     try:
         dry = subprocess.run(
             [sys.executable, "-m", "invoke", "release", "--dry-run"],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert dry.returncode == 0, dry.stdout + dry.stderr
         assert _snapshot(packages_dir) == before
         assert not (tmp_path / "reports" / "release.json").exists()
 
         done = subprocess.run(
             [sys.executable, "-m", "invoke", "release"],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         watcher.stop.set()
         watcher.join(timeout=10)
@@ -631,7 +629,9 @@ def _model_repo(tmp_path: Path, model: str, uri: str) -> Path:
     return repo
 
 
-def test_release_ships_the_champion_and_refuses_without_one(tmp_path, mlflow_server, pypi_server):
+def test_release_ships_the_champion_and_refuses_without_one(
+    tmp_path: Path, mlflow_server: str, pypi_server: tuple[str, Path]
+) -> None:
     from mlflow import MlflowClient
 
     from mlci.stages import promote, train

@@ -51,6 +51,9 @@ class FakeMlflow:
         version = run_id.removeprefix("run-")
         return SimpleNamespace(data=SimpleNamespace(metrics=self.versions[version]))
 
+    def get_experiment_by_name(self, name):
+        return None  # no experiment here: promote finds no orphaned runs to close
+
     def set_registered_model_alias(self, name, alias, version):
         self.alias_sets.append((name, alias, version))
         if self.alias_sticks and alias == "champion":
@@ -249,8 +252,10 @@ class FakeResponse:
     def __init__(self, status_code=200, text="", content=b""):
         self.status_code = status_code
         self.text = text
-        self.content = content
+        self.content = content or text.encode()
         self.reason = "Reason"
+        self.headers = {"content-type": "text/html"}  # a PEP 503 page, as pypiserver's
+        self.url = ""
 
     def raise_for_status(self):
         if self.status_code >= 400:
@@ -264,11 +269,12 @@ class FakeSession:
         self.pages = pages
         self.gets: list[str] = []
 
-    def get(self, url, timeout=None):
+    def get(self, url, timeout=None, headers=None):
         self.gets.append(url)
         answer = self.pages.get(url, FakeResponse(404))
         if isinstance(answer, Exception):
             raise answer
+        answer.url = url  # pypi-simple resolves the page's links against it
         return answer
 
 
@@ -406,6 +412,49 @@ def test_credentials(write_project, load, monkeypatch):
     monkeypatch.setenv("TWINE_PASSWORD", "tp")
     assert release._credentials(bare, local=False) == ("tu", "tp")
     assert release._credentials(ctx, local=False) == ("u", "p")  # settings win over TWINE_*
+
+
+def test_release_names_built_files_with_packaging(tmp_path):
+    from mlci.release.build import _is_built_from
+    from mlci.release.preflight import PackagePlan, tag_version
+
+    plan = PackagePlan("pkg", tmp_path, "Wine_Classifier", "1.0.0")
+    assert _is_built_from("wine_classifier-1.0.0.tar.gz", plan)
+    assert _is_built_from("wine_classifier-1.0-py3-none-any.whl", plan)  # 1.0 == 1.0.0
+    assert not _is_built_from("wine_classifier-1.0.1.tar.gz", plan)
+    assert not _is_built_from("other-1.0.0-py3-none-any.whl", plan)
+    assert not _is_built_from("not a dist file", plan)
+    assert str(tag_version("v1.2.0")) == "1.2.0"
+    assert tag_version("nightly") is None
+    assert tag_version("v1.x") is None
+
+
+def test_package_metadata_asks_a_declared_backend(tmp_path, monkeypatch):
+    from mlci import lineage
+
+    # An in-tree backend that reports its version and what it was handed in its environment.
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        '[project]\nname = "Odd.Name"\ndynamic = ["version"]\n'
+    )
+    (tmp_path / "backend.py").write_text(
+        "import os\n"
+        "def prepare_metadata_for_build_wheel(directory, config_settings=None):\n"
+        "    info = os.path.join(directory, 'odd_name-7.1.dist-info')\n"
+        "    os.mkdir(info)\n"
+        "    seen = os.environ.get('TWINE_PASSWORD', 'none')\n"
+        "    with open(os.path.join(info, 'METADATA'), 'w') as fh:\n"
+        "        fh.write(f'Metadata-Version: 2.1\\nName: Odd.Name\\nVersion: 7.1+{seen}\\n')\n"
+        "    return 'odd_name-7.1.dist-info'\n"
+    )
+    monkeypatch.setenv("TWINE_PASSWORD", "secret")
+    assert lineage.package_metadata(tmp_path) == ("Odd.Name", "7.1+none")
+    # A backend this environment does not have: the version is unknown, nothing raised.
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["nope"]\nbuild-backend = "mlci_no_such_backend"\n'
+        '[project]\nname = "odd"\ndynamic = ["version"]\n'
+    )
+    assert lineage.package_metadata(tmp_path) == ("odd", lineage.UNKNOWN)
 
 
 # ---------------------------------------------------------------------------------------------

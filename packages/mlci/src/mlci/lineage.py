@@ -1,4 +1,9 @@
-"""Where a model comes from: the facts recorded on every run, version and release."""
+"""Where a model comes from: the facts recorded on every run, version and release.
+
+Package versions come from setuptools-scm (hatch-vcs projects) or the package's own PEP 517
+backend through ``build``. Git is asked through its command line: four read-only commands do
+not justify a git library as a dependency.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import os
 import subprocess
 import tomllib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 UNKNOWN = "unknown"
 
@@ -61,12 +67,24 @@ def commit_time(root: Path) -> int | None:
     return int(out) if out and out.isdigit() else None
 
 
+#: Never handed to a package's build backend (it runs third-party code).
+SECRET_VARIABLES = ("TWINE_PASSWORD", "MLCI_RELEASE_PASSWORD", "MLFLOW_TRACKING_PASSWORD")
+
+
+def without_secrets() -> dict[str, str]:
+    """This process's environment less :data:`SECRET_VARIABLES`: for build backends."""
+    return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+
+
 def package_metadata(package_dir: Path) -> tuple[str, str]:
     """(name, version) of a package folder, as its build backend will compute them.
 
-    A static ``version`` is read from pyproject.toml; a version from git tags (hatch-vcs,
-    ``[tool.hatch.version] source = "vcs"``) is computed with setuptools-scm and the same
-    options, so lineage, image tags and releases all name the version that gets built.
+    The cheap ways first: a static ``name`` and ``version`` are read from pyproject.toml, and
+    a version from git tags through hatch-vcs (``[tool.hatch.version] source = "vcs"``) is
+    computed with setuptools-scm and the same options, so lineage, image tags and releases all
+    name the version that gets built. Any other declared backend (setuptools, flit, poetry-core,
+    hatchling with another version source) is asked through its PEP 517 metadata hook
+    (:func:`backend_metadata`); when that cannot answer, the version is "unknown".
     """
     path = package_dir / "pyproject.toml"
     try:
@@ -83,25 +101,68 @@ def package_metadata(package_dir: Path) -> tuple[str, str]:
         return name, str(project["version"])
     hatch_version = data.get("tool", {}).get("hatch", {}).get("version", {})
     if "version" in project.get("dynamic", []) and hatch_version.get("source") == "vcs":
-        from setuptools_scm import get_version
+        return name, _scm_version(name, package_dir, dict(hatch_version.get("raw-options", {})))
+    declares_backend = "build-backend" in data.get("build-system", {})
+    if declares_backend or (package_dir / "setup.py").is_file():
+        found = backend_metadata(package_dir)
+        if found is not None:
+            return found
+    return name, str(project.get("version", UNKNOWN))
 
-        options = dict(hatch_version.get("raw-options", {}))
-        root = (package_dir / options.pop("root", ".")).resolve()
-        try:
-            with _quiet_scm():  # it warns (and logs) before it raises; mlci says it once
-                return name, get_version(root=str(root), **options)
-        except LookupError:
-            return name, str(options.get("fallback_version", UNKNOWN))
-        except ValueError as exc:  # a tag that is not a version, e.g. v1.x
-            from mlci.errors import ConfigError
 
-            raise ConfigError(
-                f"the version of {name} cannot be computed from git: {exc}".split(" (tag_regex")[0],
-                "hatch-vcs takes it from the nearest tag, which must be a version (v1.2.0)",
-                "delete or rename that tag (git tag -d TAG; a new tag on a later commit also "
-                "works), then run the stage again",
-            ) from None
-    return name, UNKNOWN
+def _scm_version(name: str, package_dir: Path, options: dict[str, Any]) -> str:
+    """The version hatch-vcs will build, computed with setuptools-scm and its options."""
+    from setuptools_scm import get_version
+
+    root = (package_dir / options.pop("root", ".")).resolve()
+    try:
+        with _quiet_scm():  # it warns (and logs) before it raises; mlci says it once
+            return str(get_version(root=str(root), **options))
+    except LookupError:
+        return str(options.get("fallback_version", UNKNOWN))
+    except ValueError as exc:  # a tag that is not a version, e.g. v1.x
+        from mlci.errors import ConfigError
+
+        raise ConfigError(
+            f"the version of {name} cannot be computed from git: {exc}".split(" (tag_regex")[0],
+            "hatch-vcs takes it from the nearest tag, which must be a version (v1.2.0)",
+            "delete or rename that tag (git tag -d TAG; a new tag on a later commit also "
+            "works), then run the stage again",
+        ) from None
+
+
+#: Seconds one call of a build backend's metadata hook may take.
+BACKEND_TIMEOUT = 120
+
+
+def _backend_runner(
+    cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
+) -> None:
+    """Runs a PEP 517 hook: quietly, with a timeout, and without mlci's secrets."""
+    env = {**without_secrets(), **(extra_environ or {})}
+    subprocess.run(
+        list(cmd), cwd=cwd, env=env, capture_output=True, timeout=BACKEND_TIMEOUT, check=True
+    )
+
+
+def backend_metadata(package_dir: Path) -> tuple[str, str] | None:
+    """(name, version) from the package's own build backend, or None when it cannot say
+    (backend not installed in this environment, broken configuration, hook failing).
+
+    This starts a Python process that runs the backend's ``prepare_metadata_for_build_wheel``
+    hook (a whole wheel build for backends without it): call it once per package and stage,
+    never in a loop over runs or files.
+    """
+    from build import BuildBackendException, BuildException
+    from build.util import project_wheel_metadata
+
+    try:
+        metadata = project_wheel_metadata(package_dir, isolated=False, runner=_backend_runner)
+    except (BuildException, BuildBackendException, OSError, subprocess.SubprocessError):
+        return None
+    if "Name" not in metadata or "Version" not in metadata:
+        return None
+    return str(metadata["Name"]), str(metadata["Version"])
 
 
 @contextlib.contextmanager
