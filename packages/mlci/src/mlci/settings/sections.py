@@ -192,7 +192,7 @@ class ReleaseSettings:
     dry_run: bool = option(False, "print the release plan and change nothing")
 
 
-#: The pipeline's stages (mlci.stages.PIPELINE_STAGES; a test holds the two together).
+#: The pipeline's stages, in the order it runs them (mlci.stages.PIPELINE_STAGES is this).
 STAGE_NAMES = (
     "lint",
     "test",

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from mlci.settings.sections import STAGE_NAMES
+
 if TYPE_CHECKING:
     from mlci.context import StageContext
 
@@ -24,18 +26,9 @@ NOT_RUN = "not run"
 CACHED = "cached"
 
 # The order `invoke pipeline` runs them in; the Jenkinsfile's stages follow the same order
-# (tests/contract holds the two together).
-PIPELINE_STAGES: tuple[str, ...] = (
-    "lint",
-    "test",
-    "scan",
-    "gate",
-    "image",
-    "train",
-    "promote",
-    "deploy",
-    "release",
-)
+# (tests/contract holds the two together). Settings name them too (cache.force), and settings
+# are the layer below, so the list lives there.
+PIPELINE_STAGES: tuple[str, ...] = STAGE_NAMES
 
 
 @dataclass
