@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mlci.clients.sonarqube import SonarQube
@@ -48,9 +49,8 @@ def _lib_call(action: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         raise SonarQubeError(f"{action} failed", str(exc)[:500], "see SonarQube's log") from None
     except RequestException as exc:
         raise SonarQubeError(
-            f"{action}: SonarQube cannot be reached", str(exc)[:500],
-            "check MLCI_SONAR_HOST_URL",
-        ) from None  # fmt: skip
+            f"{action}: SonarQube cannot be reached", str(exc)[:500], "check MLCI_SONAR_HOST_URL"
+        ) from None
 
 
 def apply_gate(
@@ -67,22 +67,10 @@ def apply_gate(
         changes.append(Change(action, detail))
         return None if dry_run else fn()
 
-    projects = _lib_call(
-        "looking up the project", client.lib.projects.search_projects, projects=project_key
-    )
-    if not any(c.get("key") == project_key for c in _components(projects)):
-        act(
-            "create project",
-            project_key,
-            lambda: _lib_call(
-                "creating the project",
-                client.lib.projects.create_project,
-                project=project_key,
-                name=project_name,
-            ),
-        )
+    if client.ensure_project(project_key, project_name, dry_run=dry_run):
+        changes.append(Change("create project", project_key))
 
-    existing = _show_gate(client, gate.name)
+    existing: dict[str, Any] | None = _show_gate(client, gate.name)
     if existing is None:
         act(
             "create gate",
@@ -96,39 +84,49 @@ def apply_gate(
             "built-in gates cannot be changed",
             "give the gate another name in sonarqube/quality-gate.toml",
         )
-    current = {c["metric"]: c for c in existing.get("conditions", [])}
+    current: dict[str, dict[str, Any]] = {c["metric"]: c for c in existing.get("conditions", [])}
     wanted = {c.metric: c for c in gate.conditions}
     for metric, cond in wanted.items():
         have = current.get(metric)
+        threshold = f"{cond.error:g}"
         if have is None:
             act(
                 "create condition",
-                f"{metric} {cond.op} {cond.error:g}",
-                lambda c=cond: client.post(
+                f"{metric} {cond.op} {threshold}",
+                partial(
+                    client.post,
                     "api/qualitygates/create_condition",
-                    f"adding the condition on {c.metric}",
-                    gateName=gate.name, metric=c.metric, op=c.op, error=f"{c.error:g}",
+                    f"adding the condition on {metric}",
+                    gateName=gate.name,
+                    metric=metric,
+                    op=cond.op,
+                    error=threshold,
                 ),
-            )  # fmt: skip
+            )
         elif have.get("op") != cond.op or not _same_threshold(have.get("error"), cond.error):
             act(
                 "update condition",
-                f"{metric}: {have.get('op')} {have.get('error')} -> {cond.op} {cond.error:g}",
-                lambda c=cond, h=have: client.post(
+                f"{metric}: {have.get('op')} {have.get('error')} -> {cond.op} {threshold}",
+                partial(
+                    client.post,
                     "api/qualitygates/update_condition",
-                    f"updating the condition on {c.metric}",
-                    id=h["id"], metric=c.metric, op=c.op, error=f"{c.error:g}",
+                    f"updating the condition on {metric}",
+                    id=have["id"],
+                    metric=metric,
+                    op=cond.op,
+                    error=threshold,
                 ),
-            )  # fmt: skip
+            )
     for metric, have in current.items():
         if metric not in wanted:
             act(
                 "delete condition",
                 f"{metric} (not in the gate file)",
-                lambda h=have: client.post(
+                partial(
+                    client.post,
                     "api/qualitygates/delete_condition",
-                    f"removing the condition on {h['metric']}",
-                    id=h["id"],
+                    f"removing the condition on {have['metric']}",
+                    id=have["id"],
                 ),
             )
 
@@ -147,17 +145,12 @@ def apply_gate(
     return changes
 
 
-def _components(search_result: Any) -> list[dict[str, Any]]:
-    if isinstance(search_result, dict):
-        return search_result.get("components", [])
-    if hasattr(search_result, "json"):
-        return search_result.json().get("components", [])
-    return list(search_result or [])
-
-
 def _show_gate(client: SonarQube, name: str) -> dict[str, Any] | None:
     try:
-        return client.get("api/qualitygates/show", "reading the gate", name=name)
+        shown: dict[str, Any] | None = client.get(
+            "api/qualitygates/show", "reading the gate", name=name
+        )
+        return shown
     except SonarQubeError as exc:
         if "HTTP 404" in exc.what:
             return None
@@ -173,4 +166,5 @@ def _selected_gate(client: SonarQube, project_key: str) -> str | None:
         if "HTTP 404" in exc.what:
             return None
         raise
-    return (data or {}).get("qualityGate", {}).get("name")
+    name = (data or {}).get("qualityGate", {}).get("name")
+    return str(name) if name is not None else None

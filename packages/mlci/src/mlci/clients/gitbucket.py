@@ -1,7 +1,8 @@
 """GitBucket access: its GitHub-shaped API v3 with basic auth, and the two web forms that
 change a password (GitBucket has no API for that).
 
-One requests session per client, one timeout for every call, one error mapping. GitBucket's
+One session per client (:func:`mlci.http.session`: one timeout for every call, urllib3's
+retries), one error mapping. GitBucket's
 quirks handled here: errors are ``{"message": ...}`` bodies; ``POST .../repos`` answers 200
 even for a duplicate name, with a message instead of the repository; a hook's own ``url``
 lacks ``repos/``, so hooks are addressed by id under ``/api/v3/repos/{owner}/{repo}/hooks``.
@@ -9,17 +10,20 @@ lacks ``repos/``, so hooks are addressed by id under ``/api/v3/repos/{owner}/{re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlci.errors import GitBucketError
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["GitBucket", "GitBucketError"]
 
 SERVICE = "GitBucket"
 
 
-def _message(resp: Any) -> str:
+def _message(resp: requests.Response) -> str:
     try:
         body = resp.json()
     except ValueError:
@@ -33,15 +37,17 @@ class GitBucket:
     """A client bound to one GitBucket and one account."""
 
     def __init__(self, url: str, user: str, password: str, timeout: float) -> None:
-        import requests
-
         self.url = url.rstrip("/")
         self.user = user
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.auth = (user, password)
-        self.session.headers["User-Agent"] = "mlci"
-        self.session.headers["Accept"] = "application/json"
+        self.session = self._session(auth=(user, password))
+
+    def _session(self, auth: tuple[str, str] | None = None) -> requests.Session:
+        from mlci import http
+
+        session = http.session(self.timeout, auth=auth)
+        session.headers["Accept"] = "application/json"
+        return session
 
     def close(self) -> None:
         self.session.close()
@@ -56,7 +62,7 @@ class GitBucket:
         *,
         missing_ok: bool = False,
         expect_empty: bool = False,
-        session: Any = None,
+        session: requests.Session | None = None,
         **kwargs: Any,
     ) -> Any:
         """One call; the parsed JSON (None for 204, or for 404 when ``missing_ok``).
@@ -67,9 +73,7 @@ class GitBucket:
 
         url = f"{self.url}/{path.lstrip('/')}"
         try:
-            resp = (session or self.session).request(
-                method, url, timeout=self.timeout, allow_redirects=False, **kwargs
-            )
+            resp = (session or self.session).request(method, url, allow_redirects=False, **kwargs)
         except requests.Timeout:
             raise GitBucketError(
                 f"GitBucket: {step}: no answer from {self.url} within {self.timeout:g} s",
@@ -115,14 +119,10 @@ class GitBucket:
         """Whether ``user``/``password`` authenticates (GET /api/v3/user; changes nothing)."""
         import requests
 
+        # A session of its own: no cookie of this client's session may answer for the login.
         try:
-            resp = requests.get(
-                f"{self.url}/api/v3/user",
-                auth=(user, password),
-                headers={"User-Agent": "mlci", "Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
+            with self._session(auth=(user, password)) as probe:
+                resp = probe.get(f"{self.url}/api/v3/user", allow_redirects=False)
         except requests.Timeout:
             raise GitBucketError(
                 f"GitBucket: {step}: no answer from {self.url} within {self.timeout:g} s",
@@ -131,9 +131,10 @@ class GitBucket:
             ) from None
         except requests.RequestException as exc:
             raise GitBucketError(
-                f"GitBucket: {step}: {self.url} cannot be reached", type(exc).__name__,
+                f"GitBucket: {step}: {self.url} cannot be reached",
+                type(exc).__name__,
                 "check MLCI_PLATFORM_GITBUCKET_URL and that the gitbucket container runs",
-            ) from None  # fmt: skip
+            ) from None
         if resp.status_code == 200:
             return True
         if resp.status_code == 401:
@@ -152,14 +153,17 @@ class GitBucket:
         """
         import requests
 
-        web = requests.Session()
-        web.headers["User-Agent"] = "mlci"
+        from mlci import http
+
+        web = http.session(self.timeout)
         try:
-            signin = self.request(
-                "POST", "signin", f"{step} (sign-in form)", session=web,
+            self.request(
+                "POST",
+                "signin",
+                f"{step} (sign-in form)",
+                session=web,
                 data={"userName": user, "password": old},
-            )  # fmt: skip
-            del signin
+            )
             if not web.cookies:
                 raise GitBucketError(
                     f"GitBucket: {step}: signing in as {user!r} did not open a session",
@@ -169,19 +173,20 @@ class GitBucket:
             resp = web.post(
                 f"{self.url}/{quote(user)}/_edit",
                 data={"password": new, "fullName": user, "mailAddress": email},
-                timeout=self.timeout,
                 allow_redirects=False,
             )
         except requests.Timeout:
             raise GitBucketError(
-                f"GitBucket: {step}: no answer within {self.timeout:g} s", "the account form",
+                f"GitBucket: {step}: no answer within {self.timeout:g} s",
+                "the account form",
                 "check that the gitbucket container is healthy; raise MLCI_PLATFORM_TIMEOUT",
-            ) from None  # fmt: skip
+            ) from None
         except requests.RequestException as exc:
             raise GitBucketError(
-                f"GitBucket: {step}: {self.url} cannot be reached", type(exc).__name__,
+                f"GitBucket: {step}: {self.url} cannot be reached",
+                type(exc).__name__,
                 "check MLCI_PLATFORM_GITBUCKET_URL and that the gitbucket container runs",
-            ) from None  # fmt: skip
+            ) from None
         finally:
             web.close()
         if resp.status_code == 400:
@@ -198,19 +203,24 @@ class GitBucket:
                 "GitBucket's log (docker-compose logs gitbucket) has the details",
             )
 
+    def _json(self, method: str, path: str, step: str, **kwargs: Any) -> dict[str, Any]:
+        body: dict[str, Any] = self.request(method, path, step, **kwargs) or {}
+        return body
+
+    def _found(self, path: str, step: str) -> dict[str, Any] | None:
+        body: dict[str, Any] | None = self.request("GET", path, step, missing_ok=True)
+        return body
+
     def me(self, step: str) -> dict[str, Any]:
-        return self.request("GET", "api/v3/user", step)
+        return self._json("GET", "api/v3/user", step)
 
     def get_user(self, name: str, step: str) -> dict[str, Any] | None:
-        return self.request("GET", f"api/v3/users/{quote(name)}", step, missing_ok=True)
+        return self._found(f"api/v3/users/{quote(name)}", step)
 
     def create_user(self, name: str, password: str, email: str, step: str) -> dict[str, Any]:
         """POST api/v3/admin/users (admin only): a plain, non-admin account."""
-        return self.request(
-            "POST", "api/v3/admin/users", step,
-            json={"login": name, "password": password, "email": email, "fullName": name,
-                  "isAdmin": False},
-        )  # fmt: skip
+        account = {"login": name, "password": password, "email": email, "fullName": name}
+        return self._json("POST", "api/v3/admin/users", step, json={**account, "isAdmin": False})
 
     # -- collaborators -----------------------------------------------------------------------
 
@@ -233,8 +243,8 @@ class GitBucket:
         self, owner: str, repo: str, name: str, permission: str, step: str
     ) -> None:
         """PUT is an insert in GitBucket (a second one is a 500): remove a changed role first."""
-        self.request("PUT", self._collaborator_path(owner, repo, name), step,
-                     json={"permission": permission})  # fmt: skip
+        path = self._collaborator_path(owner, repo, name)
+        self.request("PUT", path, step, json={"permission": permission})
 
     def remove_collaborator(self, owner: str, repo: str, name: str, step: str) -> None:
         self.request("DELETE", self._collaborator_path(owner, repo, name), step)
@@ -242,23 +252,18 @@ class GitBucket:
     # -- organisations and repositories ------------------------------------------------------
 
     def get_org(self, org: str, step: str) -> dict[str, Any] | None:
-        return self.request("GET", f"api/v3/orgs/{quote(org)}", step, missing_ok=True)
+        return self._found(f"api/v3/orgs/{quote(org)}", step)
 
     def create_org(self, org: str, admin: str, step: str) -> dict[str, Any]:
-        return self.request(
-            "POST", "api/v3/admin/organizations", step,
-            json={"login": org, "admin": admin, "profile_name": org},
-        )  # fmt: skip
+        organisation = {"login": org, "admin": admin, "profile_name": org}
+        return self._json("POST", "api/v3/admin/organizations", step, json=organisation)
 
     def get_repo(self, owner: str, name: str, step: str) -> dict[str, Any] | None:
-        path = f"api/v3/repos/{quote(owner)}/{quote(name)}"
-        return self.request("GET", path, step, missing_ok=True)
+        return self._found(f"api/v3/repos/{quote(owner)}/{quote(name)}", step)
 
     def create_org_repo(self, org: str, name: str, private: bool, step: str) -> dict[str, Any]:
-        body = self.request(
-            "POST", f"api/v3/orgs/{quote(org)}/repos", step,
-            json={"name": name, "private": private, "auto_init": False},
-        )  # fmt: skip
+        repository = {"name": name, "private": private, "auto_init": False}
+        body = self.request("POST", f"api/v3/orgs/{quote(org)}/repos", step, json=repository)
         if not isinstance(body, dict) or "full_name" not in body:
             # GitBucket answers 200 with only a message for a name that exists already.
             message = _message_of(body)
@@ -276,19 +281,19 @@ class GitBucket:
         return f"api/v3/repos/{quote(owner)}/{quote(repo)}/hooks"
 
     def list_hooks(self, owner: str, repo: str, step: str) -> list[dict[str, Any]]:
-        return self.request("GET", self._hooks_path(owner, repo), step) or []
+        hooks: list[dict[str, Any]] = self.request("GET", self._hooks_path(owner, repo), step)
+        return hooks or []
 
-    def create_hook(
-        self, owner: str, repo: str, hook: dict[str, Any], step: str
-    ) -> dict[str, Any] | None:
+    def create_hook(self, owner: str, repo: str, hook: dict[str, Any], step: str) -> Any:
+        """The hook GitBucket answers with (the caller checks that it is one)."""
         return self.request("POST", self._hooks_path(owner, repo), step, json=hook)
 
     def update_hook(
         self, owner: str, repo: str, hook_id: int, hook: dict[str, Any], step: str
-    ) -> dict[str, Any] | None:
+    ) -> None:
         # PATCH sets what it gets: the secret and content_type must be sent every time.
         path = f"{self._hooks_path(owner, repo)}/{int(hook_id)}"
-        return self.request("PATCH", path, step, json=hook)
+        self.request("PATCH", path, step, json=hook)
 
     def delete_hook(self, owner: str, repo: str, hook_id: int, step: str) -> None:
         self.request("DELETE", f"{self._hooks_path(owner, repo)}/{int(hook_id)}", step)

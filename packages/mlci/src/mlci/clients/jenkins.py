@@ -6,23 +6,40 @@ reused for every call; every call has a timeout. ``get_whoami`` proves the crede
 python-jenkins turns 401/403/500 into ``JenkinsException``, 404 into ``NotFoundException``
 and timeouts into ``TimeoutException``; :meth:`JenkinsClient.call` maps all of them to one
 :class:`JenkinsError` that names the step.
+
+Starting a build the way a push does (the Generic Webhook Trigger, signed) is a plain POST
+through :func:`mlci.http.session`: python-jenkins has no call for a plugin's endpoint.
+Following the queued build polls with tenacity.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import importlib
+import json
 import re
 import threading
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlci.errors import JenkinsError
 
-__all__ = ["JenkinsClient", "JenkinsError", "forget_clients", "jenkins_client"]
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = ["JenkinsClient", "JenkinsError", "forget_clients", "jenkins_client", "trigger_build"]
 
 T = TypeVar("T")
 _CLIENTS: dict[tuple[str, str, str], JenkinsClient] = {}
 _LOCK = threading.Lock()
+
+
+def _python_jenkins() -> Any:
+    """The python-jenkins module, untyped (the checkout's own jenkins/ folder would shadow it
+    for mypy under a plain import)."""
+    return importlib.import_module("jenkins")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -35,7 +52,7 @@ class JenkinsClient:
     """A python-jenkins ``Jenkins`` with mlci's error mapping."""
 
     def __init__(self, url: str, user: str, password: str, timeout: float) -> None:
-        import jenkins
+        jenkins = _python_jenkins()
 
         self.url = url.rstrip("/")
         self.user = user
@@ -46,8 +63,7 @@ class JenkinsClient:
         """Run one python-jenkins call; its exceptions become a JenkinsError naming ``step``."""
         import requests
 
-        import jenkins
-
+        jenkins = _python_jenkins()
         try:
             return fn(*args, **kwargs)
         except jenkins.TimeoutException:
@@ -121,11 +137,123 @@ class JenkinsClient:
                 "GET computer/NODE/jenkins-agent.jnlp answered without an <argument>",
                 f"check that {node!r} is an inbound (WebSocket) agent in jenkins/casc.yaml",
             )
-        return argument.text.strip()
+        return str(argument.text).strip()
 
     def version(self, step: str = "reading the version") -> str:
         """X-Jenkins of ``/``: call after :meth:`whoami` so the request carries credentials."""
-        return self.call(step, self.lib.get_version)
+        return str(self.call(step, self.lib.get_version))
+
+    def follow_queue(
+        self,
+        queue_id: int,
+        timeout: float,
+        *,
+        what: str = "the first build",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> tuple[int, str]:
+        """Wait until queue item ``queue_id`` becomes a build: its number and URL.
+
+        Polls with a growing pause (0.2 s, times 1.5, at most 5 s), the last one cut to end at
+        ``timeout``.
+        """
+        from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+
+        backoff = wait_exponential(multiplier=0.2, exp_base=1.5, max=5.0)
+
+        def pause(state: RetryCallState) -> float:
+            return min(backoff(state), max(0.0, timeout - (state.seconds_since_start or 0.0)))
+
+        def poll() -> dict[str, Any]:
+            item: dict[str, Any] = self.call(
+                "following the queued build", self.lib.get_queue_item, queue_id
+            )
+            if item.get("cancelled"):
+                raise JenkinsError(
+                    f"Jenkins: {what} (queue item {queue_id}) was cancelled",
+                    "someone or something cancelled it in the queue",
+                    "start it from Jenkins' UI, or run `invoke platform.wire --build`",
+                )
+            return item
+
+        item = Retrying(
+            sleep=sleep,
+            stop=stop_after_delay(timeout),
+            wait=pause,
+            retry=retry_if_result(lambda item: not _started(item)),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
+            reraise=True,
+        )(poll)
+        if not _started(item):
+            raise JenkinsError(
+                f"Jenkins: {what} did not leave the queue in {timeout:g} s",
+                str(item.get("why") or "no executor took it"),
+                "check the executors under Manage Jenkins > Nodes",
+            )
+        executable = item["executable"]
+        return int(executable["number"]), str(executable.get("url", ""))
+
+
+def _started(item: dict[str, Any]) -> bool:
+    return bool((item.get("executable") or {}).get("number"))
+
+
+def trigger_build(
+    jenkins_url: str,
+    job: str,
+    payload: dict[str, Any],
+    *,
+    secret: str,
+    token: str,
+    timeout: float,
+    step: str = "starting the first build",
+) -> int:
+    """POST ``payload`` to the Generic Webhook Trigger, signed as GitBucket signs its
+    deliveries (the trigger's whitelist checks the HMAC); the queue id of ``job``'s build."""
+    import requests
+
+    from mlci import http
+
+    body = json.dumps(payload).encode("utf-8")
+    signature = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": f"sha256={signature}",
+        # The plugin reads the token from a `token` header too: kept out of the URL.
+        "token": token,
+    }
+    with http.session(timeout) as web:
+        try:
+            resp = web.post(
+                f"{jenkins_url.rstrip('/')}/generic-webhook-trigger/invoke",
+                data=body,
+                headers=headers,
+            )
+        except requests.Timeout:
+            raise JenkinsError(
+                f"Jenkins: {step}: no answer in {timeout:g} s",
+                "POST generic-webhook-trigger/invoke timed out",
+                "check Jenkins' health (invoke platform.status); raise MLCI_PLATFORM_TIMEOUT",
+            ) from None
+        except requests.RequestException as exc:
+            raise JenkinsError(
+                f"Jenkins: {step}: Jenkins cannot be reached",
+                type(exc).__name__,
+                "check MLCI_PLATFORM_JENKINS_URL",
+            ) from None
+    try:
+        answer = resp.json()
+        triggered = (answer.get("jobs") or {}).get(job) or {}
+    except (ValueError, AttributeError):
+        triggered = {}
+    if resp.status_code != 200 or not triggered.get("triggered"):
+        raise JenkinsError(
+            f"Jenkins: {step}: the trigger answered HTTP {resp.status_code}",
+            "no build was queued (unknown token, or the ref does not match the job's filter)",
+            "check that the Generic Webhook Trigger plugin is installed and "
+            "MLCI_PLATFORM_REF_FILTER matches refs/heads/main",
+        )
+    tail = str(triggered.get("url", "")).rstrip("/").rsplit("/", 1)[-1]
+    return int(tail or str(triggered.get("id")))
 
 
 def jenkins_client(url: str, user: str, password: str, timeout: float) -> JenkinsClient:

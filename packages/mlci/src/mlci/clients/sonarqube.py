@@ -1,17 +1,24 @@
-"""SonarQube web API access: python-sonarqube-api where it has the endpoint, its session
-(same auth, same timeout) for what it lacks, and one error mapping for both.
+"""SonarQube web API access: python-sonarqube-api where it has the endpoint, and for what it
+lacks the same session (:func:`mlci.http.session`: same auth, same timeout, same retries),
+with one error mapping for both.
 
 SonarQube answers errors as ``{"errors": [{"msg": ...}]}`` with 400/403/404, but a bad
 token gets 401 with an empty body; both become a :class:`SonarQubeError` that says what.
+Waiting for an analysis polls with tenacity.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import requests
+    from tenacity import RetryCallState
 
 from mlci.errors import ConfigError, SonarQubeError
 from mlci.settings import Settings
@@ -44,7 +51,7 @@ def configured_server(settings: Settings) -> SonarServer | None:
     return SonarServer(url.rstrip("/"), token)
 
 
-def _messages(resp: Any) -> str:
+def _messages(resp: requests.Response) -> str:
     try:
         body = resp.json()
     except ValueError:
@@ -56,16 +63,25 @@ def _messages(resp: Any) -> str:
 
 
 class SonarQube:
-    """A thin client bound to one server; every call has a timeout."""
+    """A thin client bound to one server; every call has a timeout.
 
-    def __init__(self, server: SonarServer, timeout: float) -> None:
-        from sonarqube import SonarQubeClient
+    It authenticates with the server's token, or with ``auth`` (a login and password) when
+    given.
+    """
 
+    def __init__(
+        self, server: SonarServer, timeout: float, *, auth: tuple[str, str] | None = None
+    ) -> None:
+        from mlci import http
+
+        # importlib: the checkout's own sonarqube/ folder would shadow the library for mypy.
+        library: Any = importlib.import_module("sonarqube")
         self.server = server
         self.timeout = timeout
-        self.lib = SonarQubeClient(sonarqube_url=server.url, token=server.token, timeout=timeout)
-        self.session = self.lib.session
-        self.session.headers["User-Agent"] = "mlci"
+        self.lib = library.SonarQubeClient(sonarqube_url=server.url, timeout=timeout)
+        credentials = auth or ((server.token, "") if server.token else None)
+        self.session = http.session(timeout, auth=credentials)
+        self.lib.session = self.session  # the library's calls go through the same session
 
     def request(self, method: str, path: str, action: str, **kwargs: Any) -> Any:
         """One request through the library's session; JSON body, None for 204."""
@@ -123,6 +139,49 @@ class SonarQube:
     def post(self, path: str, action: str, **data: Any) -> Any:
         return self.request("POST", path, action, data=data)
 
+    def credentials_valid(self, auth: tuple[str, str], action: str) -> bool:
+        """Whether SonarQube accepts ``auth`` (a login and password, or a token and "")."""
+        body = self.request("GET", "api/authentication/validate", action, auth=auth)
+        return bool((body or {}).get("valid"))
+
+    def change_password(self, login: str, previous: str, password: str) -> requests.Response:
+        """``login`` changes its own password; the answer as it is, for the caller to judge.
+
+        api/users/change_password is a servlet filter: its 400s carry ``{"result": ...}``
+        rather than SonarQube's usual errors.
+        """
+        import requests
+
+        action = f"SonarQube: changing {login}'s password"
+        try:
+            return self.session.post(
+                f"{self.server.url}/api/users/change_password",
+                data={"login": login, "previousPassword": previous, "password": password},
+                auth=(login, previous),
+            )
+        except requests.Timeout:
+            raise SonarQubeError(
+                f"{action}: no answer in {self.timeout:g} s",
+                "POST api/users/change_password timed out",
+                "check SonarQube's health (api/system/status); raise MLCI_PLATFORM_TIMEOUT",
+            ) from None
+        except requests.RequestException as exc:
+            raise SonarQubeError(
+                f"{action}: the server cannot be reached",
+                type(exc).__name__,
+                "check MLCI_PLATFORM_SONARQUBE_URL",
+            ) from None
+
+    def ensure_project(self, key: str, name: str, *, dry_run: bool = False) -> bool:
+        """Create project ``key`` unless it exists; True when it was missing (and, unless
+        ``dry_run``, is now created)."""
+        found = self.get("api/projects/search", "looking up the project", projects=key)
+        if any(c.get("key") == key for c in (found or {}).get("components", [])):
+            return False
+        if not dry_run:
+            self.post("api/projects/create", "creating the project", project=key, name=name)
+        return True
+
     def check_ready(self, action: str) -> None:
         """Fail with one clear message unless the server is UP and accepts the token.
 
@@ -153,37 +212,51 @@ class SonarQube:
         first_interval: float,
         progress: Callable[[str], None],
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
     ) -> dict[str, Any]:
-        """Poll api/ce/task until the analysis finishes, with backoff and a deadline."""
-        deadline = clock() + timeout
-        interval = first_interval
-        last = None
-        while True:
-            task = self.get("api/ce/task", "reading the analysis task", id=task_id)["task"]
-            status = task.get("status")
-            if status != last:
-                progress(f"gate: analysis {task_id} is {status}")
-                last = status
-            if status in FINISHED:
-                return task
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise SonarQubeError(
-                    f"the analysis {task_id} did not finish within {timeout:g} s (still {status})",
-                    "SonarQube's compute engine is busy or stuck",
-                    "look at Administration > Background Tasks; raise MLCI_SONAR_GATE_TIMEOUT "
-                    "if the server is just slow",
-                )
-            sleep(min(interval, remaining))
-            interval = min(interval * 1.5, 15.0)
+        """Poll api/ce/task until the analysis finishes: the pause grows from
+        ``first_interval`` by 1.5 up to 15 s, the last one cut to end at ``timeout``."""
+        from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+
+        backoff = wait_exponential(multiplier=first_interval, exp_base=1.5, max=15.0)
+        shown: list[str | None] = []
+
+        def pause(state: RetryCallState) -> float:
+            return min(backoff(state), max(0.0, timeout - (state.seconds_since_start or 0.0)))
+
+        def poll() -> dict[str, Any]:
+            task: dict[str, Any] = self.get("api/ce/task", "reading the analysis task", id=task_id)[
+                "task"
+            ]
+            if not shown or task.get("status") != shown[-1]:
+                progress(f"gate: analysis {task_id} is {task.get('status')}")
+                shown.append(task.get("status"))
+            return task
+
+        task: dict[str, Any] = Retrying(
+            sleep=sleep,
+            stop=stop_after_delay(timeout),
+            wait=pause,
+            retry=retry_if_result(lambda task: task.get("status") not in FINISHED),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
+            reraise=True,
+        )(poll)
+        status = task.get("status")
+        if status not in FINISHED:
+            raise SonarQubeError(
+                f"the analysis {task_id} did not finish within {timeout:g} s (still {status})",
+                "SonarQube's compute engine is busy or stuck",
+                "look at Administration > Background Tasks; raise MLCI_SONAR_GATE_TIMEOUT "
+                "if the server is just slow",
+            )
+        return task
 
     def project_status(self, analysis_id: str) -> dict[str, Any]:
-        return self.get(
+        status: dict[str, Any] = self.get(
             "api/qualitygates/project_status",
             "reading the quality gate status",
             analysisId=analysis_id,
         )["projectStatus"]
+        return status
 
 
 def read_report_task(path: Any) -> dict[str, str]:
@@ -204,14 +277,15 @@ def read_report_task(path: Any) -> dict[str, str]:
             f"byte {exc.start} cannot be decoded: it is not what the scanner writes",
             "run `invoke scan` again to write it afresh",
         ) from None
-    values = {}
+    values: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and not line.lstrip().startswith("#"):
             values[key.strip()] = value.strip()
     if "ceTaskId" not in values:
         raise StageFailed(
-            f"{path} names no ceTaskId", "the analysis did not reach the server",
+            f"{path} names no ceTaskId",
+            "the analysis did not reach the server",
             "run `invoke scan` again and read its output",
-        )  # fmt: skip
+        )
     return values
