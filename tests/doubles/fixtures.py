@@ -16,9 +16,5 @@ def sonarqube() -> Iterator[SonarQubeDouble]:
     The base URL is ``sonarqube.url``; the admin logs in as ``admin``/``admin`` until a test (or
     the code under test) changes the password through ``api/users/change_password``.
     """
-    double = SonarQubeDouble()
-    double.start()
-    try:
+    with SonarQubeDouble() as double:
         yield double
-    finally:
-        double.stop()

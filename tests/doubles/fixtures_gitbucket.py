@@ -18,9 +18,5 @@ def gitbucket() -> Iterator[GitBucketDouble]:
     ``/git/<owner>/<repo>.git``); ``root``/``root`` is the administrator until a test (or the
     code under test) changes the password through the sign-in and account-edit forms.
     """
-    double = GitBucketDouble()
-    double.start()
-    try:
+    with GitBucketDouble() as double:
         yield double
-    finally:
-        double.stop()

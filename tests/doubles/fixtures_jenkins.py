@@ -21,9 +21,5 @@ def jenkins() -> Iterator[JenkinsDouble]:
     ``jenkins.api_token``. CSRF protection is on, anonymous users may read nothing, queue items
     wait one poll and builds run for one poll before they end with ``SUCCESS``.
     """
-    double = JenkinsDouble()
-    double.start()
-    try:
+    with JenkinsDouble() as double:
         yield double
-    finally:
-        double.stop()

@@ -190,13 +190,10 @@ hook id), the double answers 200 with an empty body and says so here.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import http.client
 import json
-import os
 import re
 import secrets
 import shutil
@@ -206,425 +203,90 @@ import threading
 import time
 import traceback
 import uuid
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
-ROOT_USER = "root"
-DEFAULT_ROOT_PASSWORD = "root"
-DEFAULT_BRANCH = "main"
-ZERO_ID = "0" * 40
-
-# model/WebHook.scala: WebHook.Event.values
-WEBHOOK_EVENTS = (
-    "commit_comment",
-    "create",
-    "delete",
-    "deployment",
-    "deployment_status",
-    "fork",
-    "gollum",
-    "issue_comment",
-    "issues",
-    "member",
-    "page_build",
-    "public",
-    "pull_request",
-    "pull_request_review_comment",
-    "push",
-    "release",
-    "status",
-    "team_add",
-    "watch",
+from .gitbucket_http import (
+    _ADD_COLLABORATOR,
+    _CREATE_GROUP,
+    _CREATE_HOOK,
+    _CREATE_REPO,
+    _CREATE_USER,
+    _UPDATE_HOOK,
+    _api_empty,
+    _api_error,
+    _api_json,
+    _call_kind,
+    _compare_url,
+    _container_error,
+    _extract,
+    _git_env,
+    _html,
+    _is_browser,
+    _open_to_anonymous,
+    _parse_receive_commands,
+    _unquote,
+)
+from .gitbucket_model import (
+    _ANY_ROLE,
+    _DELIVERY_USER_AGENT,
+    _HTML_TYPE,
+    _JSON_TYPE,
+    _REPO_NAME,
+    _WRITE_ROLES,
+    COLLABORATOR_ROLES,
+    DEFAULT_BRANCH,
+    DEFAULT_ROOT_PASSWORD,
+    ROOT_USER,
+    WEBHOOK_EVENTS,
+    ZERO_ID,
+    Delivery,
+    Hook,
+    Repo,
+    RequestRecord,
+    _Account,
+    _BadCredentials,
+    _Command,
+    _Fault,
+    _FilterBroke,
+    _form_encode,
+    _Invalid,
+    _iso,
+    _Request,
+    _ServerError,
+)
+from .server import (
+    HttpDouble,
+    Incoming,
+    Reply,
+    Wire,
+    basic_credentials,
+    json_bytes,
+    media_type,
 )
 
-_JSON_TYPE = "application/json;charset=utf-8"
-_HTML_TYPE = "text/html;charset=utf-8"
-_REPO_NAME = re.compile(r"[a-zA-Z0-9\-+_.]+")
-_DELIVERY_USER_AGENT = "Apache-HttpClient/4.5.14 (Java/17)"
-_FORM_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.*")
-
-# api/AddACollaborator.scala: the API permission -> the Role stored in COLLABORATOR.ROLE
-COLLABORATOR_ROLES = {"admin": "ADMIN", "push": "DEVELOPER", "pull": "GUEST"}
-_ANY_ROLE = frozenset(COLLABORATOR_ROLES.values())
-_WRITE_ROLES = frozenset({"ADMIN", "DEVELOPER"})
-
-
-# ---------------------------------------------------------------------------------------------
-# Public records
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Repo:
-    """A repository: its metadata and the bare git directory the double serves."""
-
-    id: int
-    owner: str
-    name: str
-    description: str | None
-    private: bool
-    default_branch: str
-    path: Path
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.owner}/{self.name}"
-
-
-@dataclass
-class Hook:
-    """A repository web hook as GitBucket stores it (``content_type`` is ``json`` or ``form``)."""
-
-    id: int
-    owner: str
-    repo: str
-    url: str
-    content_type: str
-    secret: str | None
-    events: list[str]
-
-
-@dataclass
-class Delivery:
-    """One web hook POST the double made (or tried to make) after a push."""
-
-    hook_id: int
-    url: str
-    event: str
-    headers: dict[str, str]
-    body: bytes
-    status: int | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The JSON payload, decoded from a JSON body or from the form's ``payload`` field."""
-        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-            fields = dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
-            return json.loads(fields["payload"])
-        return json.loads(self.body)
-
-
-@dataclass
-class RequestRecord:
-    """One request the double answered (the path without its query string)."""
-
-    method: str
-    path: str
-    status: int
-    user: str | None
-
-
-# ---------------------------------------------------------------------------------------------
-# Internals
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Account:
-    name: str
-    password: str | None
-    email: str
-    full_name: str
-    is_admin: bool
-    is_group: bool
-    created_at: datetime
-    description: str | None = None
-    url: str | None = None
-    removed: bool = False
-    members: dict[str, bool] = field(default_factory=dict)  # group: member -> is manager
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: str
-    headers: Any  # email.message.Message: case-insensitive get()
-    body: bytes
-    client: str
-    host: str
-
-    @property
-    def params(self) -> dict[str, str]:
-        values = dict(parse_qsl(self.query, keep_blank_values=True))
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype == "application/x-www-form-urlencoded":
-            for key, value in parse_qsl(self.body.decode("utf-8", "replace"), True):
-                values.setdefault(key, value)
-        return values
-
-    def cookie(self, name: str) -> str | None:
-        for part in (self.headers.get("Cookie") or "").split(";"):
-            key, _, value = part.strip().partition("=")
-            if key == name:
-                return value
-        return None
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Fault:
-    path: str
-    method: str | None
-    remaining: int
-    status: int | None
-    hang: float
-
-
-@dataclass
-class _Command:
-    old: str
-    new: str
-    ref: str
-
-    @property
-    def type(self) -> str:
-        if self.old == ZERO_ID:
-            return "CREATE"
-        if self.new == ZERO_ID:
-            return "DELETE"
-        return "UPDATE"
-
-
-class _ServerError(Exception):
-    """Where GitBucket would throw: its error handler answers 500."""
-
-
-class _BadCredentials(Exception):
-    """ApiAuthenticationFilter rejected the Authorization header."""
-
-
-class _FilterBroke(Exception):
-    """An exception inside a servlet filter: the container's 500 page."""
-
-
-class _Invalid(Exception):
-    """A JSON body json4s could not extract into the expected case class."""
-
-
-_MISSING = object()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _form_encode(text: str) -> str:
-    out = []
-    for byte in text.encode("utf-8"):
-        if byte in _FORM_SAFE:
-            out.append(chr(byte))
-        elif byte == 0x20:
-            out.append("+")
-        else:
-            out.append(f"%{byte:02X}")
-    return "".join(out)
-
-
-def _html(status: int, title: str) -> _Response:
-    page = (
-        f"<!DOCTYPE html><html><head><title>{title} - GitBucket</title></head>"
-        f"<body><h1>{title}</h1></body></html>"
-    )
-    return _Response(status, page.encode(), [("Content-Type", _HTML_TYPE)])
-
-
-def _container_error(status: int, reason: str) -> _Response:
-    page = (
-        f"<html><head><title>Error {status} {reason}</title></head>"
-        f"<body><h2>HTTP ERROR {status} {reason}</h2></body></html>"
-    )
-    return _Response(status, page.encode(), [("Content-Type", "text/html;charset=iso-8859-1")])
-
-
-def _api_json(status: int, value: Any) -> _Response:
-    return _Response(status, _dumps(value), [("Content-Type", _JSON_TYPE)])
-
-
-def _api_error(status: int, message: str, documentation_url: str | None = None) -> _Response:
-    body: dict[str, Any] = {"message": message}
-    if documentation_url is not None:
-        body["documentation_url"] = documentation_url
-    return _api_json(status, body)
-
-
-def _api_empty(status: int) -> _Response:
-    return _Response(status, b"", [("Content-Type", _JSON_TYPE)])
-
-
-def _is_browser(user_agent: str | None) -> bool:
-    """Roughly woothee's pc/smartphone/mobilephone categories."""
-    if not user_agent:
-        return False
-    agent = user_agent.lower()
-    return agent.startswith("mozilla/") and "bot" not in agent
-
-
-def _extract(value: Any, spec: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
-    """Mimic json4s ``extract[CaseClass]``: required fields, defaults, type checks."""
-    if not isinstance(value, dict):
-        raise _Invalid
-    out: dict[str, Any] = {}
-    for name, (kind, default) in spec.items():
-        raw = value.get(name, _MISSING)
-        if kind.startswith("opt_"):
-            if raw is _MISSING or raw is None:
-                out[name] = None
-                continue
-            kind = kind[4:]
-        elif raw is _MISSING or raw is None:
-            if default is _MISSING:
-                raise _Invalid
-            out[name] = default() if callable(default) else default
-            continue
-        if kind == "str":
-            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-                raise _Invalid
-            out[name] = raw if isinstance(raw, str) else str(raw)
-        elif kind == "bool":
-            if not isinstance(raw, bool):
-                raise _Invalid
-            out[name] = raw
-        elif kind == "strlist":
-            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-                raise _Invalid
-            out[name] = list(raw)
-        elif kind == "hookconfig":
-            out[name] = _extract(raw, _HOOK_CONFIG)
-        else:  # pragma: no cover - programming error
-            raise AssertionError(kind)
-    return out
-
-
-_HOOK_CONFIG: dict[str, tuple[str, Any]] = {
-    "url": ("str", _MISSING),
-    "content_type": ("str", "form"),
-    "insecure_ssl": ("str", "0"),
-    "secret": ("opt_str", None),
-}
-_CREATE_HOOK: dict[str, tuple[str, Any]] = {
-    "name": ("str", "web"),
-    "config": ("hookconfig", _MISSING),
-    "events": ("strlist", lambda: ["push"]),
-    "active": ("bool", True),
-}
-_UPDATE_HOOK: dict[str, tuple[str, Any]] = {
-    **_CREATE_HOOK,
-    "add_events": ("strlist", list),
-    "remove_events": ("strlist", list),
-}
-_CREATE_REPO: dict[str, tuple[str, Any]] = {
-    "name": ("str", _MISSING),
-    "description": ("opt_str", None),
-    "private": ("bool", False),
-    "auto_init": ("bool", False),
-}
-_CREATE_GROUP: dict[str, tuple[str, Any]] = {
-    "login": ("str", _MISSING),
-    "admin": ("str", _MISSING),
-    "profile_name": ("opt_str", None),
-    "url": ("opt_str", None),
-}
-_ADD_COLLABORATOR: dict[str, tuple[str, Any]] = {
-    "permission": ("str", _MISSING),
-}
-_CREATE_USER: dict[str, tuple[str, Any]] = {
-    "login": ("str", _MISSING),
-    "password": ("str", _MISSING),
-    "email": ("str", _MISSING),
-    "fullName": ("opt_str", None),
-    "isAdmin": ("opt_bool", None),
-    "description": ("opt_str", None),
-    "url": ("opt_str", None),
-}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def version_string(self) -> str:
-        return "Jetty(10.0.x)"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _read_body(self) -> bytes:
-        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
-            chunks = []
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _serve(self) -> None:
-        split = urlsplit(self.path)
-        request = _Request(
-            method=self.command,
-            path=split.path or "/",
-            query=split.query,
-            headers=self.headers,
-            body=self._read_body(),
-            client=self.client_address[0],
-            host=self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2]),
-        )
-        response = self.server.double._dispatch(request)
-        self.send_response(response.status)
-        for key, value in response.headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away (a timed-out test request) is not an error here
-
-    def __init__(self, address: tuple[str, int], double: GitBucketDouble) -> None:
-        self.double = double
-        super().__init__(address, _Handler)
-
-
-Route = tuple[str, re.Pattern[str], Callable[..., _Response]]
-
-
-class GitBucketDouble:
+__all__ = [
+    "COLLABORATOR_ROLES",
+    "DEFAULT_BRANCH",
+    "DEFAULT_ROOT_PASSWORD",
+    "ROOT_USER",
+    "WEBHOOK_EVENTS",
+    "ZERO_ID",
+    "Delivery",
+    "GitBucketDouble",
+    "Hook",
+    "Repo",
+    "RequestRecord",
+]
+
+Route = tuple[str, re.Pattern[str], Callable[..., Reply]]
+
+
+class GitBucketDouble(HttpDouble):
     """GitBucket's API v3, sign-in form and git smart HTTP, with real web hook deliveries.
 
     ``start()`` binds 127.0.0.1 (a free port unless ``port`` is given) and returns the base URL
@@ -633,6 +295,9 @@ class GitBucketDouble:
     ``git http-backend``; after each push the double POSTs the ``push``/``create`` payloads to the
     matching hooks and records them in :attr:`deliveries`.
     """
+
+    product = "GitBucket"
+    wire = Wire("Jetty(10.0.x)", chunked_requests=True, record_handler_errors=False)
 
     def __init__(
         self,
@@ -643,16 +308,15 @@ class GitBucketDouble:
         allow_anonymous_access: bool = True,
         delivery_timeout: float = 10.0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.host = host
         self.port = port
         self.base_url = base_url.rstrip("/") if base_url else None
         self.allow_anonymous_access = allow_anonymous_access
         self.delivery_timeout = delivery_timeout
-        self.url = ""
         self.calls: Counter[str] = Counter()
         self.requests: list[RequestRecord] = []
         self.errors: list[str] = []
-        self._lock = threading.RLock()
         self._accounts: dict[str, _Account] = {}
         self._repos: dict[tuple[str, str], Repo] = {}
         self._hooks: dict[int, Hook] = {}
@@ -667,8 +331,6 @@ class GitBucketDouble:
         self._workers: list[threading.Thread] = []
         self._next_hook_id = 1
         self._next_repo_id = 1
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._tmp: Path | None = None
         self._git = shutil.which("git") or "git"
         self._add_account(
@@ -688,42 +350,41 @@ class GitBucketDouble:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> str:
-        if self._server is not None:
+        """Start serving (again a no-op while running); return the base URL."""
+        if self.running:
             return self.url
         self._tmp = Path(tempfile.mkdtemp(prefix="gitbucket-double-"))
         (self._tmp / "repositories").mkdir()
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="gitbucket-double",
-            daemon=True,
-        )
-        self._thread.start()
-        return self.url
+        url = super().start()
+        self.port = int(url.rpartition(":")[2])
+        return url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        """Stop serving, wait for running hook deliveries, remove the repositories."""
+        super().stop()
         for worker in list(self._workers):
             worker.join(timeout=self.delivery_timeout + 1)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> GitBucketDouble:
-        self.start()
-        return self
+    @property
+    def url(self) -> str:
+        """The base URL once started, ``""`` before."""
+        return self._url or ""
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _handle(self, incoming: Incoming) -> Reply:
+        return self._dispatch(
+            _Request(
+                method=incoming.method,
+                path=incoming.path or "/",
+                query=incoming.query,
+                headers=incoming.headers,
+                body=incoming.body,
+                client=incoming.client,
+                host=incoming.host,
+            )
+        )
 
     # -- state for tests -----------------------------------------------------------------------
 
@@ -857,7 +518,7 @@ class GitBucketDouble:
 
     # -- request dispatch ----------------------------------------------------------------------
 
-    def _dispatch(self, request: _Request) -> _Response:
+    def _dispatch(self, request: _Request) -> Reply:
         kind = _call_kind(request.method, request.path)
         with self._lock:
             if kind:
@@ -901,7 +562,7 @@ class GitBucketDouble:
         return None
 
     @staticmethod
-    def _fault_response(request: _Request, status: int) -> _Response:
+    def _fault_response(request: _Request, status: int) -> Reply:
         reason = http.client.responses.get(status, "Error")
         if request.path.startswith("/api/v3"):
             return _api_error(status, reason)
@@ -943,13 +604,9 @@ class GitBucketDouble:
     @staticmethod
     def _decode_basic(header: str) -> tuple[str, str] | None:
         try:
-            decoded = base64.b64decode(header[6:].strip(), validate=False).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            decoded = ""
-        if ":" not in decoded:
+            return basic_credentials(header[6:].strip())
+        except ValueError:  # not ASCII
             return None
-        name, _, password = decoded.partition(":")
-        return name, password
 
     def _is_member(self, group: str, user: _Account) -> bool:
         account = self._accounts.get(group)
@@ -1066,7 +723,7 @@ class GitBucketDouble:
     def _build_api_routes(self) -> list[Route]:
         seg = r"([^/]+)"
         repo = rf"/api/v3/repos/{seg}/{seg}"
-        table: list[tuple[str, str, Callable[..., _Response]]] = [
+        table: list[tuple[str, str, Callable[..., Reply]]] = [
             ("GET", r"/api/v3", self._api_root),
             ("GET", r"/api/v3/rate_limit", self._api_rate_limit),
             ("GET", r"/api/v3/user", self._api_get_user),
@@ -1099,12 +756,14 @@ class GitBucketDouble:
         ]
         return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
 
-    def _serve_api(self, request: _Request) -> tuple[_Response, str | None]:
+    def _serve_api(self, request: _Request) -> tuple[Reply, str | None]:
         try:
             account = self._api_login(request)
         except _BadCredentials:
             body = b'{ "message": "Bad credentials" }'
-            return _Response(401, body, [("Content-Type", "application/json; charset=utf-8")]), None
+            return Reply(
+                401, body, headers=[("Content-Type", "application/json; charset=utf-8")]
+            ), None
         path = request.path
         if path != "/" and path.endswith("/"):
             path = path[:-1]
@@ -1154,7 +813,7 @@ class GitBucketDouble:
     @staticmethod
     def _json_body(request: _Request) -> Any:
         """``ControllerBase.extractFromJsonBody`` before the case-class extraction."""
-        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        ctype = media_type(request.headers.get("Content-Type"))
         text = request.body.decode("utf-8", "replace")
         if ctype == "application/x-www-form-urlencoded":
             pairs = parse_qsl(text, keep_blank_values=True)
@@ -1174,7 +833,7 @@ class GitBucketDouble:
         except ValueError as exc:
             raise _ServerError from exc
 
-    def _unauthorized(self) -> _Response:
+    def _unauthorized(self) -> Reply:
         return _api_error(401, "Requires authentication")
 
     def _anonymous_refused(self, request: _Request, account: _Account | None) -> bool:
@@ -1187,18 +846,18 @@ class GitBucketDouble:
             and not _open_to_anonymous(request.path)
         )
 
-    def _api_root(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_root(self, request: _Request, account: _Account | None, base: str) -> Reply:
         return _api_json(200, {"rate_limit_url": f"{base}/api/v3/rate_limit"})
 
-    def _api_rate_limit(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_rate_limit(self, request: _Request, account: _Account | None, base: str) -> Reply:
         return _api_error(404, "Rate limiting is not enabled.")
 
-    def _api_get_user(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_get_user(self, request: _Request, account: _Account | None, base: str) -> Reply:
         if account is None:
             return self._unauthorized()
         return _api_json(200, self._user_json(account, base))
 
-    def _api_patch_user(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_patch_user(self, request: _Request, account: _Account | None, base: str) -> Reply:
         if account is None:
             return self._unauthorized()
         data = self._json_body(request)
@@ -1209,19 +868,19 @@ class GitBucketDouble:
             account.email = email
         return _api_json(200, self._user_json(account, base))
 
-    def _api_list_users(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_list_users(self, request: _Request, account: _Account | None, base: str) -> Reply:
         accounts = [a for a in self._accounts.values() if not a.is_group and not a.removed]
         return _api_json(200, [self._user_json(a, base) for a in accounts])
 
     def _api_get_account(
         self, request: _Request, account: _Account | None, base: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         found = self._accounts.get(name)
         if found is None or found.removed:
             return _api_error(404, "Not Found")
         return _api_json(200, self._user_json(found, base))
 
-    def _api_create_user(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_create_user(self, request: _Request, account: _Account | None, base: str) -> Reply:
         if account is None or not account.is_admin:
             return self._unauthorized()
         try:
@@ -1247,29 +906,29 @@ class GitBucketDouble:
     def _groups_of(self, user: str) -> list[_Account]:
         return [a for a in self._accounts.values() if a.is_group and user in a.members]
 
-    def _api_my_orgs(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_my_orgs(self, request: _Request, account: _Account | None, base: str) -> Reply:
         if account is None:
             return self._unauthorized()
         return _api_json(200, [self._group_json(g, base) for g in self._groups_of(account.name)])
 
-    def _api_all_orgs(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_all_orgs(self, request: _Request, account: _Account | None, base: str) -> Reply:
         groups = [a for a in self._accounts.values() if a.is_group]
         return _api_json(200, [self._group_json(g, base) for g in groups])
 
     def _api_user_orgs(
         self, request: _Request, account: _Account | None, base: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         return _api_json(200, [self._group_json(g, base) for g in self._groups_of(name)])
 
     def _api_get_org(
         self, request: _Request, account: _Account | None, base: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         group = self._accounts.get(name)
         if group is None or not group.is_group:
             return _api_error(404, "Not Found")
         return _api_json(200, self._group_json(group, base))
 
-    def _api_create_org(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_create_org(self, request: _Request, account: _Account | None, base: str) -> Reply:
         if account is None or not account.is_admin:
             return self._unauthorized()
         try:
@@ -1301,7 +960,7 @@ class GitBucketDouble:
             if r.owner == owner and self._readable(r, account)
         ]
 
-    def _api_my_repos(self, request: _Request, account: _Account | None, base: str) -> _Response:
+    def _api_my_repos(self, request: _Request, account: _Account | None, base: str) -> Reply:
         if account is None:
             return self._unauthorized()
         repos = self._visible_repos(account.name, account)
@@ -1309,7 +968,7 @@ class GitBucketDouble:
 
     def _api_owner_repos(
         self, request: _Request, account: _Account | None, base: str, owner: str
-    ) -> _Response:
+    ) -> Reply:
         return _api_json(
             200, [self._repo_json(r, base) for r in self._visible_repos(owner, account)]
         )
@@ -1326,7 +985,7 @@ class GitBucketDouble:
 
     def _api_create_user_repo(
         self, request: _Request, account: _Account | None, base: str
-    ) -> _Response:
+    ) -> Reply:
         if account is None:
             return self._unauthorized()
         data = self._read_repo_request(request)
@@ -1343,7 +1002,7 @@ class GitBucketDouble:
 
     def _api_create_org_repo(
         self, request: _Request, account: _Account | None, base: str, org: str
-    ) -> _Response:
+    ) -> Reply:
         if account is None:
             return self._unauthorized()
         data = self._read_repo_request(request)
@@ -1365,7 +1024,7 @@ class GitBucketDouble:
 
     def _find_repo(
         self, owner: str, name: str, account: _Account | None, *, write: bool = False
-    ) -> tuple[Repo | None, _Response | None]:
+    ) -> tuple[Repo | None, Reply | None]:
         repo = self._repos.get((owner, name))
         if repo is None:
             return None, _api_error(404, "Not Found")
@@ -1376,7 +1035,7 @@ class GitBucketDouble:
 
     def _api_get_repo(
         self, request: _Request, account: _Account | None, base: str, owner: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1384,7 +1043,7 @@ class GitBucketDouble:
 
     def _api_branches(
         self, request: _Request, account: _Account | None, base: str, owner: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1397,7 +1056,7 @@ class GitBucketDouble:
 
     def _api_list_hooks(
         self, request: _Request, account: _Account | None, base: str, owner: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1416,7 +1075,7 @@ class GitBucketDouble:
 
     def _api_create_hook(
         self, request: _Request, account: _Account | None, base: str, owner: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account, write=True)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1462,7 +1121,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         raw_id: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1479,7 +1138,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         raw_id: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account, write=True)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1518,7 +1177,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         raw_id: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account, write=True)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1527,13 +1186,13 @@ class GitBucketDouble:
         if hook is None or not hook.events:
             return _api_error(404, "Not Found")
         del self._hooks[hook_id]
-        return _Response(204, b"", [("Content-Type", _JSON_TYPE)])
+        return Reply(204, b"", headers=[("Content-Type", _JSON_TYPE)])
 
     # -- collaborators (ApiRepositoryCollaboratorControllerBase) -------------------------------
 
     def _owned_repo(
         self, owner: str, name: str, account: _Account | None
-    ) -> tuple[Repo | None, _Response | None]:
+    ) -> tuple[Repo | None, Reply | None]:
         """``ownerOnly``: 404 JSON for an unknown repository, 401 unless the caller manages it."""
         repo = self._repos.get((owner, name))
         if repo is None:
@@ -1544,7 +1203,7 @@ class GitBucketDouble:
 
     def _api_list_collaborators(
         self, request: _Request, account: _Account | None, base: str, owner: str, name: str
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1564,7 +1223,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         user: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1583,7 +1242,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         user: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._find_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1601,7 +1260,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         user: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._owned_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1628,7 +1287,7 @@ class GitBucketDouble:
         owner: str,
         name: str,
         user: str,
-    ) -> _Response:
+    ) -> Reply:
         repo, refusal = self._owned_repo(owner, name, account)
         if repo is None:
             return refusal  # type: ignore[return-value]
@@ -1637,7 +1296,7 @@ class GitBucketDouble:
 
     # -- web pages: sign-in and account forms --------------------------------------------------
 
-    def _serve_web(self, request: _Request) -> tuple[_Response, str | None]:
+    def _serve_web(self, request: _Request) -> tuple[Reply, str | None]:
         account = self._session_account(request)
         user = account.name if account else None
         path = request.path
@@ -1682,15 +1341,15 @@ class GitBucketDouble:
                         return _html(200, repo.full_name), user
             return _html(404, "Not Found"), user
 
-    def _redirect(self, request: _Request, path: str, cookie: str | None = None) -> _Response:
+    def _redirect(self, request: _Request, path: str, cookie: str | None = None) -> Reply:
         headers = [("Location", self._base(request) + path)]
         if cookie:
             headers.append(("Set-Cookie", f"JSESSIONID={cookie}; Path=/; HttpOnly"))
-        return _Response(302, b"", headers)
+        return Reply(302, b"", headers=headers)
 
-    def _web_unauthorized(self, request: _Request, account: _Account | None) -> _Response:
+    def _web_unauthorized(self, request: _Request, account: _Account | None) -> Reply:
         if not _is_browser(request.headers.get("User-Agent")):
-            return _Response(401, b"", [("Content-Type", _HTML_TYPE)])
+            return Reply(401, b"", headers=[("Content-Type", _HTML_TYPE)])
         if account is not None:
             return self._redirect(request, "/")
         if request.method == "POST":
@@ -1702,12 +1361,12 @@ class GitBucketDouble:
     def _oneself(account: _Account | None, name: str) -> bool:
         return account is not None and (account.is_admin or account.name == name)
 
-    def _web_signin(self, request: _Request) -> _Response:
+    def _web_signin(self, request: _Request) -> Reply:
         form = request.params
         name = form.get("userName", "").strip()
         password = form.get("password", "").strip()
         if not name or not password:
-            return _Response(400, b"", [("Content-Type", _HTML_TYPE)])
+            return Reply(400, b"", headers=[("Content-Type", _HTML_TYPE)])
         account = self._authenticate(name, password)
         if account is None:
             return self._redirect(request, "/signin")
@@ -1721,9 +1380,7 @@ class GitBucketDouble:
     def _mail_taken(self, mail: str, except_user: str | None) -> bool:
         return any(a.email == mail and a.name != except_user for a in self._accounts.values())
 
-    def _web_edit_account(
-        self, request: _Request, account: _Account | None, name: str
-    ) -> _Response:
+    def _web_edit_account(self, request: _Request, account: _Account | None, name: str) -> Reply:
         form = request.params
         password = form.get("password", "").strip() or None
         full_name = form.get("fullName", "").strip()
@@ -1740,7 +1397,7 @@ class GitBucketDouble:
             or (url is not None and len(url) > 200)
         )
         if errors:  # ValidationSupport: validate first, BadRequest() with no body
-            return _Response(400, b"", [("Content-Type", _HTML_TYPE)])
+            return Reply(400, b"", headers=[("Content-Type", _HTML_TYPE)])
         if not self._oneself(account, name):
             return self._web_unauthorized(request, account)
         target = self._accounts.get(name)
@@ -1754,7 +1411,7 @@ class GitBucketDouble:
         target.url = url
         return self._redirect(request, f"/{name}/_edit")
 
-    def _web_admin_edit_user(self, request: _Request, account: _Account | None) -> _Response:
+    def _web_admin_edit_user(self, request: _Request, account: _Account | None) -> Reply:
         form = request.params
         name = form.get("userName", "").strip()
         password = form.get("password", "").strip() or None
@@ -1773,7 +1430,7 @@ class GitBucketDouble:
             or (removed and account is not None and account.name == name)
         )
         if errors:
-            return _Response(400, b"", [("Content-Type", _HTML_TYPE)])
+            return Reply(400, b"", headers=[("Content-Type", _HTML_TYPE)])
         if account is None or not account.is_admin:
             return self._web_unauthorized(request, account)
         target = self._accounts.get(name)
@@ -1886,7 +1543,7 @@ class GitBucketDouble:
 
     # -- git smart HTTP ------------------------------------------------------------------------
 
-    def _serve_git(self, request: _Request) -> tuple[_Response, str | None]:
+    def _serve_git(self, request: _Request) -> tuple[Reply, str | None]:
         parts = request.path.split("/")
         if len(parts) < 4:
             return _container_error(404, "Not Found"), None
@@ -1953,7 +1610,7 @@ class GitBucketDouble:
                 account = token_account
         return account
 
-    def _http_backend(self, request: _Request, repo: Repo, user: str | None) -> _Response:
+    def _http_backend(self, request: _Request, repo: Repo, user: str | None) -> Reply:
         assert self._tmp is not None
         rest = request.path.split("/", 4)[4] if request.path.count("/") >= 4 else ""
         env = {
@@ -1996,7 +1653,7 @@ class GitBucketDouble:
                 status = int(value.strip().split()[0])
             elif key:
                 headers.append((key.strip(), value.strip()))
-        return _Response(status, out[head_end + sep :], headers)
+        return Reply(status, out[head_end + sep :], headers=headers)
 
     # -- after a push: CommitLogHook -----------------------------------------------------------
 
@@ -2086,7 +1743,7 @@ class GitBucketDouble:
                 }
                 if commit_json:
                     payload["head_commit"] = commit_json[-1]
-                text = _dumps(payload).decode("utf-8")
+                text = json_bytes(payload).decode("utf-8")
                 jobs.extend((hook, "push", text) for hook in push_hooks)
             create_hooks = self._hooks_for(repo, "create") if command.type == "CREATE" else []
             if create_hooks:
@@ -2099,7 +1756,7 @@ class GitBucketDouble:
                     "repository": repository_json,
                     "pusher_type": "user",
                 }
-                text = _dumps(payload).decode("utf-8")
+                text = json_bytes(payload).decode("utf-8")
                 jobs.extend((hook, "create", text) for hook in create_hooks)
         return jobs
 
@@ -2225,110 +1882,3 @@ class GitBucketDouble:
         except (OSError, http.client.HTTPException, ValueError) as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"
         return delivery
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers outside the class
-# ---------------------------------------------------------------------------------------------
-
-
-def _unquote(text: str) -> str:
-    return unquote(text)
-
-
-def _open_to_anonymous(raw_path: str) -> bool:
-    """PreProcessController's exceptions (plug-ins could add more; the double has none)."""
-    return (
-        raw_path.startswith(("/assets", "/signin", "/register", "/plugin-assets"))
-        or raw_path.endswith("/info/refs")
-        or raw_path == "/user.css"
-    )
-
-
-def _git_env() -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("GIT_") and key.lower() not in ("http_proxy", "https_proxy")
-    }
-    env["GIT_CONFIG_NOSYSTEM"] = "1"
-    env["GIT_CONFIG_GLOBAL"] = os.devnull
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return env
-
-
-def _compare_url(base: str, repo: Repo, command: _Command, commits: list[dict[str, Any]]) -> str:
-    full = repo.full_name
-    if not commits:
-        return f"{base}/{full}"
-    if len(commits) == 1:
-        return f"{base}/{full}/commit/{command.new}"
-    if set(command.old) == {"0"}:
-        return f"{base}/{full}/compare/{commits[0]['id']}^...{command.new}"
-    return f"{base}/{full}/compare/{command.old}...{command.new}"
-
-
-def _pkt_lines(data: bytes) -> Iterator[bytes | None]:
-    """pkt-line frames up to the first flush (``None`` marks the flush)."""
-    pos = 0
-    while pos + 4 <= len(data):
-        try:
-            size = int(data[pos : pos + 4], 16)
-        except ValueError:
-            return
-        if size == 0:
-            yield None
-            return
-        if size < 4:
-            return
-        yield data[pos + 4 : pos + size]
-        pos += size
-
-
-def _parse_receive_commands(request: _Request) -> list[_Command]:
-    body = request.body
-    if (request.headers.get("Content-Encoding") or "").lower() in ("gzip", "x-gzip"):
-        try:
-            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        except zlib.error:
-            return []
-    commands = []
-    for frame in _pkt_lines(body):
-        if frame is None:
-            break
-        line = frame.split(b"\0", 1)[0].rstrip(b"\n").decode("utf-8", "replace")
-        match = re.fullmatch(r"([0-9a-f]{40}) ([0-9a-f]{40}) (\S+)", line)
-        if match:
-            commands.append(_Command(match.group(1), match.group(2), match.group(3)))
-    return commands
-
-
-def _call_kind(method: str, path: str) -> str | None:
-    """The kind of mutating call, for :attr:`GitBucketDouble.calls`."""
-    if method == "POST" and path.endswith("/git-receive-pack") and path.startswith("/git/"):
-        return "push"
-    if method == "POST" and path == "/signin":
-        return "signin"
-    if method == "POST" and (
-        re.fullmatch(r"/[^/]+/_edit/?", path) or re.fullmatch(r"/admin/users/[^/]+/_edituser", path)
-    ):
-        return "edit_account"
-    if not path.startswith("/api/v3") or method not in ("POST", "PATCH", "PUT", "DELETE"):
-        return None
-    path = path.rstrip("/")
-    table = (
-        ("POST", r"/api/v3/admin/users", "create_user"),
-        ("PATCH", r"/api/v3/user", "update_user"),
-        ("POST", r"/api/v3/admin/organizations", "create_org"),
-        ("POST", r"/api/v3/user/repos", "create_repo"),
-        ("POST", r"/api/v3/orgs/[^/]+/repos", "create_repo"),
-        ("POST", r"/api/v3/repos/[^/]+/[^/]+/hooks", "create_hook"),
-        ("PATCH", r"/api/v3/repos/[^/]+/[^/]+/hooks/[^/]+", "update_hook"),
-        ("DELETE", r"/api/v3/repos/[^/]+/[^/]+/hooks/[^/]+", "delete_hook"),
-        ("PUT", r"/api/v3/repos/[^/]+/[^/]+/collaborators/[^/]+", "add_collaborator"),
-        ("DELETE", r"/api/v3/repos/[^/]+/[^/]+/collaborators/[^/]+", "remove_collaborator"),
-    )
-    for wanted, pattern, kind in table:
-        if method == wanted and re.fullmatch(pattern, path):
-            return kind
-    return "api_other"

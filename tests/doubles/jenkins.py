@@ -165,1332 +165,105 @@ logs, the UI, permissions finer than the above, ``enable``/``disable`` and build
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import hashlib
 import hmac
 import html
-import ipaddress
 import json
 import re
 import secrets
-import socket
-import sys
-import threading
-import time
 import traceback
-import unicodedata
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
-from xml.parsers import expat
+from urllib.parse import quote, unquote, urlsplit
 
-from jsonpath_ng.ext import parse as parse_json_path
-
-DEFAULT_VERSION = "2.492.3"
-ADMIN_USER = "admin"
-DEFAULT_ADMIN_PASSWORD = "admin"
-CRUMB_FIELD = "Jenkins-Crumb"
-RESULTS = ("SUCCESS", "UNSTABLE", "FAILURE", "NOT_BUILT", "ABORTED")
-
-_GWT_TRIGGER = "org.jenkinsci.plugins.gwt.GenericTrigger"
-_GWT_VARIABLE = "org.jenkinsci.plugins.gwt.GenericVariable"
-_GWT_REQUEST_VARIABLE = "org.jenkinsci.plugins.gwt.GenericRequestVariable"
-_GWT_HEADER_VARIABLE = "org.jenkinsci.plugins.gwt.GenericHeaderVariable"
-_PIPELINE_TRIGGERS = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
-_PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
-_STRING_PARAMETER = "hudson.model.StringParameterDefinition"
-_TIMER_TRIGGER = "hudson.triggers.TimerTrigger"
-_DISABLE_CONCURRENT = (
-    "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
+from .jenkins_gwt import (
+    _hmac_verify,
+    _is_matching,
+    _java_str,
+    _render,
+    _resolve_variables,
+    _whitelist_host_verified,
 )
-_DECLARATIVE_ACTIONS = "org.jenkinsci.plugins.pipeline.modeldefinition.actions."
-_DECLARATIVE_JOB_ACTION = _DECLARATIVE_ACTIONS + "DeclarativeJobAction"
-_PROPERTY_TRACKER = _DECLARATIVE_ACTIONS + "DeclarativeJobPropertyTrackerAction"
-_GWT_UUID_PARAMETER = "jenkins-generic-webhook-trigger-plugin_uuid"
-_HMAC_PREFIXES = ("md5=", "sha1=", "sha256=")  # WhitelistAlgorithm, in its declaration order
-_HMAC_ALGORITHMS = {  # Mac.getInstance looks names up case-insensitively
-    "hmacmd5": "md5",
-    "hmacsha1": "sha1",
-    "hmacsha224": "sha224",
-    "hmacsha256": "sha256",
-    "hmacsha384": "sha384",
-    "hmacsha512": "sha512",
-}
-_GWT_PATH = "generic-webhook-trigger/"
-_GWT_NO_JOBS = "Did not find any jobs with GenericTrigger configured!\n"
-_GWT_NO_TOKEN = (
-    "No token was supplied.\n"
-    "If you are using a token, you need to pass it like ...trigger/invoke?token=TOKENHERE\n"
-    "If you are not using a token, you need to authenticate like "
-    "http://user:passsword@example.org/generic-webhook...\n"
+from .jenkins_model import (
+    _AGENT_JNLP_PATH,
+    _COLORS,
+    _CONNECT_PERMISSION,
+    _DISABLE_CONCURRENT,
+    _GROUP_HEADERS_DISABLED,
+    _GWT_NO_JOBS,
+    _GWT_NO_TOKEN,
+    _GWT_PATH,
+    _GWT_UUID_PARAMETER,
+    _LQ,
+    _PARAMETERS_PROPERTY,
+    _PERMALINKS,
+    _READ_PERMISSION,
+    _RQ,
+    _UNSAFE_NAME_CHARACTERS,
+    ADMIN_USER,
+    CRUMB_FIELD,
+    DECLARED_OPTIONS_PROPERTIES,
+    DEFAULT_ADMIN_PASSWORD,
+    DEFAULT_VERSION,
+    PLUGIN_VERSIONS,
+    RESULTS,
+    BuildRecord,
+    QueueRecord,
+    RecordedRequest,
+    _Build,
+    _Failure,
+    _GwtTrigger,
+    _Job,
+    _latin1_header,
+    _Node,
+    _now_ms,
+    _ParamDef,
+    _QueueItem,
+    _Request,
+    _same,
+    _ServerError,
+    _User,
+    _WhitelistError,
+    _WhitelistItem,
+)
+from .jenkins_xml import (
+    _flag,
+    _java_hash_order,
+    _java_map_string,
+    _parse_config,
+    identity_transform,
+)
+from .jenkins_xstream import _WORKFLOW_JOB, _declarative_resave, _XStreamWriter
+from .server import (
+    FaultScript,
+    HttpDouble,
+    Incoming,
+    Reply,
+    Wire,
+    basic_credentials,
+    cookie,
+    json_bytes,
+    servlet_pairs,
 )
 
-#: The job properties ``options { buildDiscarder(logRotator(numToKeepStr: '30'));
-#: disableConcurrentBuilds() }`` declares, as Jenkins stores them (``LogRotator``'s string
-#: constructor turns every empty count into -1; ``abortPrevious`` defaults to false).
-DECLARED_OPTIONS_PROPERTIES: tuple[str, ...] = (
-    """<jenkins.model.BuildDiscarderProperty>
-  <strategy class="hudson.tasks.LogRotator">
-    <daysToKeep>-1</daysToKeep>
-    <numToKeep>30</numToKeep>
-    <artifactDaysToKeep>-1</artifactDaysToKeep>
-    <artifactNumToKeep>-1</artifactNumToKeep>
-    <removeLastBuild>false</removeLastBuild>
-  </strategy>
-</jenkins.model.BuildDiscarderProperty>""",
-    """<org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty>
-  <abortPrevious>false</abortPrevious>
-</org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty>""",
-)
-#: Versions XStream writes into ``plugin="NAME@VERSION"`` when Jenkins re-saves a config
-#: (releases of early 2025, next to 2.492.3); classes of other plugins keep what was posted.
-PLUGIN_VERSIONS: dict[str, str] = {
-    "workflow-job": "1505.vea_4b_20a_4a_495",
-    "workflow-cps": "4018.vf02e01888da_f",
-    "generic-webhook-trigger": "2.3.1",
-    "pipeline-model-definition": "2.2247.va_423189a_7dff",
-}
-
-# Root elements Jenkins can load as a top-level item, with the class its API reports and the
-# class of its runs.
-_ITEM_TYPES: dict[str, tuple[str, str | None]] = {
-    "flow-definition": (
-        "org.jenkinsci.plugins.workflow.job.WorkflowJob",
-        "org.jenkinsci.plugins.workflow.job.WorkflowRun",
-    ),
-    "project": ("hudson.model.FreeStyleProject", "hudson.model.FreeStyleBuild"),
-    "matrix-project": ("hudson.matrix.MatrixProject", "hudson.matrix.MatrixBuild"),
-    "maven2-moduleset": ("hudson.maven.MavenModuleSet", "hudson.maven.MavenModuleSetBuild"),
-    "com.cloudbees.hudson.plugins.folder.Folder": (
-        "com.cloudbees.hudson.plugins.folder.Folder",
-        None,
-    ),
-    "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject": (
-        "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
-        None,
-    ),
-}
-# Jenkins' messages quote names with U+2018 / U+2019.
-_LQ, _RQ = "\u2018", "\u2019"
-_UNSAFE_NAME_CHARACTERS = "?*/\\%!@#$^&|<>[]:;"
-_COLORS = {
-    "SUCCESS": "blue",
-    "UNSTABLE": "yellow",
-    "FAILURE": "red",
-    "NOT_BUILT": "notbuilt",
-    "ABORTED": "aborted",
-}
-_PERMALINKS = (
-    "lastBuild",
-    "lastCompletedBuild",
-    "lastFailedBuild",
-    "lastStableBuild",
-    "lastSuccessfulBuild",
-    "lastUnstableBuild",
-    "lastUnsuccessfulBuild",
-    "firstBuild",
-)
-# Permissions the double checks: (id, "Group/Name" as messages print it, the ids implying it).
-_READ_PERMISSION = (
-    "hudson.model.Hudson.Read",
-    "Overall/Read",
-    ("hudson.security.Permission.GenericRead", "hudson.model.Hudson.Administer"),
-)
-_CONNECT_PERMISSION = (
-    "hudson.model.Computer.Connect",
-    "Agent/Connect",
-    ("hudson.model.Computer.Disconnect", "hudson.model.Hudson.Administer"),
-)
-_GROUP_HEADERS_DISABLED = (
-    "JENKINS-39402: use -Dhudson.security.AccessDeniedException2.REPORT_GROUP_HEADERS=true"
-    " or use /whoAmI to diagnose"
-)
-_AGENT_JNLP_PATH = re.compile(r"(manage/)?computer/[^/]+/(jenkins|slave)-agent[.]jnlp")
-
-
-# ----------------------------------------------------------------------------------------------
-# Public records.
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One HTTP request the double answered (``path`` without leading slash or query)."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-    user: str | None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True)
-class BuildRecord:
-    """A build as the double holds it (a snapshot; the live one goes on).
-
-    ``parameters``: the values of the build's ``ParametersAction`` that the build exposes (its
-    ``api/json`` and environment): only parameters the job defined when the build started.
-    ``params``: what a Pipeline's ``params`` holds: every submitted value (defined or not,
-    e.g. the Generic Webhook Trigger's ``jenkins-generic-webhook-trigger-plugin_uuid``) plus
-    the default of each defined parameter that was not submitted. ``variables``: the Generic
-    Webhook Trigger's resolved variables (its ``GenericCause``; the build's environment).
-    ``causes``: the causes' short descriptions, ``cause_classes`` their classes.
-    """
-
-    job: str
-    number: int
-    queue_id: int
-    building: bool
-    result: str | None
-    parameters: dict[str, str]
-    causes: tuple[str, ...]
-    variables: dict[str, str]
-    params: dict[str, str] = field(default_factory=dict)
-    cause_classes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class QueueRecord:
-    """A queue item: ``state`` is ``waiting``, ``left`` (has a build) or ``cancelled``.
-
-    ``parameters``: its ``ParametersAction`` in full (a queue item is not filtered yet);
-    ``variables``: the Generic Webhook Trigger's resolved variables, if it queued the item.
-    """
-
-    id: int
-    job: str
-    state: str
-    build_number: int | None
-    parameters: dict[str, str]
-    variables: dict[str, str] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------------------------
-# Internal state.
-
-
-@dataclass
-class _User:
-    id: str
-    full_name: str
-    password: str
-    api_tokens: list[str]
-    admin: bool = True
-
-
-@dataclass
-class _ParamDef:
-    kind: str
-    name: str
-    default: str | None
-    description: str
-    choices: list[str] = field(default_factory=list)
-    trim: bool = False
-
-    @property
-    def has_default_value(self) -> bool:
-        # getDefaultParameterValue() is null for these (and for a choice without choices).
-        if self.kind in ("FileParameterDefinition", "RunParameterDefinition"):
-            return False
-        return self.kind != "ChoiceParameterDefinition" or self.default is not None
-
-    def default_value(self) -> str:
-        value = self.default or ""
-        return value.strip() if self.trim else value
-
-
-@dataclass
-class _GwtVariable:
-    key: str
-    expression: str
-    expression_type: str
-    regexp_filter: str | None
-    default_value: str | None
-
-
-@dataclass
-class _GwtTrigger:
-    variables: list[_GwtVariable]
-    request_variables: list[tuple[str, str | None]]
-    header_variables: list[tuple[str, str | None]]
-    regexp_filter_text: str | None
-    regexp_filter_expression: str | None
-    cause_string: str | None
-    token: str | None
-    token_credential_id: str | None
-    silent_response: bool
-    should_not_flatten: bool
-    allow_several_triggers_per_build: bool = False
-
-
-@dataclass
-class _Config:
-    root: str
-    job_class: str
-    run_class: str | None
-    disabled: bool
-    description: str
-    auth_token: str | None
-    parameters: list[_ParamDef]
-    properties: list[str]
-    trigger: _GwtTrigger | None
-
-
-@dataclass
-class _Build:
-    number: int
-    queue_id: int
-    timestamp_ms: int
-    parameters: dict[str, str]  # ParametersAction.getAllParameters()
-    causes: list[dict[str, Any]]
-    variables: dict[str, str]
-    has_parameters_action: bool = False
-    # ParametersAction.onAttached: the job's parameter names when the build started.
-    defined: list[_ParamDef] = field(default_factory=list)
-    result: str | None = None
-    polls: int = 0
-
-    def visible_parameters(self) -> dict[str, str]:
-        names = {d.name for d in self.defined}
-        return {k: v for k, v in self.parameters.items() if k in names}
-
-
-@dataclass
-class _Job:
-    name: str
-    xml: str
-    config: _Config
-    next_build_number: int = 1
-    builds: list[_Build] = field(default_factory=list)
-    scripted_results: dict[int, str] = field(default_factory=dict)
-    # The job properties its (declarative) Jenkinsfile declares; None: not declarative.
-    declared_properties: list[ET.Element] | None = None
-    # The triggers and parameters its triggers {} and parameters {} declare.
-    declared_triggers: list[ET.Element] = field(default_factory=list)
-    declared_parameters: list[ET.Element] = field(default_factory=list)
-
-
-@dataclass
-class _QueueItem:
-    id: int
-    job: str
-    parameters: dict[str, str]
-    causes: list[dict[str, Any]]
-    variables: dict[str, str]
-    since_ms: int
-    has_parameters_action: bool = False
-    polls: int = 0
-    state: str = "waiting"
-    build_number: int | None = None
-
-
-@dataclass
-class _Node:
-    name: str
-    labels: str
-    executors: int
-    mode: str
-    remote_fs: str
-    web_socket: bool
-
-
-@dataclass
-class _WhitelistItem:
-    host: str | None
-    hmac_enabled: bool
-    hmac_header: str | None
-    hmac_algorithm: str | None
-    hmac_credential_id: str | None
-
-
-class _WhitelistError(Exception):
-    """org.jenkinsci.plugins.gwt.whitelist.WhitelistException."""
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]
-    body: bytes
-    base: str
-    params: dict[str, list[str]]
-    header_pairs: list[tuple[str, str]] = field(default_factory=list)
-    remote_addr: str = "127.0.0.1"
-    user: str | None = None
-    via_token: bool = False
-    session: str | None = None
-
-    def param(self, name: str) -> str | None:
-        values = self.params.get(name)
-        return values[0] if values else None
-
-
-class _XmlError(Exception):
-    pass
-
-
-class _Failure(Exception):
-    """hudson.model.Failure: a 400 page with ``X-Error``."""
-
-
-class _ServerError(Exception):
-    """An exception Jenkins reports through its 500 "oops" page."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-def _json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _latin1_header(value: str) -> str:
-    # Jetty writes header characters outside ISO-8859-1 as '?' and control characters as ' '.
-    chars = []
-    for ch in value:
-        if ord(ch) > 0xFF:
-            chars.append("?")
-        elif ord(ch) < 0x20 and ch != "\t":
-            chars.append(" ")
-        else:
-            chars.append(ch)
-    return "".join(chars)
-
-
-# ----------------------------------------------------------------------------------------------
-# The JDK identity transform that Jenkins runs on every submitted config.xml.
-
-
-def _escape_text(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
-    )
-
-
-def _escape_attribute(value: str) -> str:
-    return (
-        value.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("\n", "&#10;")
-        .replace("\r", "&#13;")
-        .replace("\t", "&#9;")
-    )
-
-
-def identity_transform(data: bytes, *, encoding: str | None = None) -> str:
-    """What ``XMLUtils.safeTransform`` writes for ``data``: Jenkins' stored ``config.xml``.
-
-    ``encoding`` overrides the document's declared encoding (a character-stream source).
-    Raises ``ValueError`` for XML Jenkins would refuse.
-    """
-    parser = expat.ParserCreate(encoding)
-    parser.ordered_attributes = True
-    parser.buffer_text = True
-    out: list[str] = []
-    state = {"open": False, "cdata": False, "depth": 0}
-
-    def close_start_tag() -> None:
-        if state["open"]:
-            out.append(">")
-            state["open"] = False
-
-    def start(name: str, attributes: list[str]) -> None:
-        close_start_tag()
-        out.append("<" + name)
-        for index in range(0, len(attributes), 2):
-            out.append(f' {attributes[index]}="{_escape_attribute(attributes[index + 1])}"')
-        state["open"] = True
-        state["depth"] += 1
-
-    def end(name: str) -> None:
-        state["depth"] -= 1
-        if state["open"]:
-            out.append("/>")
-            state["open"] = False
-        else:
-            out.append(f"</{name}>")
-
-    def characters(text: str) -> None:
-        if state["depth"] == 0:
-            return  # whitespace around the root element is not part of the SAX stream
-        close_start_tag()
-        out.append(text if state["cdata"] else _escape_text(text))
-
-    def comment(text: str) -> None:
-        close_start_tag()
-        out.append(f"<!--{text}-->")
-
-    def processing_instruction(target: str, data: str) -> None:
-        close_start_tag()
-        out.append(f"<?{target} {data}?>" if data else f"<?{target}?>")
-
-    def start_cdata() -> None:
-        close_start_tag()
-        out.append("<![CDATA[")
-        state["cdata"] = True
-
-    def end_cdata() -> None:
-        out.append("]]>")
-        state["cdata"] = False
-
-    def doctype(*_args: Any) -> None:
-        raise _XmlError("DOCTYPE is disallowed when the feature is set to true")
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = characters
-    parser.CommentHandler = comment
-    parser.ProcessingInstructionHandler = processing_instruction
-    parser.StartCdataSectionHandler = start_cdata
-    parser.EndCdataSectionHandler = end_cdata
-    parser.StartDoctypeDeclHandler = doctype
-    try:
-        parser.Parse(data, True)
-    except (expat.ExpatError, _XmlError) as error:
-        raise ValueError(f"org.xml.sax.SAXParseException: {error}") from None
-    return '<?xml version="1.0" encoding="UTF-8"?>' + "".join(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading a stored config.
-
-
-def _text(element: ET.Element | None, path: str) -> str | None:
-    if element is None:
-        return None
-    found = element.find(path)
-    if found is None:
-        return None
-    return found.text or ""
-
-
-def _flag(element: ET.Element | None, path: str) -> bool:
-    return (_text(element, path) or "").strip() == "true"
-
-
-def _parse_config(xml_text: str) -> _Config:
-    root = ET.fromstring(xml_text.encode("utf-8"))
-    if root.tag not in _ITEM_TYPES:
-        raise _ServerError(
-            "java.io.IOException: Unable to read config.xml: "
-            f"com.thoughtworks.xstream.mapper.CannotResolveClassException: {root.tag}"
-        )
-    job_class, run_class = _ITEM_TYPES[root.tag]
-    properties_element = root.find("properties")
-    properties = (
-        [child.tag for child in properties_element] if properties_element is not None else []
-    )
-    parameters: list[_ParamDef] = []
-    for definition in root.findall(f"properties/{_PARAMETERS_PROPERTY}/parameterDefinitions/*"):
-        kind = definition.tag.rsplit(".", 1)[-1]
-        choices = [c.text or "" for c in definition.findall("choices//string")]
-        default = _text(definition, "defaultValue")
-        if kind == "ChoiceParameterDefinition":
-            default = choices[0] if choices else None
-        elif kind == "BooleanParameterDefinition":
-            default = "true" if (default or "").strip() == "true" else "false"
-        parameters.append(
-            _ParamDef(
-                kind=kind,
-                name=_text(definition, "name") or "",
-                default=default,
-                description=_text(definition, "description") or "",
-                choices=choices,
-                trim=kind == "StringParameterDefinition" and _flag(definition, "trim"),
-            )
-        )
-    trigger_element = root.find(f"properties/{_PIPELINE_TRIGGERS}/triggers/{_GWT_TRIGGER}")
-    if trigger_element is None:
-        trigger_element = root.find(f"triggers/{_GWT_TRIGGER}")
-    return _Config(
-        root=root.tag,
-        job_class=job_class,
-        run_class=run_class,
-        disabled=_flag(root, "disabled"),
-        description=_text(root, "description") or "",
-        auth_token=_text(root, "authToken"),
-        parameters=parameters,
-        properties=properties,
-        trigger=_parse_trigger(trigger_element) if trigger_element is not None else None,
-    )
-
-
-def _parse_trigger(element: ET.Element) -> _GwtTrigger:
-    variables = [
-        _GwtVariable(
-            key=_text(v, "key") or "",
-            expression=_text(v, "value") or "",
-            expression_type=(_text(v, "expressionType") or "JSONPath").strip() or "JSONPath",
-            regexp_filter=_text(v, "regexpFilter"),
-            default_value=_text(v, "defaultValue"),
-        )
-        for v in element.findall(f"genericVariables/{_GWT_VARIABLE}")
-    ]
-    request_variables = [
-        (_text(v, "key") or "", _text(v, "regexpFilter"))
-        for v in element.findall(f"genericRequestVariables/{_GWT_REQUEST_VARIABLE}")
-    ]
-    header_variables = [
-        (_text(v, "key") or "", _text(v, "regexpFilter"))
-        for v in element.findall(f"genericHeaderVariables/{_GWT_HEADER_VARIABLE}")
-    ]
-    return _GwtTrigger(
-        variables=variables,
-        request_variables=request_variables,
-        header_variables=header_variables,
-        regexp_filter_text=_text(element, "regexpFilterText"),
-        regexp_filter_expression=_text(element, "regexpFilterExpression"),
-        cause_string=_text(element, "causeString"),
-        token=_text(element, "token"),
-        token_credential_id=_text(element, "tokenCredentialId"),
-        silent_response=_flag(element, "silentResponse"),
-        should_not_flatten=_flag(element, "shouldNotFlattern"),
-        allow_several_triggers_per_build=_flag(element, "allowSeveralTriggersPerBuild"),
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Java collection order: what Jenkins writes from a HashMap / HashSet of strings.
-
-
-def _java_string_hash(text: str) -> int:
-    """``String.hashCode()`` as an unsigned 32-bit number (over UTF-16 code units)."""
-    value = 0
-    data = text.encode("utf-16-be")
-    for index in range(0, len(data), 2):
-        value = (31 * value + (data[index] << 8 | data[index + 1])) & 0xFFFFFFFF
-    return value
-
-
-def _java_hash_order(keys: Iterable[str], capacity: int = 16) -> list[str]:
-    """Iteration order of a ``java.util.HashMap`` (or ``HashSet``) that got ``keys`` in order.
-
-    Buckets are ``(h ^ h >>> 16) & (capacity - 1)``; the table doubles once it holds more than
-    three quarters of its capacity; a bucket keeps insertion order (no treeified buckets).
-    """
-    ordered: list[str] = []
-    for key in keys:
-        if key not in ordered:
-            ordered.append(key)
-            if len(ordered) > capacity * 3 // 4:
-                capacity *= 2
-
-    def bucket(key: str) -> int:
-        h = _java_string_hash(key)
-        return (h ^ (h >> 16)) & (capacity - 1)
-
-    return sorted(ordered, key=bucket)
-
-
-def _java_map_string(values: dict[str, list[str]]) -> str:
-    """``AbstractMap.toString()`` of a ``HashMap<String, List<String>>``."""
-    entries = (f"{key}=[{', '.join(values[key])}]" for key in _java_hash_order(values))
-    return "{" + ", ".join(entries) + "}"
-
-
-# ----------------------------------------------------------------------------------------------
-# XStream: how Jenkins writes a config.xml when it saves an item itself (XmlFile.write with
-# XStream2's PrettyPrintWriter in XML 1.1 mode and RobustReflectionConverter).
-
-_XSTREAM_DECLARATION = "<?xml version='1.1' encoding='UTF-8'?>\n"
-_XSTREAM_ENTITIES = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-    "'": "&apos;",
-    "\r": "&#xd;",
-}
-_WORKFLOW_JOB = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
-# Serialisable fields in XStream's order (superclass fields first, then declaration order).
-# A default is what an absent primitive field reads as (XStream runs no constructor, so field
-# initialisers do not apply); None: an absent object field stays absent.
-_XSTREAM_FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
-    _WORKFLOW_JOB: (  # Actionable, AbstractItem, Job, WorkflowJob
-        ("actions", None),
-        ("description", None),
-        ("displayName", None),
-        ("logRotator", None),
-        ("keepDependencies", "false"),
-        ("properties", None),
-        ("definition", None),
-        ("triggers", None),
-        ("quietPeriod", None),
-        ("authToken", None),
-        ("concurrentBuild", None),
-        ("disabled", "false"),
-    ),
-    _PIPELINE_TRIGGERS: (("triggers", None),),
-    _GWT_TRIGGER: (  # Trigger.spec, then GenericTrigger
-        ("spec", None),
-        ("genericVariables", None),
-        ("regexpFilterText", None),
-        ("regexpFilterExpression", None),
-        ("genericRequestVariables", None),
-        ("genericHeaderVariables", None),
-        ("printPostContent", "false"),
-        ("printContributedVariables", "false"),
-        ("causeString", None),
-        ("token", None),
-        ("tokenCredentialId", None),
-        ("silentResponse", "false"),
-        ("overrideQuietPeriod", "false"),
-        ("shouldNotFlattern", "false"),
-        ("allowSeveralTriggersPerBuild", "false"),
-    ),
-    _GWT_VARIABLE: (
-        ("expressionType", None),
-        ("key", None),
-        ("value", None),
-        ("regexpFilter", None),
-        ("defaultValue", None),
-    ),
-    _GWT_REQUEST_VARIABLE: (("key", None), ("regexpFilter", None)),
-    _GWT_HEADER_VARIABLE: (("key", None), ("regexpFilter", None)),
-    "jenkins.model.BuildDiscarderProperty": (("strategy", None),),
-    "hudson.tasks.LogRotator": (
-        ("daysToKeep", "0"),
-        ("numToKeep", "0"),
-        ("artifactDaysToKeep", None),
-        ("artifactNumToKeep", None),
-        ("removeLastBuild", "false"),
-    ),
-    _DISABLE_CONCURRENT: (("abortPrevious", "false"),),
-    _TIMER_TRIGGER: (("spec", None),),  # Trigger.spec
-    _PARAMETERS_PROPERTY: (("parameterDefinitions", None),),
-    _STRING_PARAMETER: (  # ParameterDefinition, then StringParameterDefinition
-        ("name", None),
-        ("description", None),
-        ("defaultValue", None),
-        ("trim", "false"),
-    ),
-    _DECLARATIVE_JOB_ACTION: (),
-    _PROPERTY_TRACKER: (
-        ("jobProperties", None),
-        ("triggers", None),
-        ("parameters", None),
-        ("options", None),
-    ),
-}
-# Jenkins.onLoad gives a job without <properties> an empty list.
-_XSTREAM_ALWAYS: dict[str, tuple[str, ...]] = {_WORKFLOW_JOB: ("properties",)}
-# Fields holding collections or objects: written <x/> when empty (an empty string is <x></x>).
-_XSTREAM_COLLECTIONS = frozenset(
-    {
-        "actions",
-        "properties",
-        "triggers",
-        "genericVariables",
-        "genericRequestVariables",
-        "genericHeaderVariables",
-        "parameterDefinitions",
-        "userRemoteConfigs",
-        "branches",
-        "extensions",
-        "submoduleCfg",
-        "jobProperties",
-        "parameters",
-        "options",
-    }
-)
-_ROOT_CLASSES = {"flow-definition": _WORKFLOW_JOB}
-# PluginManager.whichPlugin for the packages the double knows; "" is Jenkins core.
-_CLASS_OWNERS = (
-    ("org.jenkinsci.plugins.workflow.job.", "workflow-job"),
-    ("org.jenkinsci.plugins.workflow.cps.", "workflow-cps"),
-    ("org.jenkinsci.plugins.gwt.", "generic-webhook-trigger"),
-    ("org.jenkinsci.plugins.pipeline.modeldefinition.", "pipeline-model-definition"),
-    ("hudson.plugins.git.", "git"),
-    ("hudson.plugins.", None),
-    ("hudson.", ""),
-    ("jenkins.", ""),
-)
-_CLASS_TAG = re.compile(r"(?:[a-z_][\w]*\.)+[A-Z][\w-]*")
-
-
-def _decode_tag(tag: str) -> str:
-    # XmlFriendlyNameCoder: "$" is written "_-" and "_" is written "__".
-    return re.sub(r"__|_-", lambda m: "_" if m.group(0) == "__" else "$", tag)
-
-
-def _class_owner(class_name: str, posted_plugin: str | None) -> str | None:
-    for prefix, owner in _CLASS_OWNERS:
-        if class_name.startswith(prefix):
-            if owner is not None:
-                return owner
-            break
-    return posted_plugin.split("@", 1)[0] if posted_plugin else None
-
-
-def _xstream_text(text: str, *, attribute: bool) -> str:
-    out = []
-    for char in text:
-        code = ord(char)
-        if char in _XSTREAM_ENTITIES:
-            out.append(_XSTREAM_ENTITIES[char])
-        elif char in "\t\n" and not attribute:
-            out.append(char)
-        elif code < 0x20 or 0x7F <= code <= 0x9F or unicodedata.category(char) == "Cn":
-            out.append(f"&#x{code:x};")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-class _XStreamWriter:
-    """Writes a parsed config the way XStream would after Jenkins loaded it.
-
-    Only the classes in ``_XSTREAM_FIELDS`` are known field by field (reordered, unknown
-    fields dropped, absent primitives filled in); other elements keep their children as
-    posted. Comments vanish, CDATA becomes escaped text, ``plugin`` attributes are rewritten.
-    """
-
-    def __init__(self, plugin_versions: Mapping[str, str]) -> None:
-        self.plugin_versions = plugin_versions
-
-    def document(self, root: ET.Element) -> str:
-        out: list[str] = []
-        self._write(root, out, 0, [], root=True)
-        return _XSTREAM_DECLARATION + "".join(out)
-
-    def fragment(self, element: ET.Element, owners: list[str] | None = None) -> str:
-        out: list[str] = []
-        self._write(element, out, 0, list(owners or []), root=False)
-        return "".join(out)
-
-    def _children(self, element: ET.Element, class_name: str | None) -> list[ET.Element]:
-        fields = _XSTREAM_FIELDS.get(class_name or "")
-        if fields is None:
-            return list(element)
-        children: list[ET.Element] = []
-        for name, default in fields:
-            found = element.find(name)
-            if found is None and (
-                default is not None or name in _XSTREAM_ALWAYS.get(class_name or "", ())
-            ):
-                found = ET.Element(name)
-                found.text = default
-            if found is not None:
-                children.append(found)
-        return children
-
-    def _write(
-        self, element: ET.Element, out: list[str], depth: int, owners: list[str], *, root: bool
-    ) -> None:
-        tag = element.tag
-        class_name = element.get("class")
-        if root:
-            class_name = _ROOT_CLASSES.get(tag, class_name)
-        elif class_name is None and _CLASS_TAG.fullmatch(tag):
-            class_name = _decode_tag(tag)
-        attributes = [(k, v) for k, v in element.attrib.items() if k != "plugin"]
-        attributes.sort(key=lambda item: item[0] != "class")
-        pushed = False
-        if class_name is not None:  # marshalled by RobustReflectionConverter
-            posted = element.get("plugin")
-            owner = _class_owner(class_name, posted)
-            if owner:
-                nearest = next((o for o in reversed(owners) if o), None)
-                if nearest != owner:
-                    version = self.plugin_versions.get(owner)
-                    if version is not None:
-                        attributes.append(("plugin", f"{owner}@{version}"))
-                    elif posted:
-                        attributes.append(("plugin", posted))
-            owners.append(owner or "")
-            pushed = True
-        elif element.get("plugin") is not None:
-            attributes.append(("plugin", element.get("plugin") or ""))
-        start = (
-            "<"
-            + tag
-            + "".join(
-                f' {name}="{_xstream_text(value, attribute=True)}"' for name, value in attributes
-            )
-        )
-        indent = "\n" + "  " * depth if not root and out else ""
-        children = self._children(element, class_name)
-        holder = class_name is not None or tag in _XSTREAM_COLLECTIONS
-        text = element.text
-        if holder and text is not None and not text.strip():
-            text = None  # an empty list or object: the whitespace was only layout
-        if children:
-            out.append(f"{indent}{start}>")
-            for child in children:
-                self._write(child, out, depth + 1, owners, root=False)
-            out.append("\n" + "  " * depth + f"</{tag}>")
-        elif text:
-            out.append(f"{indent}{start}>{_xstream_text(text, attribute=False)}</{tag}>")
-        elif holder:
-            out.append(f"{indent}{start}/>")
-        else:
-            out.append(f"{indent}{start}></{tag}>")
-        if pushed:
-            owners.pop()
-
-
-def _descriptor_id(element: ET.Element) -> str:
-    # Descriptor.getId() defaults to the class name: the element's (decoded) tag.
-    return _decode_tag(element.tag)
-
-
-def _string_set(element: ET.Element | None, name: str) -> set[str]:
-    if element is None:
-        return set()
-    return {item.text or "" for item in element.findall(f"{name}/string")}
-
-
-def _parameter_name(element: ET.Element) -> str:
-    return _text(element, "name") or ""
-
-
-def _parameter_description(element: ET.Element) -> str | None:
-    # ParameterDefinition.getDescription(): null when the element is absent, "" when empty.
-    found = element.find("description")
-    return None if found is None else found.text or ""
-
-
-def _triggers_to_apply(
-    declared: list[ET.Element], existing: list[ET.Element], previous: set[str]
-) -> list[ET.Element]:
-    """``Utils.getTriggersToApply``: a TreeSet by descriptor id holding the job's triggers
-    (the first of an id stays), less those the previous Jenkinsfile declared, then the
-    declared ones whose id is not held yet: a trigger set outside the Jenkinsfile wins."""
-    to_apply: dict[str, ET.Element] = {}
-    for trigger in existing:
-        to_apply.setdefault(_descriptor_id(trigger), trigger)
-    for key in previous:
-        to_apply.pop(key, None)
-    for trigger in declared:
-        to_apply.setdefault(_descriptor_id(trigger), trigger)
-    return [to_apply[key] for key in sorted(to_apply)]
-
-
-def _triggers_equal(
-    current: list[ET.Element], existing: list[ET.Element], writer: _XStreamWriter
-) -> bool:
-    """``Utils.isTriggersListEquals``: the same size and, per descriptor id, XStream-equal."""
-    if len(current) != len(existing):
-        return False
-    by_id = {_descriptor_id(t): t for t in current}
-    return all(
-        _descriptor_id(t) in by_id
-        and writer.fragment(t) == writer.fragment(by_id[_descriptor_id(t)])
-        for t in existing
-    )
-
-
-def _parameters_to_apply(
-    declared: list[ET.Element], existing: list[ET.Element], previous: set[str]
-) -> list[ET.Element]:
-    """``Utils.getParametersToApply``: the declared parameters, then the job's own whose name
-    is neither declared now nor was by the previous Jenkinsfile."""
-    names = {_parameter_name(p) for p in declared}
-    return list(declared) + [
-        p
-        for p in existing
-        if _parameter_name(p) not in names and _parameter_name(p) not in previous
-    ]
-
-
-def _parameters_equal(
-    current: list[ET.Element], existing: list[ET.Element], writer: _XStreamWriter
-) -> bool:
-    """``Utils.isParametersListEquals``: the same names and, per name, the same type and
-    description and XStream-equal."""
-    if len(current) != len(existing):
-        return False
-    mine = {_parameter_name(p): p for p in current}
-    theirs = {_parameter_name(p): p for p in existing}
-    if set(mine) != set(theirs):
-        return False
-    return all(
-        _descriptor_id(p) == _descriptor_id(theirs[name])
-        and _parameter_description(p) == _parameter_description(theirs[name])
-        and writer.fragment(p) == writer.fragment(theirs[name])
-        for name, p in mine.items()
-    )
-
-
-def _replace_property(
-    properties: ET.Element, tag: str, holder: str, items: list[ET.Element]
-) -> None:
-    """``job.removeProperty(class)`` then, with items, ``job.addProperty`` (appended)."""
-    for old in properties.findall(tag):
-        properties.remove(old)
-    if items:
-        prop = ET.SubElement(properties, tag)
-        inner = ET.SubElement(prop, holder)
-        inner.extend(copy.deepcopy(item) for item in items)
-
-
-def _declarative_resave(
-    root: ET.Element,
-    declared: list[ET.Element],
-    writer: _XStreamWriter,
-    triggers: list[ET.Element] | None = None,
-    parameters: list[ET.Element] | None = None,
-) -> bool:
-    """Apply what the pipeline-model-definition plugin does to a job when a declarative run
-    starts (``Utils.updateRunAndJobActions`` and ``Utils.updateJobProperties`` for the
-    ``options {}`` job properties, the ``triggers {}`` and the ``parameters {}``): change
-    ``root`` in place; True when the job is saved."""
-    triggers, parameters = list(triggers or ()), list(parameters or ())
-    actions = root.find("actions")
-    if actions is None:
-        actions = ET.Element("actions")
-        root.insert(0, actions)
-    if actions.find(_DECLARATIVE_JOB_ACTION) is None:  # job.addAction: saved with the job
-        actions.append(ET.Element(_DECLARATIVE_JOB_ACTION))
-    properties = root.find("properties")
-    if properties is None:
-        properties = ET.SubElement(root, "properties")
-    handled = (_PIPELINE_TRIGGERS, _PARAMETERS_PROPERTY)  # triggers {} / parameters {}
-    existing = [p for p in properties if _descriptor_id(p) not in handled]
-    tracker = actions.find(_PROPERTY_TRACKER)
-    previous = _string_set(tracker, "jobProperties")
-    existing_triggers = properties.findall(f"{_PIPELINE_TRIGGERS}/triggers/*")
-    existing_parameters = properties.findall(f"{_PARAMETERS_PROPERTY}/parameterDefinitions/*")
-    current_triggers = _triggers_to_apply(
-        triggers, existing_triggers, _string_set(tracker, "triggers")
-    )
-    current_parameters = _parameters_to_apply(
-        parameters, existing_parameters, _string_set(tracker, "parameters")
-    )
-
-    # getPropertiesToApply: a TreeSet by descriptor id, so the first instance of an id stays;
-    # a property the Jenkinsfile set before gives way, one it did not set is kept as it is.
-    to_apply: dict[str, ET.Element] = {}
-    for prop in existing:
-        to_apply.setdefault(_descriptor_id(prop), prop)
-    for key in previous:
-        to_apply.pop(key, None)
-    for prop in declared:
-        to_apply.setdefault(_descriptor_id(prop), prop)
-    current = [to_apply[key] for key in sorted(to_apply)]
-    by_id = {_descriptor_id(p): p for p in existing}
-    counts = Counter(_descriptor_id(p) for p in existing)
-    to_remove = [p for p in existing if _descriptor_id(p) not in to_apply]
-    to_update = [
-        p
-        for p in current
-        if _descriptor_id(p) not in by_id
-        or counts[_descriptor_id(p)] > 1
-        or writer.fragment(p) != writer.fragment(by_id[_descriptor_id(p)])
-    ]
-    changed = False
-    # The order of updateJobProperties: triggers, parameters, then the other properties.
-    if not _triggers_equal(current_triggers, existing_triggers, writer):
-        _replace_property(properties, _PIPELINE_TRIGGERS, "triggers", current_triggers)
-        changed = True
-    if not _parameters_equal(current_parameters, existing_parameters, writer):
-        _replace_property(
-            properties, _PARAMETERS_PROPERTY, "parameterDefinitions", current_parameters
-        )
-        changed = True
-    for prop in to_remove:
-        properties.remove(prop)
-        changed = True
-    for prop in to_update:
-        for old in [p for p in properties if p.tag == prop.tag]:
-            properties.remove(old)
-        properties.append(copy.deepcopy(prop))
-        changed = True
-
-    # DeclarativeJobPropertyTrackerAction: property and trigger descriptor ids, parameter names.
-    recorded = {
-        "jobProperties": [_descriptor_id(p) for p in declared],
-        "triggers": [_descriptor_id(t) for t in triggers],
-        "parameters": [_parameter_name(p) for p in parameters],
-        "options": [],
-    }
-    if tracker is None or any(
-        _string_set(tracker, name) != set(values) for name, values in recorded.items()
-    ):
-        for old in actions.findall(_PROPERTY_TRACKER):  # replaceAction
-            actions.remove(old)
-        tracker = ET.SubElement(actions, _PROPERTY_TRACKER)
-        for name, values in recorded.items():
-            holder = ET.SubElement(tracker, name)
-            for value in _java_hash_order(values):
-                ET.SubElement(holder, "string").text = value
-        changed = True
-    return changed
-
-
-# ----------------------------------------------------------------------------------------------
-# Generic Webhook Trigger: the global whitelist (WhitelistVerifier, HostVerifier, WhitelistHost,
-# HMACVerifier).
-
-
-def _java_str(value: str | None) -> str:
-    """A string as Java's concatenation writes it (null as "null")."""
-    return "null" if value is None else value
-
-
-def _java_split(text: str, separator: str) -> list[str]:
-    """``String.split``: trailing empty strings are dropped."""
-    parts = text.split(separator)
-    while len(parts) > 1 and not parts[-1]:
-        parts.pop()
-    return parts
-
-
-def _whitelist_host(text: str | None) -> tuple[str, str, Any]:
-    """WhitelistHost: (kind ANY/CIDR/STATIC, trimmed text, parsed address or network)."""
-    if text is None or not text.strip():
-        return "ANY", "", None
-    host = text.strip()
-    parts = _java_split(host, "/")
-    if len(parts) == 2 or len(_java_split(host, "-")) == 2:
-        left = parts[0] if len(parts) == 2 else _java_split(host, "-")[0]
-        try:
-            version = ipaddress.ip_address(left).version
-        except ValueError:
-            raise _WhitelistError(f"{host} is not an Ipv4 string literal.") from None
-        try:
-            if len(parts) == 2:
-                ranges = [ipaddress.ip_network(host, strict=False)]
-            else:
-                low, high = (ipaddress.ip_address(p) for p in host.split("-"))
-                ranges = list(ipaddress.summarize_address_range(low, high))
-        except (ValueError, TypeError):
-            kind = "Ipv4" if version == 4 else "Ipv6"
-            raise _WhitelistError(f"{host} cannot be parsed as {kind} string literal.") from None
-        return "CIDR", host, ranges
-    try:
-        return "STATIC", host, ipaddress.ip_address(host)
-    except ValueError:
-        raise _WhitelistError(f"{host} is not a valid IP string literal.") from None
-
-
-def _whitelist_host_verified(remote: str, item_host: str | None) -> None:
-    kind, host, parsed = _whitelist_host(item_host)
-    _, remote_text, remote_ip = _whitelist_host(remote)
-    if host.lower() == remote_text.lower() or kind == "ANY":
-        return
-    family = f"Ipv{remote_ip.version}" if remote_ip is not None else "Ipv4"
-    if kind == "CIDR":
-        if parsed[0].version == getattr(remote_ip, "version", None):
-            if any(remote_ip in network for network in parsed):
-                return
-            raise _WhitelistError(f"{remote_text} did not match {family} range.")
-    elif parsed.version == getattr(remote_ip, "version", None):
-        if parsed == remote_ip:
-            return
-        raise _WhitelistError(f"{remote_text} did not match statically defined {family}.")
-    raise _WhitelistError(f"{remote_text} is not of same IP version as statically defined IP.")
-
-
-def _hmac_header_value(name: str | None, headers: dict[str, list[str]]) -> str:
-    for key, values in headers.items():
-        if name is not None and key.lower() == name.lower() and len(values) == 1:
-            value = values[0]
-            for prefix in _HMAC_PREFIXES:
-                if value.startswith(prefix):
-                    return value[len(prefix) :]  # X-Hub-Signature: sha256=...
-                if value.startswith("HMAC "):
-                    return value[5:].strip()
-            return value
-    raise _WhitelistError(
-        f'Was unable to find header with name "{_java_str(name)}" among {_java_map_string(headers)}'
-    )
-
-
-def _hmac_verify(
-    headers: dict[str, list[str]],
-    post_content: str,
-    header: str | None,
-    secret: str,
-    algorithm: str | None,
-) -> None:
-    given = _hmac_header_value(header, headers)
-    digest_name = _HMAC_ALGORITHMS.get((algorithm or "").lower())
-    if digest_name is None:
-        raise _ServerError(
-            f"java.lang.RuntimeException: java.security.NoSuchAlgorithmException: "
-            f"Algorithm {algorithm} not available"
-        )
-    if not secret:
-        raise _ServerError("java.lang.IllegalArgumentException: Empty key")
-    raw = hmac.new(secret.encode("utf-8"), post_content.encode("utf-8"), digest_name).digest()
-    hex_upper = raw.hex().upper()
-    candidates = (
-        hex_upper,
-        base64.b64encode(hex_upper.encode("utf-8")).decode("ascii"),
-        base64.b64encode(raw).decode("ascii"),
-    )
-    if not any(given.lower() == candidate.lower() for candidate in candidates):
-        raise _WhitelistError(
-            f'HMAC verification failed with "{_java_str(header)}" as "{given}" and algorithm '
-            f"{_java_str(algorithm)}"
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# Generic Webhook Trigger: variable resolution, flattening and the filter.
-
-
-def _gson(value: Any) -> str:
-    # Gson's default output: compact, non-ASCII kept, HTML-sensitive characters escaped.
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escape in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("=", "\\u003d"),
-        ("'", "\\u0027"),
-    ):
-        text = text.replace(char, escape)
-    return text
-
-
-def _variable_name(name: str) -> str:
-    return re.sub(r"\s", "_", name).replace("-", "_")
-
-
-def _regexp_filter(value: str, pattern: str | None) -> str:
-    if not pattern:
-        return value
-    return re.sub(pattern, "", value)
-
-
-def _flatten(key: str, pattern: str | None, resolved: Any, out: dict[str, str]) -> None:
-    if isinstance(resolved, list):
-        for index, item in enumerate(resolved):
-            _flatten(f"{key}_{index}", pattern, item, out)
-    elif isinstance(resolved, dict):
-        for child_key, child in resolved.items():
-            _flatten(f"{key}_{child_key}", pattern, child, out)
-    elif resolved is not None:
-        text = resolved if isinstance(resolved, str) else _gson(resolved)
-        out[_variable_name(key)] = _regexp_filter(text, pattern)
-
-
-def _flatten_json(key: str, pattern: str | None, resolved: Any, flatten: bool) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if flatten:
-        _flatten(key, pattern, resolved, out)
-    elif isinstance(resolved, str):
-        out[_variable_name(key)] = _regexp_filter(resolved, pattern)
-    if resolved is not None and not isinstance(resolved, str):
-        out[_variable_name(key)] = _regexp_filter(_gson(resolved), pattern)
-    return out
-
-
-_INDEFINITE = re.compile(r"\*|\.\.|\[\?|\[[^\]]*[,:][^\]]*\]")
-
-
-def _json_path(document: Any, expression: str) -> tuple[bool, Any]:
-    """Evaluate like Jayway's ``JsonPath.read``: (found, value)."""
-    matches = [m.value for m in parse_json_path(expression).find(document)]
-    if _INDEFINITE.search(expression):
-        return True, matches
-    if not matches:
-        return False, None
-    return True, matches[0]
-
-
-def _resolve_variables(
-    trigger: _GwtTrigger,
-    headers: dict[str, list[str]],
-    parameters: dict[str, list[str]],
-    post_content: str,
-) -> dict[str, str]:
-    resolved: dict[str, str] = {}
-    for key, pattern in trigger.header_variables:
-        values = headers.get(key.lower())
-        if not values:
-            continue
-        name = _variable_name(key.lower())
-        for index, value in enumerate(values):
-            resolved[f"{name}_{index}"] = _regexp_filter(value, pattern)
-        if len(values) == 1:
-            resolved[name] = _regexp_filter(values[0], pattern)
-    for key, pattern in trigger.request_variables:
-        values = parameters.get(key)
-        if not values:
-            continue
-        name = _variable_name(key)
-        for index, value in enumerate(values):
-            resolved[f"{name}_{index}"] = _regexp_filter(value, pattern)
-        if len(values) == 1:
-            resolved[name] = _regexp_filter(values[0], pattern)
-    document: Any = None
-    document_ok = False
-    if post_content:
-        try:
-            document = json.loads(post_content)
-            document_ok = True
-        except ValueError:
-            document_ok = False
-    for variable in trigger.variables:
-        found: dict[str, str] = {}
-        if post_content and variable.expression and variable.expression_type == "JSONPath":
-            try:
-                if document_ok:
-                    ok, value = _json_path(document, variable.expression)
-                    if ok:
-                        found = _flatten_json(
-                            variable.key,
-                            variable.regexp_filter,
-                            value,
-                            not trigger.should_not_flatten,
-                        )
-                        if variable.expression.strip() == "$":
-                            found[variable.key] = post_content
-            except Exception:
-                found = {}  # the plugin logs "Unable to resolve ..." and goes on
-        not_resolved = not found or found.get(variable.key) == ""
-        if not_resolved and variable.default_value is not None:
-            found[variable.key] = variable.default_value
-        resolved.update(found)
-    return dict(sorted(resolved.items()))
-
-
-def _render(text: str | None, variables: dict[str, str]) -> str:
-    if not text:
-        return ""
-    order = sorted(variables, key=lambda name: (-len(name), name))
-    for name in order:
-        text = text.replace("$" + name, variables[name])
-        text = text.replace("${" + name + "}", variables[name])
-    return text
-
-
-def _is_matching(text: str, expression: str | None) -> bool:
-    if not text and not expression:
-        return True
-    return re.search(expression or "", text) is not None
-
+__all__ = [
+    "ADMIN_USER",
+    "CRUMB_FIELD",
+    "DECLARED_OPTIONS_PROPERTIES",
+    "DEFAULT_ADMIN_PASSWORD",
+    "DEFAULT_VERSION",
+    "PLUGIN_VERSIONS",
+    "RESULTS",
+    "BuildRecord",
+    "JenkinsDouble",
+    "QueueRecord",
+    "RecordedRequest",
+    "identity_transform",
+]
 
 # ----------------------------------------------------------------------------------------------
 # ``tree=`` filtering of the remote API.
@@ -1555,71 +328,7 @@ def _apply_tree(value: Any, tree: list[tuple[str, list[Any] | None, str | None]]
     return out
 
 
-# ----------------------------------------------------------------------------------------------
-# HTTP plumbing.
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], double: JenkinsDouble) -> None:
-        self.double = double
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError | TimeoutError):
-            return  # the client went away (for example after its own timeout)
-        self.double._record_internal_error(traceback.format_exc())
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and
-        # delayed ACKs add about 40 ms to every answer on a kept-alive connection.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        headers = {name: value for name, value in self.headers.items()}
-        reply = self.server.double._dispatch(
-            self.command,
-            self.path,
-            headers,
-            body,
-            header_pairs=list(self.headers.items()),
-            remote_addr=str(self.client_address[0]),
-        )
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers:
-                self.send_header(name, _latin1_header(value))
-            if reply.content_type:
-                self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            if reply.body and self.command != "HEAD":
-                self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
-
-    def version_string(self) -> str:
-        return "Jetty(12.0.16)"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class JenkinsDouble:
+class JenkinsDouble(HttpDouble):
     """A Jenkins controller double: start it, point a client at :attr:`url`, script scenarios.
 
     ``JenkinsDouble(admin_user="admin", admin_password="admin", api_token=None, ...)``; use it
@@ -1630,6 +339,13 @@ class JenkinsDouble:
     ADMIN_USER = ADMIN_USER
     DEFAULT_ADMIN_PASSWORD = DEFAULT_ADMIN_PASSWORD
     CRUMB_FIELD = CRUMB_FIELD
+    product = "Jenkins"
+    wire = Wire(
+        "Jetty(12.0.16)",
+        methods=frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}),
+        no_delay=True,
+        header_value=_latin1_header,
+    )
 
     def __init__(
         self,
@@ -1646,6 +362,7 @@ class JenkinsDouble:
         build_polls: int = 1,
         default_result: str = "SUCCESS",
     ) -> None:
+        super().__init__(host=host, port=port)
         self.version = version
         self.session_hash = secrets.token_hex(4)
         self.admin_user = admin_user
@@ -1657,15 +374,8 @@ class JenkinsDouble:
         #: Result of builds that have no scripted result.
         self.default_result = default_result
         self._check_result(default_result)
-        self._host = host
-        self._port = port
         self._csrf = csrf
         self._anonymous_read = anonymous_read
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._url: str | None = None
 
         self._crumb_salt = secrets.token_hex(16)
         self._cookie_name = f"JSESSIONID.{secrets.token_hex(4)}"
@@ -1688,59 +398,9 @@ class JenkinsDouble:
         self.root_url: str | None = None
 
         self._reject_all = False
-        self._failures: dict[str, list[int]] = {}
-        self._hangs: dict[str, list[float]] = {}
+        self._faults = FaultScript()
         self._requests: list[RecordedRequest] = []
         self._mutations: Counter[str] = Counter()
-        self._internal_errors: list[str] = []
-
-    # ------------------------------------------------------------------------------------------
-    # Lifecycle.
-
-    def start(self) -> str:
-        """Start serving on ``host``:``port`` (0 picks a free port); return the base URL."""
-        with self._lock:
-            if self._server is not None:
-                raise RuntimeError("the Jenkins double is already running")
-            self._stopping.clear()
-            server = _Server((self._host, self._port), self)
-            host, port = server.server_address[:2]
-            self._server = server
-            self._url = f"http://{host}:{port}"
-            self._thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"jenkins-double:{port}",
-                daemon=True,
-            )
-            self._thread.start()
-            return self._url
-
-    def stop(self) -> None:
-        """Stop serving; requests held by :meth:`hang_next` are released at once."""
-        with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        self._stopping.set()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> JenkinsDouble:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:43210`` (known once :meth:`start` ran)."""
-        if self._url is None:
-            raise RuntimeError("the Jenkins double is not running; call start() first")
-        return self._url
 
     # ------------------------------------------------------------------------------------------
     # Scenario control.
@@ -1952,12 +612,12 @@ class JenkinsDouble:
         ``"job/NAME/build"``); the body is Jenkins' "oops" page.
         """
         with self._lock:
-            self._failures.setdefault(self._fault_key(path), []).extend([status] * count)
+            self._faults.fail(self._fault_key(path), status, count)
 
     def hang_next(self, path: str, seconds: float, count: int = 1) -> None:
         """Hold the next ``count`` requests to ``path`` for ``seconds`` before answering."""
         with self._lock:
-            self._hangs.setdefault(self._fault_key(path), []).extend([seconds] * count)
+            self._faults.hang(self._fault_key(path), seconds, count)
 
     @property
     def reject_all_requests(self) -> bool:
@@ -2096,17 +756,6 @@ class JenkinsDouble:
     def _fault_key(path: str) -> str:
         return "*" if path.strip() == "*" else path.strip().strip("/")
 
-    def _take_fault(self, table: dict[str, list[Any]], path: str) -> Any:
-        for key in (path, "*"):
-            queue = table.get(key)
-            if queue:
-                return queue.pop(0)
-        return None
-
-    def _record_internal_error(self, text: str) -> None:
-        with self._lock:
-            self._internal_errors.append(text)
-
     def _schedule(
         self,
         job: _Job,
@@ -2178,6 +827,17 @@ class JenkinsDouble:
     # ------------------------------------------------------------------------------------------
     # Internals: request handling.
 
+    def _handle(self, incoming: Incoming) -> Reply:
+        headers = dict(incoming.headers.items())
+        return self._dispatch(
+            incoming.method,
+            incoming.target,
+            headers,
+            incoming.body,
+            header_pairs=list(incoming.headers.items()),
+            remote_addr=incoming.client,
+        )
+
     def _dispatch(
         self,
         method: str,
@@ -2187,7 +847,7 @@ class JenkinsDouble:
         *,
         header_pairs: list[tuple[str, str]] | None = None,
         remote_addr: str = "127.0.0.1",
-    ) -> _Reply:
+    ) -> Reply:
         split = urlsplit(target)
         path = split.path.strip("/")
         header_map = {k.lower(): v for k, v in headers.items()}
@@ -2205,7 +865,7 @@ class JenkinsDouble:
         )
         with self._lock:
             reject = self._reject_all
-            hang = None if reject else self._take_fault(self._hangs, path)
+            hang = None if reject else self._faults.take_hang(path)
         try:
             if reject:
                 reply = self._unauthorized(request)
@@ -2213,7 +873,7 @@ class JenkinsDouble:
                 if hang:
                     self._stopping.wait(hang)
                 with self._lock:
-                    failure = self._take_fault(self._failures, path)
+                    failure = self._faults.take_failure(path)
                 if failure is not None:
                     reply = self._oops(failure, "injected failure")
                 else:
@@ -2233,15 +893,11 @@ class JenkinsDouble:
     def _read_params(query: str, headers: Mapping[str, str], body: bytes) -> dict[str, list[str]]:
         # A servlet's parameter map: the query string first, then a form-encoded body.
         params: dict[str, list[str]] = {}
-        pairs = parse_qsl(query, keep_blank_values=True)
-        content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
-        if body and content_type == "application/x-www-form-urlencoded":
-            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        for key, value in pairs:
+        for key, value in servlet_pairs(query, headers.get("content-type"), body):
             params.setdefault(key, []).append(value)
         return params
 
-    def _serve(self, request: _Request) -> _Reply:
+    def _serve(self, request: _Request) -> Reply:
         # HudsonFilter: BASIC credentials are checked on every path.
         authorization = request.headers.get("authorization", "")
         if authorization[:6].lower() == "basic ":
@@ -2278,13 +934,10 @@ class JenkinsDouble:
             return self._route(request)
 
     def _authenticate(self, encoded: str, request: _Request) -> str | None:
-        try:
-            decoded = base64.b64decode(encoded, validate=False).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        pair = basic_credentials(encoded)
+        if pair is None:
             return None
-        if ":" not in decoded:
-            return None
-        user_id, password = decoded.split(":", 1)
+        user_id, password = pair
         with self._lock:
             user = self._users.get(user_id.lower())
             if user is None:
@@ -2298,19 +951,18 @@ class JenkinsDouble:
         return None
 
     def _session_from_cookie(self, cookie_header: str) -> str | None:
-        for part in cookie_header.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == self._cookie_name:
-                with self._lock:
-                    return value if value in self._sessions else None
-        return None
+        value = cookie(cookie_header, self._cookie_name)
+        if value is None:
+            return None
+        with self._lock:
+            return value if value in self._sessions else None
 
     def _crumb_exempt(self, request: _Request) -> bool:
         if request.via_token:
             return True  # ApiCrumbExclusion
         return request.path.startswith(_GWT_PATH)  # GenericWebHookRequestReceiver
 
-    def _route(self, request: _Request) -> _Reply:
+    def _route(self, request: _Request) -> Reply:
         path, method = request.path, request.method
         segments = [unquote(s) for s in path.split("/")] if path else []
         if not segments:
@@ -2353,7 +1005,7 @@ class JenkinsDouble:
             return self._job_route(request, segments[1], segments[2:])
         return self._not_found(request)
 
-    def _job_route(self, request: _Request, name: str, rest: list[str]) -> _Reply:
+    def _job_route(self, request: _Request, name: str, rest: list[str]) -> Reply:
         method = request.method
         job = self._jobs.get(name)
         if job is None:
@@ -2371,7 +1023,7 @@ class JenkinsDouble:
                 return self._guarded(request, lambda r: self._update_config(r, job))
             if request.user is None:
                 return self._login_required(request)  # needs Item/ExtendedRead
-            return _Reply(200, job.xml.encode("utf-8"), "application/xml")
+            return Reply(200, job.xml.encode("utf-8"), "application/xml")
         if rest in (["build"], ["buildWithParameters"]):
             if method != "POST":
                 return self._method_not_allowed(request)
@@ -2391,12 +1043,12 @@ class JenkinsDouble:
                 text = f"Started by {build.causes[0]['shortDescription'] if build.causes else ''}\n"
                 if build.result is not None:
                     text += f"Finished: {build.result}\n"
-                return _Reply(200, text.encode("utf-8"), "text/plain;charset=utf-8")
+                return Reply(200, text.encode("utf-8"), "text/plain;charset=utf-8")
             if tail in ([], [""]):
                 return self._html_page(request, 200, f"{html.escape(name)} #{build.number}", "")
         return self._not_found(request)
 
-    def _computer_route(self, request: _Request, name: str, rest: list[str]) -> _Reply:
+    def _computer_route(self, request: _Request, name: str, rest: list[str]) -> Reply:
         # ComputerSet.getDynamic -> Jenkins.getComputer: "(built-in)" and "(master)" name the
         # built-in node.
         built_in = name in ("(built-in)", "(master)")
@@ -2418,7 +1070,7 @@ class JenkinsDouble:
         user = self._users.get((request.user or "").lower())
         return user is not None and user.admin
 
-    def _agent_jnlp(self, request: _Request, node: _Node) -> _Reply:
+    def _agent_jnlp(self, request: _Request, node: _Node) -> Reply:
         """SlaveComputer.doJenkinsAgentJnlp: EncryptedSlaveAgentJnlpFile with the
         jenkins-agent.jnlp.jelly view."""
         arguments = [self.agent_secret(node.name), node.name]
@@ -2445,12 +1097,12 @@ class JenkinsDouble:
             iv = secrets.token_bytes(16)
             encryptor = Cipher(algorithms.AES(key), CFB8(iv)).encryptor()
             body = iv + encryptor.update(document) + encryptor.finalize()
-            return _Reply(200, body, "application/octet-stream")
+            return Reply(200, body, "application/octet-stream")
         if not self._has_connect(request):  # it.checkPermission(Computer.CONNECT)
             if request.user is None:
                 return self._login_required(request, _CONNECT_PERMISSION)
             return self._access_denied(request, _CONNECT_PERMISSION)
-        return _Reply(200, document, "application/x-java-jnlp-file")
+        return Reply(200, document, "application/x-java-jnlp-file")
 
     def _root_url_for(self, request: _Request) -> str:
         """``Jenkins.getRootUrl()``: the configured :attr:`root_url` (with a trailing slash),
@@ -2459,7 +1111,7 @@ class JenkinsDouble:
             return self.root_url if self.root_url.endswith("/") else self.root_url + "/"
         return request.base
 
-    def _guarded(self, request: _Request, action: Any) -> _Reply:
+    def _guarded(self, request: _Request, action: Any) -> Reply:
         if request.user is None:
             return self._login_required(request)
         try:
@@ -2490,7 +1142,7 @@ class JenkinsDouble:
     # ------------------------------------------------------------------------------------------
     # Endpoints.
 
-    def _crumb_issuer(self, request: _Request) -> _Reply:
+    def _crumb_issuer(self, request: _Request) -> Reply:
         if not self._csrf:
             return self._not_found(request)
         headers: list[tuple[str, str]] = []
@@ -2509,7 +1161,7 @@ class JenkinsDouble:
         reply.headers.extend(headers)
         return reply
 
-    def _create_item(self, request: _Request) -> _Reply:
+    def _create_item(self, request: _Request) -> Reply:
         content_type = request.headers.get("content-type")
         mode = request.param("mode")
         if content_type is None and mode != "copy":
@@ -2547,7 +1199,7 @@ class JenkinsDouble:
         config = _parse_config(stored)
         self._jobs[name] = _Job(name, stored, config)
         self._mutations["createItem"] += 1
-        return _Reply(200)
+        return Reply(200)
 
     @staticmethod
     def _check_good_name(name: str) -> None:
@@ -2561,7 +1213,7 @@ class JenkinsDouble:
             if ch in _UNSAFE_NAME_CHARACTERS:
                 raise _Failure(f"{_LQ}{ch}{_RQ} is an unsafe character")
 
-    def _update_config(self, request: _Request, job: _Job) -> _Reply:
+    def _update_config(self, request: _Request, job: _Job) -> Reply:
         content_type = request.headers.get("content-type", "")
         match = re.search(r"charset=\"?([\w.:-]+)", content_type, re.IGNORECASE)
         charset = match.group(1) if match else "iso-8859-1"
@@ -2583,16 +1235,16 @@ class JenkinsDouble:
             )
         job.xml, job.config = stored, config
         self._mutations["config.xml"] += 1
-        return _Reply(200)
+        return Reply(200)
 
-    def _build(self, request: _Request, job: _Job, endpoint: str) -> _Reply:
+    def _build(self, request: _Request, job: _Job, endpoint: str) -> Reply:
         if job.config.run_class is None:
             return self._not_found(request)
         if job.config.disabled:
             # HttpResponses.error(SC_CONFLICT, new IOException(...)): the stack trace as text.
             suffix = "!" if endpoint == "buildWithParameters" else ""
             text = f"java.io.IOException: {job.name} is not buildable{suffix}\n"
-            return _Reply(409, text.encode("utf-8"), "text/plain;charset=utf-8")
+            return Reply(409, text.encode("utf-8"), "text/plain;charset=utf-8")
         definitions = job.config.parameters
         parameters: dict[str, str] | None = None
         if endpoint == "buildWithParameters":
@@ -2654,11 +1306,11 @@ class JenkinsDouble:
         self._mutations[endpoint] += 1
         location = f"{request.base}queue/item/{item.id}/"
         if endpoint == "buildWithParameters" and not created:
-            return _Reply(303, headers=[("Location", location)])  # JENKINS-66105
+            return Reply(303, headers=[("Location", location)])  # JENKINS-66105
         if endpoint == "build" and definitions and not created:
             # Queue.schedule() gives null for a folded request: sendRedirect(".").
-            return _Reply(302, headers=[("Location", f"{request.base}job/{quote(job.name)}/")])
-        return _Reply(201, headers=[("Location", location)])
+            return Reply(302, headers=[("Location", f"{request.base}job/{quote(job.name)}/")])
+        return Reply(201, headers=[("Location", location)])
 
     @staticmethod
     def _parameter_value(definition: _ParamDef, value: Any) -> str:
@@ -2678,7 +1330,7 @@ class JenkinsDouble:
             )
         return text.strip() if definition.trim else text
 
-    def _delete_job(self, request: _Request, job: _Job) -> _Reply:
+    def _delete_job(self, request: _Request, job: _Job) -> Reply:
         if request.user is None:
             return self._login_required(request)
         del self._jobs[job.name]
@@ -2688,14 +1340,14 @@ class JenkinsDouble:
         self._mutations["doDelete"] += 1
         return self._redirect(request, "")
 
-    def _cancel_queue_item(self, request: _Request) -> _Reply:
+    def _cancel_queue_item(self, request: _Request) -> Reply:
         key = request.param("id") or ""
         item = self._queue.get(int(key)) if key.isdigit() else None
         if item is not None and item.state == "waiting":
             item.state = "cancelled"
-        return _Reply(204)
+        return Reply(204)
 
-    def _queue_item(self, request: _Request, key: str) -> _Reply:
+    def _queue_item(self, request: _Request, key: str) -> Reply:
         item = self._queue.get(int(key)) if key.isdigit() else None
         if item is None:
             return self._not_found(request)
@@ -2705,7 +1357,7 @@ class JenkinsDouble:
                 self._leave_queue(item)
         return self._api(request, self._queue_item_json(request, item))
 
-    def _build_api(self, request: _Request, job: _Job, build: _Build) -> _Reply:
+    def _build_api(self, request: _Request, job: _Job, build: _Build) -> Reply:
         if build.result is None:
             build.polls += 1
             if build.polls > self.build_polls:
@@ -2715,11 +1367,11 @@ class JenkinsDouble:
     # ------------------------------------------------------------------------------------------
     # Generic Webhook Trigger.
 
-    def _gwt(self, request: _Request) -> _Reply:
+    def _gwt(self, request: _Request) -> Reply:
         if request.path.rstrip("/") != "generic-webhook-trigger/invoke":
             return self._not_found(request)
         if request.method == "OPTIONS":
-            return _Reply(200)
+            return Reply(200)
         header_lists: dict[str, list[str]] = {}
         for name, value in request.header_pairs or list(request.headers.items()):
             header_lists.setdefault(name.lower(), []).append(value)
@@ -2779,7 +1431,7 @@ class JenkinsDouble:
             if queued:
                 self._mutations["generic-webhook-trigger"] += 1
         if all_silent:
-            return _Reply(200)
+            return Reply(200)
         if errors:
             return self._gwt_reply(500, "There were errors when triggering jobs.", results)
         return self._gwt_reply(200, "Triggered jobs.", results)
@@ -2870,23 +1522,23 @@ class JenkinsDouble:
         }
 
     @staticmethod
-    def _gwt_reply(status: int, message: str, jobs: dict[str, Any] | None) -> _Reply:
-        return _Reply(
+    def _gwt_reply(status: int, message: str, jobs: dict[str, Any] | None) -> Reply:
+        return Reply(
             status,
-            _json_bytes({"jobs": jobs, "message": message}),
+            json_bytes({"jobs": jobs, "message": message}),
             "application/json;charset=utf-8",
         )
 
     # ------------------------------------------------------------------------------------------
     # Remote API documents.
 
-    def _api(self, request: _Request, payload: dict[str, Any]) -> _Reply:
+    def _api(self, request: _Request, payload: dict[str, Any]) -> Reply:
         tree = request.param("tree")
         if tree:
             payload = _apply_tree(payload, _parse_tree(tree))
-        return _Reply(
+        return Reply(
             200,
-            _json_bytes(payload),
+            json_bytes(payload),
             "application/json;charset=utf-8",
             headers=self._advertise_headers(),
         )
@@ -3275,30 +1927,30 @@ class JenkinsDouble:
             "</div></body></html>"
         ).encode()
 
-    def _html_page(self, request: _Request, status: int, title: str, content: str) -> _Reply:
-        return _Reply(
+    def _html_page(self, request: _Request, status: int, title: str, content: str) -> Reply:
+        return Reply(
             status,
             self._page_html(title, content),
             "text/html;charset=utf-8",
             headers=self._advertise_headers(),
         )
 
-    def _dashboard(self, request: _Request) -> _Reply:
+    def _dashboard(self, request: _Request) -> Reply:
         return self._html_page(request, 200, "Dashboard [Jenkins]", "<h1>Welcome to Jenkins!</h1>")
 
-    def _failure_page(self, request: _Request, message: str, *, status: int = 400) -> _Reply:
+    def _failure_page(self, request: _Request, message: str, *, status: int = 400) -> Reply:
         reply = self._html_page(
             request, status, "Jenkins", f"<h1>Error</h1><p>{html.escape(message)}</p>"
         )
         reply.headers.append(("X-Error", message))
         return reply
 
-    def _not_found(self, request: _Request) -> _Reply:
+    def _not_found(self, request: _Request) -> Reply:
         return self._html_page(
             request, 404, "Jenkins", "<h2>Not Found</h2><p>This page may not exist.</p>"
         )
 
-    def _method_not_allowed(self, request: _Request) -> _Reply:
+    def _method_not_allowed(self, request: _Request) -> Reply:
         reply = self._html_page(
             request,
             405,
@@ -3325,7 +1977,7 @@ class JenkinsDouble:
         self,
         request: _Request,
         permission: tuple[str, str, tuple[str, ...]] = _READ_PERMISSION,
-    ) -> _Reply:
+    ) -> Reply:
         # HudsonAuthenticationEntryPoint: anonymous lacks a permission.
         target = "/" + request.path + ("?" + request.query if request.query else "")
         login = html.escape(f"/login?from={quote(target, safe='')}", quote=True)
@@ -3341,11 +1993,11 @@ class JenkinsDouble:
             "-->\n\n</body></html>" + " " * 300
         ).encode()
         headers = self._advertise_headers() + self._denied_headers("anonymous", permission)
-        return _Reply(403, body, "text/html;charset=utf-8", headers=headers)
+        return Reply(403, body, "text/html;charset=utf-8", headers=headers)
 
     def _access_denied(
         self, request: _Request, permission: tuple[str, str, tuple[str, ...]]
-    ) -> _Reply:
+    ) -> Reply:
         # AccessDeniedHandlerImpl: an authenticated user lacks a permission (accessDenied.jelly).
         message = f"{request.user} is missing the {permission[1]} permission"
         reply = self._html_page(
@@ -3357,7 +2009,7 @@ class JenkinsDouble:
         reply.headers.extend(self._denied_headers(request.user or "anonymous", permission))
         return reply
 
-    def _jetty_error(self, status: int, message: str, request: _Request) -> _Reply:
+    def _jetty_error(self, status: int, message: str, request: _Request) -> Reply:
         body = (
             "<html>\n<head>\n"
             '<meta http-equiv="Content-Type" content="text/html;charset=utf-8"/>\n'
@@ -3370,28 +2022,28 @@ class JenkinsDouble:
             '<hr/><a href="https://jetty.org/">Powered by Jetty:// 12.0.16</a><hr/>\n\n'
             "</body>\n</html>\n"
         )
-        return _Reply(status, body.encode(), "text/html;charset=utf-8")
+        return Reply(status, body.encode(), "text/html;charset=utf-8")
 
-    def _unauthorized(self, request: _Request) -> _Reply:
+    def _unauthorized(self, request: _Request) -> Reply:
         reply = self._jetty_error(401, "Unauthorized", request)
         reply.headers.append(("WWW-Authenticate", 'Basic realm="Jenkins"'))
         return reply
 
-    def _oops(self, status: int, detail: str) -> _Reply:
+    def _oops(self, status: int, detail: str) -> Reply:
         body = self._page_html(
             "Jenkins",
             "<h1>Oops!</h1><p>A problem occurred while processing the request</p>"
             f"<p>Logging ID={secrets.token_hex(16)}</p><!-- {html.escape(detail)} -->",
         )
-        return _Reply(
+        return Reply(
             status,
             body,
             "text/html;charset=utf-8",
             headers=[("Cache-Control", "no-cache,must-revalidate")],
         )
 
-    def _redirect(self, request: _Request, relative: str) -> _Reply:
-        return _Reply(302, headers=[("Location", request.base + relative)])
+    def _redirect(self, request: _Request, relative: str) -> Reply:
+        return Reply(302, headers=[("Location", request.base + relative)])
 
     def snapshot(self) -> dict[str, Any]:
         """Jobs, builds and queue as plain data: compare two to prove nothing changed."""

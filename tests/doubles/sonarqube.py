@@ -61,748 +61,132 @@ would send to every matching webhook (nothing is sent).
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import hashlib
 import hmac
 import ipaddress
 import json
-import math
-import re
 import secrets
-import sys
-import threading
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlsplit
 
-ADMIN_LOGIN = "admin"
-DEFAULT_ADMIN_PASSWORD = "admin"
-BUILT_IN_GATE = "Sonar way"
-DEFAULT_VERSION = "10.7.0.96327"
-
-SERVER_STATUSES = frozenset(
-    {"STARTING", "UP", "DOWN", "RESTARTING", "DB_MIGRATION_NEEDED", "DB_MIGRATION_RUNNING"}
+from .server import (
+    FaultScript,
+    HttpDouble,
+    Incoming,
+    Reply,
+    Wire,
+    basic_credentials,
+    media_type,
+    servlet_pairs,
 )
-TASK_STATUSES = ("PENDING", "IN_PROGRESS", "SUCCESS", "FAILED", "CANCELED")
-FINAL_TASK_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELED"})
-TOKEN_TYPES = ("USER_TOKEN", "GLOBAL_ANALYSIS_TOKEN", "PROJECT_ANALYSIS_TOKEN")
-GLOBAL_PERMISSIONS = frozenset({"admin", "gateadmin", "profileadmin", "provisioning", "scan"})
-PROJECT_PERMISSIONS = frozenset(
-    {"user", "codeviewer", "issueadmin", "securityhotspotadmin", "admin", "scan"}
+from .sonarqube_model import (
+    _BOOLEANS,
+    _CONDITION_TYPES,
+    _EMAIL_MAX_LENGTH,
+    _FORBIDDEN_CONDITION_METRICS,
+    _GENERIC_ERROR,
+    _GLOBAL_PERMISSION_ORDER,
+    _INITIAL_GROUP_PERMISSIONS,
+    _LOGIN_MAX_LENGTH,
+    _LOGIN_MIN_LENGTH,
+    _MAX_COMPONENT_NAME_LENGTH,
+    _MAX_WEBHOOKS,
+    _NAME_MAX_LENGTH,
+    _PROJECT_PERMISSION_ORDER,
+    _PUBLIC_PROJECT_PERMISSIONS,
+    _SONAR_WAY_CONDITIONS,
+    _TEMPLATE_PROJECT_PERMISSIONS,
+    _TOKEN_PREFIXES,
+    _UNAUTHENTICATED_PATHS,
+    ADMIN_LOGIN,
+    ADMINISTRATORS_GROUP,
+    ANYONE_GROUP,
+    BUILT_IN_GATE,
+    DEFAULT_ADMIN_PASSWORD,
+    DEFAULT_VERSION,
+    FINAL_TASK_STATUSES,
+    GLOBAL_PERMISSIONS,
+    METRICS,
+    PROJECT_PERMISSIONS,
+    SERVER_STATUSES,
+    TASK_STATUSES,
+    TOKEN_TYPES,
+    USERS_GROUP,
+    AnalysisScenario,
+    Metric,
+    RecordedRequest,
+    Submission,
+    WebhookDelivery,
 )
-USERS_GROUP = "sonar-users"
-ADMINISTRATORS_GROUP = "sonar-administrators"
-ANYONE_GROUP = "Anyone"
-
-_TOKEN_PREFIXES = {
-    "USER_TOKEN": "squ_",
-    "GLOBAL_ANALYSIS_TOKEN": "sqa_",
-    "PROJECT_ANALYSIS_TOKEN": "sqp_",
-}
-# What a global analysis token keeps of its owner's global permissions.
-_GLOBAL_ANALYSIS_TOKEN_PERMISSIONS = frozenset({"scan", "provisioning"})
-# Permissions everybody has on a public project.
-_PUBLIC_PROJECT_PERMISSIONS = frozenset({"user", "codeviewer"})
-# Paths that SonarQube serves without running authentication at all.
-_UNAUTHENTICATED_PATHS = frozenset(
-    {"api/system/status", "api/server/version", "api/authentication/validate"}
+from .sonarqube_state import (
+    _Analysis,
+    _Condition,
+    _Evaluated,
+    _Gate,
+    _global_permissions,
+    _Group,
+    _member_groups,
+    _Project,
+    _project_permissions,
+    _Session,
+    _Task,
+    _Token,
+    _User,
+    _Webhook,
 )
-_GENERIC_ERROR = "An error has occurred. Please contact your administrator"
-_INSUFFICIENT_PRIVILEGES = "Insufficient privileges"
-_MAX_WEBHOOKS = 10
-_PROJECT_KEY_ALLOWED = frozenset("-_.:")
-# The order in which SonarQube lists permissions in "Invalid ... permission" messages (the
-# GlobalPermission enum without the Enterprise-only creators, and ALL_PROJECT_PERMISSIONS).
-_GLOBAL_PERMISSION_ORDER = ("admin", "gateadmin", "profileadmin", "provisioning", "scan")
-_PROJECT_PERMISSION_ORDER = (
-    "admin",
-    "codeviewer",
-    "issueadmin",
-    "securityhotspotadmin",
-    "scan",
-    "user",
-)
-# A fresh installation (PopulateInitialSchema): global permissions of the built-in groups.
-_INITIAL_GROUP_PERMISSIONS = {
-    ADMINISTRATORS_GROUP: frozenset({"admin", "profileadmin", "gateadmin", "provisioning"}),
-    USERS_GROUP: frozenset({"scan", "provisioning"}),
-}
-# The default permission template, applied to every new project.
-_TEMPLATE_PROJECT_PERMISSIONS = {
-    ADMINISTRATORS_GROUP: frozenset({"admin", "issueadmin", "securityhotspotadmin"}),
-    USERS_GROUP: frozenset({"user", "codeviewer"}),
-}
-_LOGIN_MIN_LENGTH, _LOGIN_MAX_LENGTH = 2, 255
-_NAME_MAX_LENGTH, _EMAIL_MAX_LENGTH = 200, 100
-_BOOLEANS = ("true", "false", "yes", "no")
-_MAX_COMPONENT_NAME_LENGTH = 500
-
-
-# ----------------------------------------------------------------------------------------------
-# Metrics: the subset of SonarQube's core metrics a quality gate can use, with the attributes the
-# condition checks look at (value type and direction: 1 = higher is better, -1 = higher is worse).
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    name: str
-    type: str
-    direction: int
-    hidden: bool = False
-
-
-_CONDITION_TYPES = frozenset({"INT", "FLOAT", "PERCENT", "MILLISEC", "LEVEL", "RATING", "WORK_DUR"})
-_FORBIDDEN_CONDITION_METRICS = frozenset(
-    {"alert_status", "security_hotspots", "new_security_hotspots"}
-)
-
-METRICS: dict[str, Metric] = {
-    m.key: m
-    for m in (
-        Metric("coverage", "Coverage", "PERCENT", 1),
-        Metric("new_coverage", "Coverage on New Code", "PERCENT", 1),
-        Metric("line_coverage", "Line Coverage", "PERCENT", 1),
-        Metric("new_line_coverage", "Line Coverage on New Code", "PERCENT", 1),
-        Metric("branch_coverage", "Condition Coverage", "PERCENT", 1),
-        Metric("new_branch_coverage", "Condition Coverage on New Code", "PERCENT", 1),
-        Metric("tests", "Unit Tests", "INT", 1),
-        Metric("test_failures", "Unit Test Failures", "INT", -1),
-        Metric("test_errors", "Unit Test Errors", "INT", -1),
-        Metric("skipped_tests", "Skipped Unit Tests", "INT", -1),
-        Metric("test_success_density", "Unit Test Success (%)", "PERCENT", 1),
-        Metric("violations", "Issues", "INT", -1),
-        Metric("new_violations", "New Issues", "INT", -1),
-        Metric("blocker_violations", "Blocker Issues", "INT", -1),
-        Metric("critical_violations", "Critical Issues", "INT", -1),
-        Metric("major_violations", "Major Issues", "INT", -1),
-        Metric("bugs", "Bugs", "INT", -1),
-        Metric("new_bugs", "New Bugs", "INT", -1),
-        Metric("vulnerabilities", "Vulnerabilities", "INT", -1),
-        Metric("new_vulnerabilities", "New Vulnerabilities", "INT", -1),
-        Metric("code_smells", "Code Smells", "INT", -1),
-        Metric("new_code_smells", "New Code Smells", "INT", -1),
-        Metric("duplicated_lines_density", "Duplicated Lines (%)", "PERCENT", -1),
-        Metric("new_duplicated_lines_density", "Duplicated Lines (%) on New Code", "PERCENT", -1),
-        Metric("reliability_rating", "Reliability Rating", "RATING", -1),
-        Metric("new_reliability_rating", "Reliability Rating on New Code", "RATING", -1),
-        Metric("security_rating", "Security Rating", "RATING", -1),
-        Metric("new_security_rating", "Security Rating on New Code", "RATING", -1),
-        Metric("sqale_rating", "Maintainability Rating", "RATING", -1),
-        Metric("new_maintainability_rating", "Maintainability Rating on New Code", "RATING", -1),
-        Metric("security_review_rating", "Security Review Rating", "RATING", -1),
-        Metric("security_hotspots_reviewed", "Security Hotspots Reviewed", "PERCENT", 1),
-        Metric(
-            "new_security_hotspots_reviewed",
-            "Security Hotspots Reviewed on New Code",
-            "PERCENT",
-            1,
-        ),
-        Metric("sqale_index", "Technical Debt", "WORK_DUR", -1),
-        Metric("sqale_debt_ratio", "Technical Debt Ratio", "PERCENT", -1),
-        Metric("ncloc", "Lines of Code", "INT", -1),
-        Metric("complexity", "Cyclomatic Complexity", "INT", -1),
-        Metric("cognitive_complexity", "Cognitive Complexity", "INT", -1),
-        Metric("alert_status", "Quality Gate Status", "LEVEL", 1),
-        Metric("security_hotspots", "Security Hotspots", "INT", -1),
-        Metric("new_security_hotspots", "New Security Hotspots", "INT", -1),
-        Metric("quality_gate_details", "Quality Gate Details", "DATA", 0),
-    )
-}
-
-# The conditions of the built-in "Sonar way" gate.
-_SONAR_WAY_CONDITIONS = (
-    ("new_violations", "GT", "0"),
-    ("new_coverage", "LT", "80"),
-    ("new_duplicated_lines_density", "GT", "3"),
-    ("new_security_hotspots_reviewed", "LT", "100"),
+from .sonarqube_ws import (
+    _EMAIL_PATTERN,
+    _LOGIN_PATTERN,
+    _as_text,
+    _bad_request,
+    _Call,
+    _error_reply,
+    _fmt,
+    _forbidden,
+    _hash_token,
+    _Input,
+    _json_reply,
+    _no_content,
+    _normalise_path,
+    _not_found,
+    _now,
+    _number,
+    _obfuscate_url,
+    _parse_multipart,
+    _same_secret,
+    _split_characteristic,
+    _uuid,
+    _valid_project_key,
+    _WsError,
 )
 
-
-# ----------------------------------------------------------------------------------------------
-# Public records handed to tests.
-
-
-@dataclass(frozen=True)
-class AnalysisScenario:
-    """How one Compute Engine task behaves, set by the test that submits it.
-
-    ``statuses`` are the answers of successive ``api/ce/task`` polls; the last one repeats, so
-    ``("IN_PROGRESS",)`` never finishes. The first SUCCESS creates the analysis (its id shows
-    as ``analysisId``) and evaluates the quality gate; FAILED reports ``error_message``.
-
-    The gate result is either computed from ``measures`` against the conditions of the gate the
-    project uses when the task ends (a condition without a measure is ``NO_VALUE``), or forced
-    with ``gate_status`` ("OK", "ERROR" or "NONE") and ``conditions``: mappings with ``metric``,
-    ``op`` ("LT"/"GT"), ``error`` (threshold), ``value`` (actual) and optionally ``status``.
-    ``properties`` are scanner properties; the webhook payload keeps the ``sonar.analysis.*``
-    ones.
-    """
-
-    statuses: tuple[str, ...] = ("PENDING", "IN_PROGRESS", "SUCCESS")
-    error_message: str = "Analysis failed"
-    measures: Mapping[str, Any] = field(default_factory=dict)
-    gate_status: str | None = None
-    conditions: tuple[Mapping[str, Any], ...] = ()
-    revision: str | None = None
-    properties: Mapping[str, str] = field(default_factory=dict)
-    submitter: str = ADMIN_LOGIN
-
-    def __post_init__(self) -> None:
-        statuses = (self.statuses,) if isinstance(self.statuses, str) else tuple(self.statuses)
-        if not statuses:
-            raise ValueError("an analysis scenario needs at least one task status")
-        unknown = [s for s in statuses if s not in TASK_STATUSES]
-        if unknown:
-            raise ValueError(f"unknown task status(es) {unknown}; use {list(TASK_STATUSES)}")
-        if self.gate_status not in (None, "OK", "ERROR", "NONE"):
-            raise ValueError(f"gate_status must be OK, ERROR or NONE, not {self.gate_status!r}")
-        object.__setattr__(self, "statuses", statuses)
-        object.__setattr__(self, "conditions", tuple(dict(c) for c in self.conditions))
-
-    @classmethod
-    def failing(cls, error_message: str, *, polls_before: int = 1) -> AnalysisScenario:
-        """A task that answers IN_PROGRESS ``polls_before`` times, then FAILED."""
-        statuses = ("IN_PROGRESS",) * polls_before + ("FAILED",)
-        return cls(statuses=statuses, error_message=error_message)
-
-    @classmethod
-    def never_finishing(cls) -> AnalysisScenario:
-        """A task that answers IN_PROGRESS forever."""
-        return cls(statuses=("PENDING", "IN_PROGRESS"))
-
-
-@dataclass(frozen=True)
-class WebhookDelivery:
-    """The POST SonarQube would have sent to one webhook when a task ended."""
-
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    webhook_key: str
-    webhook_name: str
-    project_key: str
-    task_id: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One report accepted by ``POST api/ce/submit``.
-
-    ``fields`` are the names of the multipart parts in the order they came (the scanner engine
-    sends only ``report``; its other parameters travel in the query string), ``characteristics``
-    every ``characteristic=key=value`` pair given, ``report`` the uploaded bytes.
-    """
-
-    project_key: str
-    project_name: str
-    login: str
-    token_type: str | None
-    task_id: str
-    fields: tuple[str, ...]
-    characteristics: dict[str, str]
-    report: bytes = field(repr=False)
-    project_created: bool = False
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One HTTP request the double answered (``path`` without the leading slash)."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    status: int
-    login: str | None
-
-
-# ----------------------------------------------------------------------------------------------
-# Internal state.
-
-
-@dataclass
-class _User:
-    login: str
-    name: str
-    password: str | None
-    permissions: set[str]
-    project_permissions: dict[str, set[str]]
-    groups: set[str] = field(default_factory=set)
-    email: str | None = None
-    scm_accounts: list[str] = field(default_factory=list)
-    local: bool = True
-
-
-@dataclass
-class _Group:
-    name: str
-    permissions: set[str] = field(default_factory=set)
-    project_permissions: dict[str, set[str]] = field(default_factory=dict)
-
-
-@dataclass
-class _Token:
-    login: str
-    name: str
-    type: str
-    token_hash: str
-    created_at: datetime
-    project_key: str | None = None
-    expires_at: datetime | None = None
-    last_connection: datetime | None = None
-
-
-@dataclass
-class _Project:
-    key: str
-    name: str
-    visibility: str
-    uuid: str
-    created_at: datetime
-    last_analysis: datetime | None = None
-    revision: str | None = None
-
-
-@dataclass
-class _Condition:
-    id: str
-    metric: str
-    op: str
-    error: str
-
-
-@dataclass
-class _Gate:
-    name: str
-    built_in: bool
-    conditions: list[_Condition] = field(default_factory=list)
-
-
-@dataclass
-class _Webhook:
-    key: str
-    name: str
-    url: str
-    secret: str | None
-    project_key: str | None
-
-
-@dataclass
-class _Evaluated:
-    metric: str
-    op: str
-    error: str
-    value: str | None
-    status: str  # OK, ERROR or NO_VALUE
-
-
-@dataclass
-class _Analysis:
-    id: str
-    project_key: str
-    task_id: str
-    date: datetime
-    revision: str | None
-    gate_name: str | None
-    gate_status: str
-    conditions: list[_Evaluated]
-
-
-@dataclass
-class _Task:
-    id: str
-    project_key: str
-    scenario: AnalysisScenario
-    submitted_at: datetime
-    status: str = "PENDING"
-    polls: int = 0
-    started_at: datetime | None = None
-    executed_at: datetime | None = None
-    analysis_id: str | None = None
-    submitter: str | None = None
-
-
-def _member_groups(user: _User, groups: Mapping[str, _Group]) -> list[_Group]:
-    names = set(user.groups) | {ANYONE_GROUP}
-    return [groups[name] for name in sorted(names) if name in groups]
-
-
-def _global_permissions(user: _User, groups: Mapping[str, _Group]) -> set[str]:
-    """A user's global permissions: their own and those of their groups (and of Anyone)."""
-    granted = set(user.permissions)
-    for group in _member_groups(user, groups):
-        granted |= group.permissions
-    return granted
-
-
-def _project_permissions(user: _User, groups: Mapping[str, _Group], project_key: str) -> set[str]:
-    granted = set(user.project_permissions.get(project_key, set()))
-    for group in _member_groups(user, groups):
-        granted |= group.project_permissions.get(project_key, set())
-    return granted
-
-
-@dataclass
-class _Session:
-    user: _User
-    token: _Token | None
-    groups: Mapping[str, _Group] = field(default_factory=dict)
-
-    @property
-    def login(self) -> str:
-        return self.user.login
-
-    @property
-    def token_type(self) -> str:
-        return self.token.type if self.token else "USER_TOKEN"
-
-    def _user_global(self, permission: str) -> bool:
-        return permission in _global_permissions(self.user, self.groups)
-
-    def _user_project(self, permission: str, project: _Project) -> bool:
-        return permission in _project_permissions(self.user, self.groups, project.key)
-
-    def has_global(self, permission: str) -> bool:
-        # TokenUserSession: a project analysis token has no global permission, a global one
-        # keeps only Execute Analysis and Create Projects.
-        kind = self.token_type
-        if kind == "PROJECT_ANALYSIS_TOKEN":
-            return False
-        if kind == "GLOBAL_ANALYSIS_TOKEN" and permission not in _GLOBAL_ANALYSIS_TOKEN_PERMISSIONS:
-            return False
-        return self._user_global(permission)
-
-    def has_project(self, permission: str, project: _Project) -> bool:
-        kind = self.token_type
-        if kind == "GLOBAL_ANALYSIS_TOKEN":
-            return False
-        if kind == "PROJECT_ANALYSIS_TOKEN":
-            assert self.token is not None
-            return (
-                permission == "scan"
-                and project.key == self.token.project_key
-                and (self._user_project("scan", project) or self._user_global("scan"))
-            )
-        # Global administrators hold every project permission (the default permission template
-        # grants them to sonar-administrators); everybody browses public projects.
-        if self._user_global("admin"):
-            return True
-        if project.visibility == "public" and permission in _PUBLIC_PROJECT_PERMISSIONS:
-            return True
-        return self._user_project(permission, project)
-
-
-class _WsError(Exception):
-    def __init__(self, status: int, *messages: str) -> None:
-        super().__init__(*messages)
-        self.status = status
-        self.messages = messages
-
-
-def _bad_request(*messages: str) -> _WsError:
-    return _WsError(400, *messages)
-
-
-def _not_found(message: str) -> _WsError:
-    return _WsError(404, message)
-
-
-def _forbidden() -> _WsError:
-    return _WsError(403, _INSUFFICIENT_PRIVILEGES)
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-
-
-def _json_reply(payload: Any, status: int = 200) -> _Reply:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return _Reply(status, body, "application/json")
-
-
-def _error_reply(status: int, *messages: str) -> _Reply:
-    return _json_reply({"errors": [{"msg": m} for m in messages]}, status)
-
-
-def _no_content() -> _Reply:
-    return _Reply(204)
-
-
-@dataclass(frozen=True)
-class _Part:
-    """One part of a multipart/form-data body."""
-
-    name: str
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
-@dataclass
-class _Input:
-    """A request's parameters, read like a servlet: the query string, then a form body (url
-    encoded, or the text parts of a multipart one); multipart parts are kept by name too."""
-
-    params: dict[str, str] = field(default_factory=dict)
-    multi: dict[str, list[str]] = field(default_factory=dict)
-    parts: list[_Part] = field(default_factory=list)
-
-
-def _parse_multipart(content_type: str, body: bytes) -> list[_Part] | None:
-    """The parts of a multipart/form-data body, or None when it cannot be parsed."""
-    header = Message()
-    header["Content-Type"] = content_type
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        return None
-    delimiter = b"--" + boundary.encode("latin-1")
-    chunks = body.split(delimiter)
-    if len(chunks) < 2:
-        return None
-    parts = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            return parts  # the closing delimiter
-        head, separator, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        if not separator:
-            return None
-        fields = Message()
-        for line in head.decode("latin-1").split("\r\n"):
-            key, colon, value = line.partition(":")
-            if colon:
-                fields[key.strip()] = value.strip()
-        name = fields.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        filename = fields.get_param("filename", header="content-disposition")
-        parts.append(
-            _Part(
-                name,
-                filename if isinstance(filename, str) else None,
-                fields.get("Content-Type"),
-                data.removesuffix(b"\r\n"),
-            )
-        )
-    return None  # no closing delimiter
-
-
-class _Call:
-    """One web-service call: its parameters, read the way SonarQube's request validation does."""
-
-    def __init__(
-        self,
-        method: str,
-        params: dict[str, str],
-        session: _Session | None,
-        request_input: _Input | None = None,
-    ) -> None:
-        self.method = method
-        self.params = params
-        self._session = session
-        self._input = request_input or _Input(params, {k: [v] for k, v in params.items()})
-
-    def multi_param(self, key: str) -> list[str]:
-        """Every value of a repeated parameter, in order."""
-        return list(self._input.multi.get(key, []))
-
-    @property
-    def parts(self) -> list[_Part]:
-        return list(self._input.parts)
-
-    def mandatory_part(self, key: str) -> _Part:
-        # ServletRequest.readPart: only multipart requests have parts; an empty part is absent.
-        part = next((p for p in self._input.parts if p.name == key), None)
-        if part is None or not part.data:
-            raise _bad_request(f"The '{key}' parameter is missing")
-        return part
-
-    @property
-    def session(self) -> _Session:
-        assert self._session is not None, "authenticated endpoint reached without a session"
-        return self._session
-
-    def param(
-        self,
-        key: str,
-        *,
-        default: str | None = None,
-        choices: Sequence[str] | None = None,
-        min_length: int | None = None,
-        max_length: int | None = None,
-    ) -> str | None:
-        raw = self.params.get(key)
-        value = default if raw is None else raw
-        if value is None:
-            return None
-        value = value.strip()
-        if choices is not None and value not in choices:
-            raise _bad_request(
-                f"Value of parameter '{key}' ({value}) must be one of: [{', '.join(choices)}]"
-            )
-        if max_length is not None and len(value) > max_length:
-            raise _bad_request(
-                f"'{key}' length ({len(value)}) is longer than the maximum authorized "
-                f"({max_length})"
-            )
-        if min_length is not None and len(value) < min_length:
-            raise _bad_request(
-                f"'{key}' length ({len(value)}) is shorter than the minimum authorized "
-                f"({min_length})"
-            )
-        return value
-
-    def mandatory(self, key: str, **checks: Any) -> str:
-        raw = self.params.get(key)
-        if raw is None or not raw.strip():
-            raise _bad_request(f"The '{key}' parameter is missing")
-        value = self.param(key, **checks)
-        assert value is not None
-        return value
-
-    def int_param(self, key: str, default: int, maximum: int | None = None) -> int:
-        raw = self.param(key)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise _bad_request(f"'{raw}' is not a valid integer") from None
-        if maximum is not None and value > maximum:
-            raise _bad_request(f"'{key}' value ({value}) must be less than {maximum}")
-        return value
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _fmt(moment: datetime) -> str:
-    """SonarQube's date-time format: 2024-05-25T10:34:21+0000."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def _uuid() -> str:
-    """An identifier shaped like SonarQube's (20 URL-safe characters)."""
-    return secrets.token_urlsafe(15)
-
-
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _same_secret(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
-
-
-def _normalise_path(path: str) -> str:
-    return urlsplit(path).path.strip("/")
-
-
-def _valid_project_key(key: str) -> bool:
-    if not key or len(key) > 400:
-        return False
-    if any(not (c.isascii() and (c.isalnum() or c in _PROJECT_KEY_ALLOWED)) for c in key):
-        return False
-    return not key.isdigit()
-
-
-_LOGIN_PATTERN = re.compile(r"\w[\w.\-@]+", re.ASCII)
-# Not commons-validator's full check (which also knows the top-level domains): a local part,
-# an @ and a dotted domain.
-_EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-
-
-def _split_characteristic(text: str) -> tuple[str, str] | None:
-    """StringUtils.split(text, "=", 2): runs of '=' separate, empty tokens do not count."""
-    stripped = text.lstrip("=")
-    key, separator, rest = stripped.partition("=")
-    value = rest.lstrip("=")
-    if not key or not separator or not value:
-        return None
-    return key, value
-
-
-def _number(text: str) -> float:
-    value = float(text)
-    if math.isnan(value):
-        raise ValueError(text)
-    return value
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        raise TypeError("a measure cannot be a boolean")
-    return str(value)
-
-
-def _obfuscate_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"*****:******@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], double: SonarQubeDouble) -> None:
-        self.double = double
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError | TimeoutError):
-            return  # the client went away (for example after its own timeout)
-        self.double._record_internal_error(traceback.format_exc())
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        reply = self.server.double._dispatch(self.command, self.path, self.headers, body)
-        try:
-            self.send_response(reply.status)
-            if reply.content_type:
-                self.send_header("Content-Type", reply.content_type)
-            if reply.status != 204:
-                self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            if reply.body and self.command != "HEAD":
-                self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
-
-    def version_string(self) -> str:
-        return "SonarQubeDouble"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+__all__ = [
+    "ADMINISTRATORS_GROUP",
+    "ADMIN_LOGIN",
+    "ANYONE_GROUP",
+    "BUILT_IN_GATE",
+    "DEFAULT_ADMIN_PASSWORD",
+    "DEFAULT_VERSION",
+    "FINAL_TASK_STATUSES",
+    "GLOBAL_PERMISSIONS",
+    "METRICS",
+    "PROJECT_PERMISSIONS",
+    "SERVER_STATUSES",
+    "TASK_STATUSES",
+    "TOKEN_TYPES",
+    "USERS_GROUP",
+    "AnalysisScenario",
+    "Metric",
+    "RecordedRequest",
+    "SonarQubeDouble",
+    "Submission",
+    "WebhookDelivery",
+]
 
 # Endpoint table: path -> (handler method name, POST only).
 _ENDPOINTS: dict[str, tuple[str, bool]] = {
@@ -848,7 +232,7 @@ _ENDPOINTS: dict[str, tuple[str, bool]] = {
 _GET_ONLY = frozenset({"api/v2/analysis/version"})
 
 
-class SonarQubeDouble:
+class SonarQubeDouble(HttpDouble):
     """A SonarQube server double: start it, point a client at :attr:`url`, script scenarios.
 
     ``SonarQubeDouble(version=..., public_url=..., validate_webhook_urls=True)``; use it as a
@@ -858,6 +242,12 @@ class SonarQubeDouble:
     ADMIN_LOGIN = ADMIN_LOGIN
     DEFAULT_ADMIN_PASSWORD = DEFAULT_ADMIN_PASSWORD
     BUILT_IN_GATE = BUILT_IN_GATE
+    product = "SonarQube"
+    wire = Wire(
+        "SonarQubeDouble",
+        methods=frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"}),
+        length_on_no_content=False,
+    )
 
     def __init__(
         self,
@@ -868,23 +258,16 @@ class SonarQubeDouble:
         public_url: str | None = None,
         validate_webhook_urls: bool = True,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.version = version
         self.server_id = f"{secrets.token_hex(4).upper()}-{_uuid()}"
-        self._host = host
-        self._port = port
         self._public_url = public_url.rstrip("/") if public_url else None
         self._validate_webhook_urls = validate_webhook_urls
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._url: str | None = None
 
         self._status_sequence: list[str] = ["UP"]
         self._status_polls = 0
         self._reject_all = False
-        self._failures: dict[str, list[int]] = {}
-        self._hangs: dict[str, list[float]] = {}
+        self._faults = FaultScript()
 
         self._users: dict[str, _User] = {
             ADMIN_LOGIN: _User(
@@ -921,55 +304,6 @@ class SonarQubeDouble:
         self._requests: list[RecordedRequest] = []
         self._calls: Counter[tuple[str, str]] = Counter()
         self._mutations: Counter[str] = Counter()
-        self._internal_errors: list[str] = []
-
-    # ------------------------------------------------------------------------------------------
-    # Lifecycle.
-
-    def start(self) -> str:
-        """Start serving on ``host``:``port`` (0 picks a free port); return the base URL."""
-        with self._lock:
-            if self._server is not None:
-                raise RuntimeError("the SonarQube double is already running")
-            self._stopping.clear()
-            server = _Server((self._host, self._port), self)
-            host, port = server.server_address[:2]
-            self._server = server
-            self._url = f"http://{host}:{port}"
-            self._thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"sonarqube-double:{port}",
-                daemon=True,
-            )
-            self._thread.start()
-            return self._url
-
-    def stop(self) -> None:
-        """Stop serving; requests held by :meth:`hang_next` are released at once."""
-        with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        self._stopping.set()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> SonarQubeDouble:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:43210`` (known once :meth:`start` ran)."""
-        if self._url is None:
-            raise RuntimeError("the SonarQube double is not running; call start() first")
-        return self._url
 
     # ------------------------------------------------------------------------------------------
     # Scenario control.
@@ -1113,12 +447,12 @@ class SonarQubeDouble:
         Please contact your administrator"}]}``).
         """
         with self._lock:
-            self._failures.setdefault(self._fault_key(path), []).extend([status] * count)
+            self._faults.fail(self._fault_key(path), status, count)
 
     def hang_next(self, path: str, seconds: float, count: int = 1) -> None:
         """Hold the next ``count`` requests to ``path`` for ``seconds`` before answering."""
         with self._lock:
-            self._hangs.setdefault(self._fault_key(path), []).extend([seconds] * count)
+            self._faults.hang(self._fault_key(path), seconds, count)
 
     @property
     def reject_all_requests(self) -> bool:
@@ -1245,38 +579,28 @@ class SonarQubeDouble:
     def _fault_key(path: str) -> str:
         return "*" if path.strip() == "*" else _normalise_path(path)
 
-    def _take_fault(self, table: dict[str, list[Any]], path: str) -> Any:
-        for key in (path, "*"):
-            queue = table.get(key)
-            if queue:
-                return queue.pop(0)
-        return None
+    def _handle(self, incoming: Incoming) -> Reply:
+        return self._dispatch(incoming.method, incoming.target, incoming.headers, incoming.body)
 
-    def _record_internal_error(self, text: str) -> None:
-        with self._lock:
-            self._internal_errors.append(text)
-
-    def _dispatch(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
+    def _dispatch(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         split = urlsplit(target)
         path = split.path.strip("/")
         with self._lock:
             self._calls[(method, path)] += 1
             reject = self._reject_all
-            hang = None if reject else self._take_fault(self._hangs, path)
+            hang = None if reject else self._faults.take_hang(path)
         login: str | None = None
         params: dict[str, str] = {}
         try:
             request_input = self._read_params(split.query, headers, body)
             params = request_input.params
             if reject:
-                reply = _Reply(401)
+                reply = Reply(401)
             else:
                 if hang:
                     self._stopping.wait(hang)
                 with self._lock:
-                    failure = self._take_fault(self._failures, path)
+                    failure = self._faults.take_failure(path)
                 if failure is not None:
                     reply = _error_reply(failure, _GENERIC_ERROR)
                 else:
@@ -1294,12 +618,9 @@ class SonarQubeDouble:
         # text parts (no file name) of a multipart one; the first value of a repeated parameter
         # wins, getParameterValues sees them all.
         request_input = _Input()
-        pairs = parse_qsl(query, keep_blank_values=True)
         raw_type = headers.get("Content-Type") or ""
-        content_type = raw_type.split(";")[0].strip().lower()
-        if body and content_type == "application/x-www-form-urlencoded":
-            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        elif body and content_type == "multipart/form-data":
+        pairs = servlet_pairs(query, raw_type, body)
+        if body and media_type(raw_type) == "multipart/form-data":
             request_input.parts = _parse_multipart(raw_type, body) or []
             pairs += [
                 (part.name, part.data.decode("utf-8", "replace"))
@@ -1313,14 +634,14 @@ class SonarQubeDouble:
 
     def _serve(
         self, method: str, path: str, request_input: _Input, headers: Mapping[str, str]
-    ) -> tuple[_Reply, str | None]:
+    ) -> tuple[Reply, str | None]:
         if not path.startswith("api/"):
-            return _Reply(404, b"Not Found", "text/plain"), None
+            return Reply(404, b"Not Found", "text/plain"), None
         session: _Session | None = None
         if path not in _UNAUTHENTICATED_PATHS:
             session = self._authenticate(headers)
             if session is None:
-                return _Reply(401), None
+                return Reply(401), None
         login = session.login if session else None
         endpoint = _ENDPOINTS.get(path)
         if endpoint is None:
@@ -1329,7 +650,7 @@ class SonarQubeDouble:
         if post_only and method != "POST":
             return _error_reply(405, "HTTP method POST is required"), login
         if path in _GET_ONLY and method not in ("GET", "HEAD"):
-            return _Reply(405), login  # a Spring (v2) controller; its error body is not modelled
+            return Reply(405), login  # a Spring (v2) controller; its error body is not modelled
         call = _Call(method, request_input.params, session, request_input)
         with self._lock:
             try:
@@ -1349,13 +670,10 @@ class SonarQubeDouble:
         value = value.strip()
         with self._lock:
             if scheme.lower() == "basic" and value:
-                try:
-                    decoded = base64.b64decode(value, validate=True).decode("utf-8")
-                except (binascii.Error, UnicodeDecodeError):
+                pair = basic_credentials(value, validate=True)
+                if pair is None or not pair[0]:
                     return None
-                login, colon, password = decoded.partition(":")
-                if not colon or not login:
-                    return None
+                login, password = pair
                 if password == "":
                     return self._session_for_token(login)
                 user = self._users.get(login)
@@ -1384,30 +702,30 @@ class SonarQubeDouble:
     # ------------------------------------------------------------------------------------------
     # System and authentication.
 
-    def _ws_system_status(self, call: _Call) -> _Reply:
+    def _ws_system_status(self, call: _Call) -> Reply:
         index = min(self._status_polls, len(self._status_sequence) - 1)
         self._status_polls += 1
         return _json_reply(
             {"id": self.server_id, "version": self.version, "status": self._status_sequence[index]}
         )
 
-    def _ws_server_version(self, call: _Call) -> _Reply:
-        return _Reply(200, self.version.encode("utf-8"), "text/plain")
+    def _ws_server_version(self, call: _Call) -> Reply:
+        return Reply(200, self.version.encode("utf-8"), "text/plain")
 
-    def _ws_authentication_validate(self, headers: Mapping[str, str]) -> _Reply:
+    def _ws_authentication_validate(self, headers: Mapping[str, str]) -> Reply:
         return _json_reply({"valid": self._authenticate(headers) is not None})
 
-    def _ws_v2_analysis_version(self, call: _Call) -> _Reply:
+    def _ws_v2_analysis_version(self, call: _Call) -> Reply:
         # DefaultVersionController: any authenticated user; a Spring String as text/plain.
-        return _Reply(200, self.version.encode("utf-8"), "text/plain;charset=UTF-8")
+        return Reply(200, self.version.encode("utf-8"), "text/plain;charset=UTF-8")
 
     # ------------------------------------------------------------------------------------------
     # Users and tokens.
 
-    def _ws_users_change_password(self, call: _Call) -> _Reply:
+    def _ws_users_change_password(self, call: _Call) -> Reply:
         # SonarQube implements this action as a servlet filter: failures are 400 with
         # {"result": ...}, not the usual {"errors": [...]}.
-        def refuse(message: str) -> _Reply:
+        def refuse(message: str) -> Reply:
             return _json_reply({"result": message}, 400)
 
         def required(key: str) -> str | None:
@@ -1458,7 +776,7 @@ class SonarQubeDouble:
             return "Password must contain at least one special character"
         return None
 
-    def _ws_users_search(self, call: _Call) -> _Reply:
+    def _ws_users_search(self, call: _Call) -> Reply:
         query = (call.param("q") or "").lower()
         page = call.int_param("p", 1)
         size = call.int_param("ps", 50, maximum=500)
@@ -1488,7 +806,7 @@ class SonarQubeDouble:
         )
         return item
 
-    def _ws_users_create(self, call: _Call) -> _Reply:
+    def _ws_users_create(self, call: _Call) -> Reply:
         # CreateAction: Administer System first, then the parameters (login 2..255 characters,
         # name up to 200, email up to 100, local a boolean), then UserService/UserUpdater.
         if not call.session.has_global("admin"):
@@ -1571,7 +889,7 @@ class SonarQubeDouble:
             raise _not_found(f"User with login '{login}' doesn't exist")
         return user
 
-    def _ws_user_tokens_generate(self, call: _Call) -> _Reply:
+    def _ws_user_tokens_generate(self, call: _Call) -> Reply:
         # GenerateAction, in its order: the type and what it requires, the expiration date, the
         # name, the owner, then the name's uniqueness.
         session = call.session
@@ -1639,7 +957,7 @@ class SonarQubeDouble:
             )
         return datetime.combine(day, time(), tzinfo=UTC)
 
-    def _ws_user_tokens_search(self, call: _Call) -> _Reply:
+    def _ws_user_tokens_search(self, call: _Call) -> Reply:
         owner = self._token_owner(call)
         now = _now()
         tokens = []
@@ -1662,7 +980,7 @@ class SonarQubeDouble:
             tokens.append(item)
         return _json_reply({"login": owner.login, "userTokens": tokens})
 
-    def _ws_user_tokens_revoke(self, call: _Call) -> _Reply:
+    def _ws_user_tokens_revoke(self, call: _Call) -> Reply:
         name = call.mandatory("name")
         owner = self._token_owner(call)
         for token_hash, record in list(self._tokens.items()):
@@ -1714,7 +1032,7 @@ class SonarQubeDouble:
             "visibility": project.visibility,
         }
 
-    def _ws_projects_create(self, call: _Call) -> _Reply:
+    def _ws_projects_create(self, call: _Call) -> Reply:
         if not call.session.has_global("provisioning"):
             raise _forbidden()
         key = call.mandatory("project", max_length=400)
@@ -1733,7 +1051,7 @@ class SonarQubeDouble:
         project = self._create_project(key, name, visibility)
         return _json_reply({"project": self._project_json(project)})
 
-    def _ws_projects_search(self, call: _Call) -> _Reply:
+    def _ws_projects_search(self, call: _Call) -> Reply:
         if not call.session.has_global("admin"):
             raise _forbidden()
         qualifiers = (call.param("qualifiers") or "TRK").split(",")
@@ -1764,7 +1082,7 @@ class SonarQubeDouble:
             }
         )
 
-    def _ws_projects_delete(self, call: _Call) -> _Reply:
+    def _ws_projects_delete(self, call: _Call) -> Reply:
         project = self._project_or_404(call.mandatory("project"))
         if not call.session.has_project("admin", project):
             raise _forbidden()
@@ -1853,7 +1171,7 @@ class SonarQubeDouble:
                 count += 1
         return count
 
-    def _change_user_permission(self, call: _Call, adding: bool) -> _Reply:
+    def _change_user_permission(self, call: _Call, adding: bool) -> Reply:
         # AddUserAction: login, project, access, user, then the permission. RemoveUserAction
         # looks the user up first and refuses a self-inflicted loss of Administer or of Browse
         # on a private project before checking access.
@@ -1906,7 +1224,7 @@ class SonarQubeDouble:
             held.discard(permission)
         return _no_content()
 
-    def _change_group_permission(self, call: _Call, adding: bool) -> _Reply:
+    def _change_group_permission(self, call: _Call, adding: bool) -> Reply:
         group_name = call.mandatory("groupName")
         project = self._permission_target(call)
         if group_name.lower() == ANYONE_GROUP.lower():
@@ -1938,7 +1256,7 @@ class SonarQubeDouble:
             held.discard(permission)
         return _no_content()
 
-    def _ws_permissions_users(self, call: _Call) -> _Reply:
+    def _ws_permissions_users(self, call: _Call) -> Reply:
         # UsersAction (internal, since 5.2): project (or global) admins only; every user,
         # those with a direct permission first (7.4), each with its DIRECT permissions sorted
         # (group permissions are not shown); `permission` keeps only users holding it, `q`
@@ -1985,16 +1303,16 @@ class SonarQubeDouble:
             {"paging": {"pageIndex": page, "pageSize": size, "total": len(users)}, "users": rows}
         )
 
-    def _ws_permissions_add_user(self, call: _Call) -> _Reply:
+    def _ws_permissions_add_user(self, call: _Call) -> Reply:
         return self._change_user_permission(call, adding=True)
 
-    def _ws_permissions_remove_user(self, call: _Call) -> _Reply:
+    def _ws_permissions_remove_user(self, call: _Call) -> Reply:
         return self._change_user_permission(call, adding=False)
 
-    def _ws_permissions_add_group(self, call: _Call) -> _Reply:
+    def _ws_permissions_add_group(self, call: _Call) -> Reply:
         return self._change_group_permission(call, adding=True)
 
-    def _ws_permissions_remove_group(self, call: _Call) -> _Reply:
+    def _ws_permissions_remove_group(self, call: _Call) -> Reply:
         return self._change_group_permission(call, adding=False)
 
     # ------------------------------------------------------------------------------------------
@@ -2036,7 +1354,7 @@ class SonarQubeDouble:
             "delegate": editable,
         }
 
-    def _ws_qualitygates_list(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_list(self, call: _Call) -> Reply:
         gates = sorted(self._gates.values(), key=lambda g: g.name.lower())
         return _json_reply(
             {
@@ -2054,7 +1372,7 @@ class SonarQubeDouble:
             }
         )
 
-    def _ws_qualitygates_show(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_show(self, call: _Call) -> Reply:
         gate = self._gate_or_404(call.mandatory("name"))
         return _json_reply(
             {
@@ -2070,7 +1388,7 @@ class SonarQubeDouble:
             }
         )
 
-    def _ws_qualitygates_create(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_create(self, call: _Call) -> Reply:
         if not call.session.has_global("gateadmin"):
             raise _forbidden()
         name = call.mandatory("name", max_length=100)
@@ -2115,7 +1433,7 @@ class SonarQubeDouble:
             raise _bad_request(*problems)
         return metric
 
-    def _ws_qualitygates_create_condition(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_create_condition(self, call: _Call) -> Reply:
         gate_name = call.mandatory("gateName", max_length=100)
         metric_key, op, error = self._condition_params(call)
         gate = self._gate_or_404(gate_name)
@@ -2136,7 +1454,7 @@ class SonarQubeDouble:
                     return gate, condition
         raise _not_found(f"No quality gate condition with uuid '{condition_id}'")
 
-    def _ws_qualitygates_update_condition(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_update_condition(self, call: _Call) -> Reply:
         condition_id = call.mandatory("id")
         metric_key, op, error = self._condition_params(call)
         gate, condition = self._condition_or_404(condition_id)
@@ -2147,13 +1465,13 @@ class SonarQubeDouble:
         condition.metric, condition.op, condition.error = metric.key, op, error
         return _no_content()
 
-    def _ws_qualitygates_delete_condition(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_delete_condition(self, call: _Call) -> Reply:
         gate, condition = self._condition_or_404(call.mandatory("id"))
         self._check_can_edit(call.session, gate)
         gate.conditions.remove(condition)
         return _no_content()
 
-    def _ws_qualitygates_select(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_select(self, call: _Call) -> Reply:
         gate = self._gate_or_404(call.mandatory("gateName", max_length=100))
         project = self._project_or_404(call.mandatory("projectKey"))
         session = call.session
@@ -2162,7 +1480,7 @@ class SonarQubeDouble:
         self._gate_of_project[project.key] = gate.name
         return _no_content()
 
-    def _ws_qualitygates_deselect(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_deselect(self, call: _Call) -> Reply:
         project = self._project_or_404(call.mandatory("projectKey"))
         session = call.session
         if not (session.has_global("gateadmin") or session.has_project("admin", project)):
@@ -2170,14 +1488,14 @@ class SonarQubeDouble:
         self._gate_of_project.pop(project.key, None)
         return _no_content()
 
-    def _ws_qualitygates_set_as_default(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_set_as_default(self, call: _Call) -> Reply:
         gate = self._gate_or_404(call.mandatory("name", max_length=100))
         if not call.session.has_global("gateadmin"):
             raise _forbidden()
         self._default_gate = gate.name
         return _no_content()
 
-    def _ws_qualitygates_get_by_project(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_get_by_project(self, call: _Call) -> Reply:
         project = self._project_or_404(call.mandatory("project"))
         session = call.session
         if not (session.has_project("user", project) or session.has_project("admin", project)):
@@ -2185,7 +1503,7 @@ class SonarQubeDouble:
         gate, is_default = self._effective_gate(project.key)
         return _json_reply({"qualityGate": {"name": gate.name, "default": is_default}})
 
-    def _ws_qualitygates_search(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_search(self, call: _Call) -> Reply:
         gate = self._gate_or_404(call.mandatory("gateName"))
         query = (call.param("query") or "").lower()
         selected = call.param(
@@ -2212,7 +1530,7 @@ class SonarQubeDouble:
             }
         )
 
-    def _ws_qualitygates_project_status(self, call: _Call) -> _Reply:
+    def _ws_qualitygates_project_status(self, call: _Call) -> Reply:
         analysis_id = call.param("analysisId") or None
         project_id = call.param("projectId") or None
         project_key = call.param("projectKey") or None
@@ -2311,7 +1629,7 @@ class SonarQubeDouble:
         elif not session.has_project("admin", self._projects[project_key]):
             raise _forbidden()
 
-    def _ws_webhooks_create(self, call: _Call) -> _Reply:
+    def _ws_webhooks_create(self, call: _Call) -> Reply:
         name = call.mandatory("name", max_length=100)
         url = call.mandatory("url", max_length=512)
         project_key = call.param("project", max_length=400) or None
@@ -2338,7 +1656,7 @@ class SonarQubeDouble:
             }
         )
 
-    def _ws_webhooks_list(self, call: _Call) -> _Reply:
+    def _ws_webhooks_list(self, call: _Call) -> Reply:
         project_key = call.param("project") or None
         if project_key is not None:
             self._project_or_404(project_key)
@@ -2367,7 +1685,7 @@ class SonarQubeDouble:
             raise _not_found(f"No webhook with key '{key}'")
         return hook
 
-    def _ws_webhooks_update(self, call: _Call) -> _Reply:
+    def _ws_webhooks_update(self, call: _Call) -> Reply:
         key = call.mandatory("webhook", max_length=40)
         name = call.mandatory("name", max_length=100)
         url = call.mandatory("url", max_length=512)
@@ -2378,7 +1696,7 @@ class SonarQubeDouble:
         hook.name, hook.url, hook.secret = name, url, secret
         return _no_content()
 
-    def _ws_webhooks_delete(self, call: _Call) -> _Reply:
+    def _ws_webhooks_delete(self, call: _Call) -> Reply:
         hook = self._webhook_or_404(call.mandatory("webhook", max_length=40))
         self._check_webhook_permission(call.session, hook.project_key)
         del self._webhooks[hook.key]
@@ -2415,7 +1733,7 @@ class SonarQubeDouble:
         item["warnings"] = []
         return item
 
-    def _ws_ce_submit(self, call: _Call) -> _Reply:
+    def _ws_ce_submit(self, call: _Call) -> Reply:
         # SubmitAction then ReportSubmitter.submit.
         project_key = call.mandatory("projectKey", max_length=400)
         raw_name = (call.param("projectName") or "").strip() or project_key
@@ -2474,7 +1792,7 @@ class SonarQubeDouble:
         )
         return _json_reply({"taskId": task.id, "projectId": project.uuid})
 
-    def _ws_ce_task(self, call: _Call) -> _Reply:
+    def _ws_ce_task(self, call: _Call) -> Reply:
         task_id = call.mandatory("id")
         task = self._tasks.get(task_id)
         if task is None:
@@ -2489,7 +1807,7 @@ class SonarQubeDouble:
         self._advance(task)
         return _json_reply({"task": self._task_json(task)})
 
-    def _ws_ce_activity(self, call: _Call) -> _Reply:
+    def _ws_ce_activity(self, call: _Call) -> Reply:
         component = call.param("component") or None
         session = call.session
         if component is not None:
