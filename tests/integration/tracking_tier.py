@@ -336,12 +336,12 @@ def _replicas(
                 "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "true" if i == 1 else "false",
             }
             name = f"mlflow replica r{i}"
-            proc = servers._spawn(name, replica_command(port, artifacts), log, env)
+            proc = servers.spawn(name, replica_command(port, artifacts), log, env)
             procs.append((proc, f"http://{servers.LOOPBACK}:{port}", log))
         running = []
         for i, (proc, url, log) in enumerate(procs, start=1):
             name = f"mlflow replica r{i}"
-            servers._wait_ready(name, proc, url + "/health", log, start_timeout)
+            servers.wait_ready(name, proc, url + "/health", log, start_timeout)
             running.append(servers.RunningServer(name=name, url=url, pid=proc.pid, log=log))
         yield running
     finally:

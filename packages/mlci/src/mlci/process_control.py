@@ -2,8 +2,8 @@
 
 A server runs in its own process group (session), so that it is stopped whole: helpers it
 started (mlflow's workers) are in that group too, even once its leader has exited. Waits
-poll with tenacity; the stops are hand-written, since they must end with a SIGKILL to the
-group however they are interrupted (mirakuru's stop does not).
+use :func:`mlci.polling.poll`; the stops are hand-written, since they must end with a SIGKILL
+to the group however they are interrupted (mirakuru's stop does not).
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
-if TYPE_CHECKING:  # tenacity is imported when something waits: the CLI starts faster
-    import tenacity
+from mlci.polling import poll
 
 LOOPBACK = "127.0.0.1"
-
-T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -38,25 +33,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def poll(check: Callable[[], T], done: Callable[[T], bool], timeout: float, every: float) -> T:
-    """Call ``check`` every ``every`` seconds until ``done(result)`` or ``timeout`` seconds have
-    passed; its last result. An exception from ``check`` ends the wait at once."""
-    import tenacity
-
-    def last_result(state: tenacity.RetryCallState) -> T:
-        assert state.outcome is not None  # tenacity gives up only after an attempt
-        result: T = state.outcome.result()
-        return result
-
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_delay(timeout),
-        wait=tenacity.wait_fixed(every),
-        retry=tenacity.retry_if_result(lambda result: not done(result)),
-        retry_error_callback=last_result,
-    )
-    return retrying(check)
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:

@@ -9,7 +9,7 @@ use the same pieces but outlive the command that started them.
 
 Start and stop stay hand-written, not mirakuru: its executors kill what they started when
 mlci exits, and their stop ends without a last SIGKILL to the whole group. Readiness is a
-tenacity wait (:func:`mlci.process_control.poll`).
+tenacity wait (:func:`mlci.polling.poll`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlci.errors import LocalServerError
+from mlci.polling import poll
 from mlci.process_control import (
     LOOPBACK,
     alive,
     free_port,
     healthy,
     log_tail,
-    poll,
     port_is_free,
     stop_detached_group,
     stop_process_group,
@@ -52,7 +52,6 @@ __all__ = [
     "local_server",
     "log_tail",
     "mlflow_server_command",
-    "poll",
     "port_is_free",
     "pypi_server_command",
     "running_lasting_server",
@@ -138,10 +137,6 @@ def wait_ready(
             "raise MLCI_SERVER_START_TIMEOUT on a slow machine, or use a running server",
         )
     return time.monotonic() - started
-
-
-# The earlier private names, still used by tests/integration/tracking_tier.py.
-_spawn, _wait_ready = spawn, wait_ready
 
 
 @contextlib.contextmanager

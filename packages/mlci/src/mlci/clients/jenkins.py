@@ -9,7 +9,7 @@ and timeouts into ``TimeoutException``; :meth:`JenkinsClient.call` maps all of t
 
 Starting a build the way a push does (the Generic Webhook Trigger, signed) is a plain POST
 through :func:`mlci.http.session`: python-jenkins has no call for a plugin's endpoint.
-Following the queued build polls with tenacity.
+Following the queued build is one :func:`mlci.polling.poll`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from mlci.errors import JenkinsError
-
-if TYPE_CHECKING:
-    from tenacity import RetryCallState
 
 __all__ = ["JenkinsClient", "JenkinsError", "forget_clients", "jenkins_client", "trigger_build"]
 
@@ -156,14 +153,9 @@ class JenkinsClient:
         Polls with a growing pause (0.2 s, times 1.5, at most 5 s), the last one cut to end at
         ``timeout``.
         """
-        from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+        from mlci.polling import poll
 
-        backoff = wait_exponential(multiplier=0.2, exp_base=1.5, max=5.0)
-
-        def pause(state: RetryCallState) -> float:
-            return min(backoff(state), max(0.0, timeout - (state.seconds_since_start or 0.0)))
-
-        def poll() -> dict[str, Any]:
+        def queue_item() -> dict[str, Any]:
             item: dict[str, Any] = self.call(
                 "following the queued build", self.lib.get_queue_item, queue_id
             )
@@ -175,14 +167,7 @@ class JenkinsClient:
                 )
             return item
 
-        item = Retrying(
-            sleep=sleep,
-            stop=stop_after_delay(timeout),
-            wait=pause,
-            retry=retry_if_result(lambda item: not _started(item)),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
-            reraise=True,
-        )(poll)
+        item = poll(queue_item, _started, timeout, 0.2, growth=1.5, most=5.0, sleep=sleep)
         if not _started(item):
             raise JenkinsError(
                 f"Jenkins: {what} did not leave the queue in {timeout:g} s",

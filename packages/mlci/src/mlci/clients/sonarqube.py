@@ -4,7 +4,7 @@ with one error mapping for both.
 
 SonarQube answers errors as ``{"errors": [{"msg": ...}]}`` with 400/403/404, but a bad
 token gets 401 with an empty body; both become a :class:`SonarQubeError` that says what.
-Waiting for an analysis polls with tenacity.
+Waiting for an analysis is one :func:`mlci.polling.poll`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import requests
-    from tenacity import RetryCallState
 
 from mlci.errors import ConfigError, SonarQubeError
 from mlci.settings import Settings
@@ -215,15 +214,11 @@ class SonarQube:
     ) -> dict[str, Any]:
         """Poll api/ce/task until the analysis finishes: the pause grows from
         ``first_interval`` by 1.5 up to 15 s, the last one cut to end at ``timeout``."""
-        from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+        from mlci.polling import poll
 
-        backoff = wait_exponential(multiplier=first_interval, exp_base=1.5, max=15.0)
         shown: list[str | None] = []
 
-        def pause(state: RetryCallState) -> float:
-            return min(backoff(state), max(0.0, timeout - (state.seconds_since_start or 0.0)))
-
-        def poll() -> dict[str, Any]:
+        def read_task() -> dict[str, Any]:
             task: dict[str, Any] = self.get("api/ce/task", "reading the analysis task", id=task_id)[
                 "task"
             ]
@@ -232,14 +227,15 @@ class SonarQube:
                 shown.append(task.get("status"))
             return task
 
-        task: dict[str, Any] = Retrying(
+        task = poll(
+            read_task,
+            lambda task: task.get("status") in FINISHED,
+            timeout,
+            first_interval,
+            growth=1.5,
+            most=15.0,
             sleep=sleep,
-            stop=stop_after_delay(timeout),
-            wait=pause,
-            retry=retry_if_result(lambda task: task.get("status") not in FINISHED),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
-            reraise=True,
-        )(poll)
+        )
         status = task.get("status")
         if status not in FINISHED:
             raise SonarQubeError(

@@ -11,7 +11,8 @@ from mlci.deployment.containers import container_failure, stop_container
 from mlci.deployment.processes import process_failure
 from mlci.deployment.slot import Slot
 from mlci.errors import ConfigError, DockerEngineError, StageFailed
-from mlci.process_control import poll, stop_detached_group
+from mlci.polling import poll
+from mlci.process_control import stop_detached_group
 from mlci.settings import Settings
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from mlci.deployment.client import http
 from mlci.deployment.slot import Slot
 from mlci.errors import ConfigError, ServingError
-from mlci.process_control import poll
+from mlci.polling import poll
 
 TOKEN_ENV = "MLCI_SERVING_PROXY_TOKEN"
 VERSION_HEADER = "X-Mlci-Served-Version"

@@ -12,7 +12,8 @@ the next step depends on:
 * MLflow: ``/health`` answers 200.
 
 Progress goes to ``log`` whenever a service's state changes. Each probe asks once (no
-retries inside it): tenacity's loop around all of them is the backoff, up to the deadline.
+retries inside it): one :func:`mlci.polling.poll` around all of them is the backoff, up to
+the deadline.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from mlci.errors import PlatformNotReady
 
 if TYPE_CHECKING:
     import requests
-    from tenacity import RetryCallState
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -170,12 +170,10 @@ def wait_until_ready(
     The pause grows by half each round, from ``first_interval`` up to ``max_interval``, and
     never runs past the deadline. An exception from a probe (wrong credentials) ends the wait.
     """
-    from tenacity import Retrying, retry_if_result, wait_exponential
+    from mlci.polling import poll
 
     pending = list(probes)
     last: dict[str, str] = {}
-    deadline = clock() + timeout
-    backoff = wait_exponential(multiplier=first_interval, exp_base=1.5, max=max_interval)
 
     def one_round() -> list[Probe]:
         for probe in list(pending):
@@ -187,19 +185,17 @@ def wait_until_ready(
                 pending.remove(probe)
         return pending
 
-    def past_deadline(_state: RetryCallState) -> bool:
-        return deadline - clock() <= 0
-
-    def pause(state: RetryCallState) -> float:
-        return min(backoff(state), deadline - clock())
-
-    Retrying(
-        retry=retry_if_result(bool),
-        stop=past_deadline,
-        wait=pause,
+    # the check below names who is late
+    poll(
+        one_round,
+        lambda late: not late,
+        timeout,
+        first_interval,
+        growth=1.5,
+        most=max_interval,
         sleep=sleep,
-        retry_error_callback=lambda _state: None,  # the check below names who is late
-    )(one_round)
+        clock=clock,
+    )
     if pending:
         names = ", ".join(f"{p.service} ({last.get(p.service, 'no answer')})" for p in pending)
         raise PlatformNotReady(

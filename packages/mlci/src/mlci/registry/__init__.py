@@ -41,8 +41,7 @@ from mlci.registry.lock import (
     new_owner,
 )
 from mlci.registry.lock import read_lock as _read_lock
-from mlci.registry.versions import alias_version, describe, resolve_version
-from mlci.registry.versions import named_version as _named_version
+from mlci.registry.versions import alias_version, describe, named_version, resolve_version
 from mlci.settings import PromotionSettings
 
 __all__ = [
@@ -58,13 +57,13 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "Outcome",
-    "_named_version",
     "_read_lock",
     "alias_version",
     "break_expired",
     "break_marker",
     "describe",
     "history",
+    "named_version",
     "new_owner",
     "promote_version",
     "promotion_lease",

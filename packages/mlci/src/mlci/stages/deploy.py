@@ -83,7 +83,7 @@ def deploy(ctx: StageContext, version: str | None = None, by_hand: bool = True) 
 def target_version(client: Any, name: str, alias: str, version: str | None) -> str | None:
     """The version to serve, as a number, resolved once: ``version``, else the alias's."""
     if version is not None:
-        return str(registry._named_version(client, name, str(version)).version)
+        return str(registry.named_version(client, name, str(version)).version)
     mv = registry.alias_version(client, name, alias)
     return None if mv is None else str(mv.version)
 
